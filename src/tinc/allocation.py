@@ -1,0 +1,155 @@
+"""Parameter allocation: tree depth, per-level and per-node shares, and MLP widths."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TincConfig
+from .errors import TincConfigError
+from .partition import TreeLayout, choose_splits
+
+MAX_AUTO_DEPTH = 6
+SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
+
+
+def node_params(width: int, fan_in: int, layers: int, fan_out: int) -> int:
+    """Parameters of one node: `layers` sine layers of `width`, plus a linear head of `fan_out`."""
+    return fan_in * width + width + (layers - 1) * (width * width + width) + fan_out * width + fan_out
+
+
+def solve_width(params: float, fan_in: int, layers: int, fan_out: int) -> int:
+    """Largest width whose node has at most `params` parameters (0 if none fits)."""
+    a = layers - 1
+    b = fan_in + 1 + (layers - 1) + fan_out
+    c = fan_out - params
+    if a == 0:
+        width = -c / b
+    else:
+        width = (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+    width = max(int(math.floor(width)), 0)
+    while width > 0 and node_params(width, fan_in, layers, fan_out) > params:
+        width -= 1
+    return width
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """A tree's shape and the width of every node, level by level."""
+
+    layout: TreeLayout
+    layers: tuple[int, ...]
+    widths: tuple[np.ndarray, ...]
+    channels: int
+
+    @property
+    def depth(self) -> int:
+        return self.layout.depth
+
+    def fan_in(self, level: int) -> np.ndarray:
+        """Input width of every node of `level`: coordinates for the root, else the parent's width."""
+        if level == 0:
+            return np.array([self.layout.ndim])
+        return np.repeat(self.widths[level - 1], self.layout.children[level - 1])
+
+    def params_per_level(self) -> list[int]:
+        totals = []
+        for level, widths in enumerate(self.widths):
+            fan_out = self.channels if level == self.depth else 0
+            fan_in = self.fan_in(level)
+            totals.append(int(sum(node_params(int(w), int(f), self.layers[level], fan_out) for w, f in zip(widths, fan_in))))
+        return totals
+
+    @property
+    def params(self) -> int:
+        return sum(self.params_per_level())
+
+
+def allocate(
+    layout: TreeLayout,
+    params: float,
+    layers: tuple[int, ...],
+    level_weights: tuple[float, ...],
+    shares: list[np.ndarray],
+    channels: int,
+) -> TreePlan:
+    """Split `params` over levels by weight and over nodes by share, then solve each width."""
+    counts = layout.nodes_per_level
+    denominator = sum(w * n for w, n in zip(level_weights, counts))
+    widths: list[np.ndarray] = []
+    for level, count in enumerate(counts):
+        fan_out = channels if level == layout.depth else 0
+        if level == 0:
+            fan_in = np.array([layout.ndim])
+        else:
+            fan_in = np.repeat(widths[-1], layout.children[level - 1])
+        per_node = params * level_weights[level] * shares[level] / denominator
+        widths.append(np.array([solve_width(p, int(f), layers[level], fan_out) for p, f in zip(per_node, fan_in)], dtype=np.int64))
+    return TreePlan(layout, layers, tuple(widths), channels)
+
+
+def node_shares(layout: TreeLayout, blocks: np.ndarray | None, valid: np.ndarray | None, mode: str, aoi_threshold: float | None) -> list[np.ndarray]:
+    """Relative parameter share of every node within its level (mean 1 per level).
+
+    `blocks` is the normalised data as [leaves, block_voxels, C]; a node's region is the
+    union of its leaves, so statistics are summed up the tree.
+    """
+    counts = layout.nodes_per_level
+    if mode == "equal" or blocks is None:
+        return [np.ones(n) for n in counts]
+    values = blocks.astype(np.float64).mean(axis=-1)
+    weight = valid.astype(np.float64)
+    if mode == "aoi":
+        threshold = float(np.sum(values * weight) / weight.sum()) if aoi_threshold is None else aoi_threshold
+        leaf_stat = np.stack([((values > threshold) * weight).sum(1), weight.sum(1)], axis=1)
+    else:
+        leaf_stat = np.stack([(values * weight).sum(1), (values * values * weight).sum(1), weight.sum(1)], axis=1)
+    shares = []
+    for n in counts:
+        stat = leaf_stat.reshape(n, -1, leaf_stat.shape[1]).sum(axis=1)
+        if mode == "aoi":
+            importance = stat[:, 0] / np.maximum(stat[:, 1], 1) + 0.05
+        else:
+            mean = stat[:, 0] / np.maximum(stat[:, 2], 1)
+            importance = np.sqrt(np.maximum(stat[:, 1] / np.maximum(stat[:, 2], 1) - mean * mean, 0)) + 1e-3
+        share = np.clip(importance / importance.mean(), 1 / SHARE_CLIP, SHARE_CLIP)
+        shares.append(share / share.mean())
+    return shares
+
+
+def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None) -> tuple[TreePlan, str | None]:
+    """Choose the depth and widths for `params` parameters.
+
+    `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
+    is the requested one, or the deepest whose plain (equal-share) widths all reach twice
+    `min_width`; a requested depth the budget cannot feed falls back to a shallower tree,
+    and the returned note says so.
+    """
+    requested = config.requested_depth()
+    floor = config.min_width if requested is not None else 2 * config.min_width
+    note = None
+    for depth in range(MAX_AUTO_DEPTH if requested is None else requested, -1, -1):
+        layout = TreeLayout(tuple(shape), choose_splits(tuple(shape), depth))
+        if layout.depth != depth:
+            continue
+        layers = config.layers_for(depth)
+        level_weights = config.level_weights_for(depth)
+        plain = allocate(layout, params, layers, level_weights, [np.ones(n) for n in layout.nodes_per_level], channels)
+        narrowest = min(int(w.min()) for w in plain.widths)
+        if narrowest < floor:
+            if depth == requested:
+                note = f"the budget cannot feed depth {requested} (narrowest MLP {narrowest} < {floor})"
+            continue
+        if requested is not None and depth != requested:
+            note = (note or f"the array is too small for depth {requested}") + f"; using depth {depth}"
+        blocks, valid = data(layout) if (data is not None and config.intra != "equal") else (None, None)
+        shares = node_shares(layout, blocks, valid, config.intra, config.aoi_threshold)
+        plan = allocate(layout, params, layers, level_weights, shares, channels)
+        widths = tuple(np.maximum(w, config.min_width) for w in plan.widths)
+        return TreePlan(layout, layers, widths, channels), note
+    raise TincConfigError(
+        f"ratio too high for this array: {int(params)} parameters cannot make even one network "
+        f"{config.min_width} wide; use a lower --ratio"
+    )

@@ -1,0 +1,266 @@
+"""Command line: `tinc compress | decompress | info | eval | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import container, metrics
+from .codec import TincCodec, plan_from_header
+from .config import INTRA_MODES, OPTIMIZERS, TincConfig
+from .errors import TincConfigError, TincError
+from .io import read_with_metadata, write, write_bytes
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...] | int:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _levels(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def _loss_weight(text: str) -> tuple[float, float, float]:
+    try:
+        low, high, weight = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH:WEIGHT, got {text!r}") from None
+    return (low, high, weight)
+
+
+def _pair(text: str) -> tuple[float, float]:
+    values = _floats(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
+    return values
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text in ("none", "auto") else float(text)
+
+
+# One entry per TincConfig field: the flag is the field name with dashes.
+CONFIG_FLAGS: dict[str, dict] = {
+    "ratio": dict(type=float, help="target compression ratio; the file is at most raw bytes / RATIO (default 64)"),
+    "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
+    "level_weights": dict(type=_floats, help="relative parameters per node of each level, e.g. 1,0.8,1.5"),
+    "layers": dict(type=_ints, help="sine layers per node: one value or one per level (default 2)"),
+    "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
+    "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
+    "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
+    "steps": dict(type=int, help="training steps (default 2000)"),
+    "batch": dict(type=int, help="voxels per training step (default 262144)"),
+    "lr": dict(type=float, help="learning rate (default 1e-3)"),
+    "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
+    "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
+    "w0": dict(type=float, help="SIREN frequency (default 30)"),
+    "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 8)"),
+    "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
+    "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
+    "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),
+    "seed": dict(type=int, help="random seed (default 0)"),
+    "device": dict(help="cpu (default), cuda, cuda:N or auto"),
+    "quiet": dict(action="store_true", help="no progress or summary output"),
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for name, spec in CONFIG_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **spec)
+
+
+def _config_from_args(args: argparse.Namespace) -> dict:
+    options = {}
+    for field in dataclasses.fields(TincConfig):
+        value = getattr(args, field.name, None)
+        if value is not None and value is not False:
+            options[field.name] = tuple(value) if field.name == "loss_weight" else value
+    return options
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    array, metadata = read_with_metadata(args.input)
+    options = _config_from_args(args)
+    if "channel_axis" in metadata:
+        options.setdefault("channel_axis", metadata.pop("channel_axis"))
+    codec = TincCodec(**options)
+    data = codec.encode(array, metadata={k: v for k, v in metadata.items() if k != "format"} or None)
+    write_bytes(args.output, data)
+    if not codec.config.quiet:
+        recon = codec.decode(data)
+        report = codec.report
+        plan = report.plan
+        widths = "/".join(_width_text(w) for w in plan.widths)
+        nodes = "+".join(str(n) for n in plan.layout.nodes_per_level)
+        stop = " (time limit)" if report.stopped_by_time else ""
+        print(
+            f"{args.input} -> {args.output}: {len(data)} bytes, ratio {array.nbytes / len(data):.1f}x, "
+            f"depth {plan.depth} ({nodes} nodes, widths {widths}), {report.steps} steps{stop}, "
+            f"PSNR {metrics.psnr(array, recon):.2f} dB, {time.perf_counter() - started:.1f} s"
+        )
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    with open(_existing(args.input), "rb") as handle:
+        data = handle.read()
+    array, metadata = TincCodec(device=args.device, quiet=True).decode_with_metadata(data)
+    write(args.output, array, metadata)
+    if not args.quiet:
+        print(f"{args.input} -> {args.output}: {array.shape} {array.dtype}")
+    return 0
+
+
+def describe(data: bytes) -> dict:
+    """What `tinc info` shows, as a dict."""
+    parsed = container.unpack(data)
+    header = parsed.header
+    plan = plan_from_header(header)
+    dtype = np.dtype(header["dtype"])
+    raw = math.prod(header["shape"]) * dtype.itemsize
+    return {
+        "shape": header["shape"],
+        "dtype": str(dtype),
+        "levels": plan.depth,
+        "splits": header["splits"],
+        "nodes_per_level": list(plan.layout.nodes_per_level),
+        "layers_per_level": list(plan.layers),
+        "widths_per_level": [_width_text(w) for w in plan.widths],
+        "parameters_per_level": plan.params_per_level(),
+        "parameters": plan.params,
+        "block_shape": list(plan.layout.block_shape),
+        "bytes": len(data),
+        "section_bytes": parsed.sizes,
+        "ratio": raw / len(data),
+        "requested_ratio": header.get("ratio"),
+        "format_version": data[4],
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open(_existing(args.input), "rb") as handle:
+        info = describe(handle.read())
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{args.input}: {info['bytes']} bytes, ratio {info['ratio']:.2f}x (requested {info['requested_ratio']}x), format v{info['format_version']}")
+    print(f"  array     {tuple(info['shape'])} {info['dtype']}")
+    print(f"  tree      depth {info['levels']}, leaf blocks {tuple(info['block_shape'])}, {info['parameters']} parameters")
+    print("  level  nodes  layers  width      parameters")
+    for level in range(info["levels"] + 1):
+        print(f"  {level:5d}  {info['nodes_per_level'][level]:5d}  {info['layers_per_level'][level]:6d}  "
+              f"{info['widths_per_level'][level]:<9}  {info['parameters_per_level'][level]:10d}")
+    print("  sections  " + ", ".join(f"{name} {size} B" for name, size in info["section_bytes"].items()))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    original, _ = read_with_metadata(args.original)
+    recon, _ = read_with_metadata(args.reconstruction)
+    size = os.path.getsize(_existing(args.tinc)) if args.tinc else None
+    result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"PSNR {result['psnr']:.2f} dB (peak {metrics.peak_value(original):g}), "
+          f"PSNR over data range {result['psnr_range']:.2f} dB, SSIM {result['ssim']:.4f}")
+    if result["ratio"] is not None:
+        print(f"ratio {result['ratio']:.2f}x")
+    for threshold, value in result["accuracy"].items():
+        print(f"accuracy at threshold {threshold}: {value:.5f}")
+    return 0
+
+
+def _existing(path: str) -> str:
+    if not os.path.isfile(path):
+        raise TincConfigError(f"{path}: no such file")
+    return path
+
+
+def _width_text(widths) -> str:
+    widths = np.asarray(widths)
+    return str(int(widths[0])) if np.all(widths == widths[0]) else f"{int(widths.min())}-{int(widths.max())}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinc", description="Tree-structured implicit neural compression of N-D arrays.")
+    parser.add_argument("--version", action="version", version=f"tinc {__import__('tinc').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="compress an array file to .tinc")
+    p.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG")
+    p.add_argument("-o", "--output", required=True, help="output .tinc file")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help="decode a .tinc file")
+    p.add_argument("input", help=".tinc file")
+    p.add_argument("-o", "--output", required=True, help="output .tif, .nii, .nii.gz, .npy or .png")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("info", help="describe a .tinc file")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("eval", help="compare an original with a reconstruction")
+    p.add_argument("original")
+    p.add_argument("reconstruction")
+    p.add_argument("--tinc", help="the .tinc file, to report the actual ratio")
+    p.add_argument("--threshold", type=float, action="append", help="binary accuracy at this intensity; repeatable")
+    p.add_argument("--json", action="store_true", help="one JSON object: psnr, psnr_range, ssim, ratio, accuracy")
+    p.set_defaults(func=cmd_eval)
+
+    try:
+        from . import bench
+    except ImportError:
+        bench = None
+    if bench is not None:
+        bench.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TincError as error:
+        print(f"tinc: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinc: interrupted; no output written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("tinc: error: out of memory", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

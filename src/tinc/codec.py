@@ -1,0 +1,338 @@
+"""`TincCodec`: array -> .tinc bytes -> array, in the style of a numcodecs codec.
+
+Data flows one way: validate and normalise the array, plan the tree for the byte budget
+(allocation), cut it into leaf blocks (partition), fit the batched tree (model, training),
+quantize and entropy-code the weights to the budget (coding), and wrap everything in the
+container. Decoding reverses the last steps and needs nothing but the bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import coding, container
+from .allocation import TreePlan, plan_tree
+from .config import TincConfig
+from .errors import TincConfigError, TincFormatError, TincInputError
+from .model import TreeINR
+from .partition import TreeLayout
+
+SUPPORTED_KINDS = "uif"  # unsigned, signed integers and floats; bool, complex, object are not data
+MAX_SPATIAL_DIMS = 4
+MAX_DECODE_VOXELS = 1 << 34
+MAX_WIDTH = 4096
+MAX_LAYERS = 16
+
+
+@dataclass
+class EncodeReport:
+    """What happened during the last `encode`, for progress lines and `tinc info`."""
+
+    plan: TreePlan | None = None
+    steps: int = 0
+    fit_seconds: float = 0.0
+    fit_psnr: float = float("nan")
+    stopped_by_time: bool = False
+    log2_quality: float | None = None
+    notes: list[str] = field(default_factory=list)
+    nbytes: int = 0
+
+
+class TincCodec:
+    """Compress N-D arrays with a tree of sine networks. `TincCodec(ratio=64, levels=2)`."""
+
+    codec_id = "tinc"
+
+    def __init__(self, ratio: float = 64.0, **options):
+        self.config = TincConfig.from_options(ratio=ratio, **options)
+        self.report = EncodeReport()
+
+    def get_config(self) -> dict:
+        values = {k: _jsonable(v) for k, v in dataclasses.asdict(self.config).items()}
+        return {"id": self.codec_id, **values}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TincCodec":
+        options = dict(config)
+        options.pop("id", None)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"TincCodec(ratio={self.config.ratio})"
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, array, metadata: dict | None = None) -> bytes:
+        config = self.config
+        original = check_array(array)
+        spatial, channels_last = _channels_last(original, config.channel_axis)
+        low, high = float(np.min(channels_last)), float(np.max(channels_last))
+        normalised = normalise(channels_last, low, high, config.value_range)
+        channels = normalised.shape[-1]
+        budget = int(original.size * original.dtype.itemsize // config.ratio)
+        report = EncodeReport()
+        header = None
+
+        def layout_data(layout: TreeLayout):
+            return layout.to_blocks(normalised), layout.valid_mask()
+
+        params = _params_for_bytes(budget - 256, config.weight_bits, 8)
+        for _ in range(2):  # the second pass knows the real header size
+            if params <= 0:
+                raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; use a lower --ratio")
+            plan, note = plan_tree(spatial, params, config, channels, layout_data)
+            header = make_header(original, plan, config, low, high)
+            n_tensors = 2 * (sum(plan.layers) + 1)
+            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding._TENSOR_HEADER.size
+            params = _params_for_bytes(budget - overhead, config.weight_bits, 4 * 4)
+        report.plan = plan
+        if note:
+            report.notes.append(note)
+            _say(config, note)
+        weight_budget = budget - len(container.pack(header, b"", metadata))
+
+        device = _device(config.device)
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        model = TreeINR(plan, w0=config.w0, generator=generator).to(device)
+        blocks = torch.as_tensor(plan.layout.to_blocks(normalised), device=device)
+        weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
+        coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
+
+        from .training import fit
+
+        progress = _progress_bar(config, plan)
+        peak = config.value_range[1] - config.value_range[0]
+        try:
+            fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit)
+        finally:
+            if progress:
+                progress.close()
+        report.steps, report.fit_seconds, report.stopped_by_time = fit_report.steps, fit_report.seconds, fit_report.stopped_by_time
+        if fit_report.loss == fit_report.loss and fit_report.loss > 0:
+            report.fit_psnr = 10 * math.log10(peak * peak / fit_report.loss)
+
+        tensors = [values[mask] for _, values, mask in model.tensors()]
+        if config.weight_bits == 32:
+            coded = coding.encode(tensors, None)
+            if len(coded) > weight_budget:
+                raise TincConfigError(f"float32 weights need {len(coded)} bytes, the budget leaves {weight_budget}; use a lower --ratio")
+        else:
+            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget)
+        data = container.pack(header, coded, metadata)
+        report.nbytes = len(data)
+        self.report = report
+        return data
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, data, out=None) -> np.ndarray:
+        array, _ = self.decode_with_metadata(data)
+        if out is not None:
+            out[...] = array
+            return out
+        return array
+
+    def decode_with_metadata(self, data) -> tuple[np.ndarray, dict]:
+        parsed = container.unpack(data)
+        header = parsed.header
+        plan = plan_from_header(header)
+        model = TreeINR(plan, w0=header["w0"])
+        sizes = [int(mask.sum()) for _, _, mask in model.tensors()]
+        values = coding.decode(parsed.weights, sizes)
+        padded = []
+        for (_, template, mask), flat in zip(model.tensors(), values):
+            full = np.zeros(template.shape, dtype=np.float32)
+            full[mask] = flat
+            padded.append(full)
+        model.load_tensors(padded)
+        device = _device(self.config.device)
+        model = model.to(device)
+        coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
+        blocks = model.render(coords).cpu().numpy()
+        normalised = plan.layout.from_blocks(blocks)
+        return restore(normalised, header), parsed.metadata
+
+
+# ---------------------------------------------------------------------- helpers
+def check_array(array) -> np.ndarray:
+    """The input as an ndarray, or a TincInputError naming what is wrong with it."""
+    try:
+        array = np.asarray(array)
+    except Exception as error:
+        raise TincInputError(f"input is not an array ({error})") from None
+    if array.dtype.kind not in SUPPORTED_KINDS:
+        raise TincInputError(f"unsupported dtype {array.dtype}: use integer or floating point data")
+    if array.dtype.itemsize > 8:
+        raise TincInputError(f"unsupported dtype {array.dtype}")
+    if array.size == 0:
+        raise TincInputError(f"input is empty (shape {array.shape})")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise TincInputError(f"input contains {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} infinite values")
+    return array
+
+
+def _channels_last(array: np.ndarray, channel_axis: int | None) -> tuple[tuple[int, ...], np.ndarray]:
+    if channel_axis is None:
+        data = array[..., None]
+    else:
+        if not -array.ndim <= channel_axis < array.ndim:
+            raise TincConfigError(f"channel_axis {channel_axis} is out of range for a {array.ndim}-D array")
+        data = np.moveaxis(array, channel_axis, -1)
+    spatial = data.shape[:-1]
+    if not 1 <= len(spatial) <= MAX_SPATIAL_DIMS:
+        raise TincInputError(f"{len(spatial)}-D data is not supported: tinc handles 1 to {MAX_SPATIAL_DIMS} spatial dimensions")
+    return tuple(int(s) for s in spatial), data
+
+
+def normalise(data: np.ndarray, low: float, high: float, value_range: tuple[float, float]) -> np.ndarray:
+    a, b = value_range
+    scale = (b - a) / (high - low) if high > low else 0.0
+    return ((data.astype(np.float64) - low) * scale + a).astype(np.float32)
+
+
+def restore(normalised: np.ndarray, header: dict) -> np.ndarray:
+    """Undo the normalisation, clip to the original range and cast to the original dtype."""
+    a, b = header["value_range"]
+    low, high = header["range"]
+    values = (normalised.astype(np.float64) - a) * ((high - low) / (b - a)) + low
+    values = np.clip(values, low, high)
+    dtype = np.dtype(header["dtype"])
+    if dtype.kind in "ui":
+        values = np.rint(values)
+    channel_axis = header.get("channel_axis")
+    if channel_axis is None:
+        values = values[..., 0]
+    else:
+        values = np.moveaxis(values, -1, channel_axis)
+    return values.astype(dtype)
+
+
+def loss_weights(data: np.ndarray, layout: TreeLayout, config: TincConfig) -> np.ndarray:
+    """[leaves, block_voxels] float32: 0 on padding, the user's intensity weights elsewhere."""
+    weight = np.ones(data.shape[:-1] + (1,), dtype=np.float32)
+    if config.loss_weight:
+        intensity = data.mean(axis=-1, keepdims=True)
+        for low, high, value in config.loss_weight:
+            weight[(intensity >= low) & (intensity <= high)] = value
+    return layout.to_blocks(weight, fill=0.0)[..., 0]
+
+
+def make_header(original: np.ndarray, plan: TreePlan, config: TincConfig, low: float, high: float) -> dict:
+    return {
+        "shape": list(original.shape),
+        "dtype": original.dtype.str,
+        "channel_axis": config.channel_axis,
+        "range": [low, high],
+        "value_range": list(config.value_range),
+        "w0": config.w0,
+        "splits": [list(s) for s in plan.layout.splits],
+        "layers": list(plan.layers),
+        "widths": [int(w[0]) if np.all(w == w[0]) else [int(x) for x in w] for w in plan.widths],
+        "ratio": config.ratio,
+    }
+
+
+def plan_from_header(header: dict) -> TreePlan:
+    """Rebuild the tree from a decoded header, checking every field before allocating."""
+    try:
+        shape = [int(s) for s in header["shape"]]
+        dtype = np.dtype(header["dtype"])
+        channel_axis = header.get("channel_axis")
+        splits = tuple(tuple(int(x) for x in s) for s in header["splits"])
+        layers = tuple(int(n) for n in header["layers"])
+        width_spec = header["widths"]
+        low, high = (float(v) for v in header["range"])
+        a, b = (float(v) for v in header["value_range"])
+        w0 = float(header["w0"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise TincFormatError(f"invalid .tinc header ({error})") from None
+    if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
+        raise TincFormatError(f"invalid .tinc header (dtype {dtype})")
+    if not shape or any(s < 1 for s in shape) or len(shape) > MAX_SPATIAL_DIMS + 1:
+        raise TincFormatError(f"invalid .tinc header (shape {shape})")
+    if channel_axis is not None and (not isinstance(channel_axis, int) or not -len(shape) <= channel_axis < len(shape)):
+        raise TincFormatError(f"invalid .tinc header (channel axis {channel_axis})")
+    voxels = math.prod(shape)
+    if voxels > MAX_DECODE_VOXELS:
+        raise TincFormatError(f"the .tinc header declares {voxels} elements, more than the {MAX_DECODE_VOXELS} tinc decodes")
+    if channel_axis is None:
+        spatial, channels = tuple(shape), 1
+    else:
+        spatial = tuple(s for i, s in enumerate(shape) if i != channel_axis % len(shape))
+        channels = shape[channel_axis]
+    if not all(np.isfinite([low, high, a, b, w0])) or low > high or a >= b:
+        raise TincFormatError("invalid .tinc header (value ranges)")
+    if any(len(s) != len(spatial) or any(x not in (1, 2) for x in s) for s in splits) or len(splits) > 12:
+        raise TincFormatError("invalid .tinc header (tree splits)")
+    layout = TreeLayout(spatial, splits)
+    if layout.leaves > 1 << 20 or any(g > s for g, s in zip(layout.grid, spatial)):
+        raise TincFormatError("invalid .tinc header (tree larger than the array)")
+    if len(layers) != layout.depth + 1 or any(not 1 <= n <= MAX_LAYERS for n in layers):
+        raise TincFormatError("invalid .tinc header (layers)")
+    if not isinstance(width_spec, list) or len(width_spec) != layout.depth + 1:
+        raise TincFormatError("invalid .tinc header (widths)")
+    widths = []
+    for count, spec in zip(layout.nodes_per_level, width_spec):
+        w = np.full(count, spec, dtype=np.int64) if isinstance(spec, int) else np.asarray(spec, dtype=np.int64)
+        if w.shape != (count,) or w.min() < 1 or w.max() > MAX_WIDTH:
+            raise TincFormatError("invalid .tinc header (widths)")
+        widths.append(w)
+    return TreePlan(layout, layers, tuple(widths), channels)
+
+
+def _params_for_bytes(nbytes: float, bits: int, slack: int) -> float:
+    bits = 32 if bits == 32 else bits
+    return max(nbytes - slack, 0) * 8 / bits
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TincConfigError(f"device {name!r} requested but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise TincConfigError(f"unknown device {name!r} ({error})") from None
+
+
+def _say(config: TincConfig, message: str) -> None:
+    if not config.quiet:
+        print(f"tinc: note: {message}", file=sys.stderr)
+
+
+class _Progress:
+    def __init__(self, config: TincConfig, plan: TreePlan):
+        from tqdm.auto import tqdm
+
+        peak = config.value_range[1] - config.value_range[0]
+        self.peak2 = peak * peak
+        self.bar = tqdm(total=config.steps, desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.done = 0
+
+    def update_fit(self, step: int, loss: float) -> None:
+        self.bar.update(step - self.done)
+        self.done = step
+        if loss > 0:
+            self.bar.set_postfix_str(f"fit PSNR {10 * math.log10(self.peak2 / loss):.1f} dB (range)")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress_bar(config: TincConfig, plan: TreePlan) -> _Progress | None:
+    return None if config.quiet else _Progress(config, plan)
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value

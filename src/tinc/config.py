@@ -1,0 +1,128 @@
+"""The one configuration object. Field names are the CLI flags and the keyword arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TincConfigError
+
+INTRA_MODES = ("equal", "aoi", "variance")
+OPTIMIZERS = ("adam", "adamax")
+
+
+@dataclass
+class TincConfig:
+    """How to compress. `tinc compress --level-weights 1,0.8,1.5` is `level_weights=(1, .8, 1.5)`."""
+
+    ratio: float = 64.0
+    """Target compression ratio: the whole file is at most raw_bytes / ratio."""
+    levels: int | None = None
+    """Tree depth L (0 = one network). None chooses it from the data size and budget."""
+    level_weights: tuple[float, ...] | None = None
+    """Relative parameters per node, one per level (L+1 values). None: all equal."""
+    layers: tuple[int, ...] | int = 2
+    """Sine layers per node (one value, or one per level)."""
+    intra: str = "equal"
+    """How nodes of one level share that level's parameters: equal, aoi or variance."""
+    aoi_threshold: float | None = None
+    """Intensity above which a voxel is 'of interest' for intra='aoi' (default: the mean)."""
+    loss_weight: tuple[tuple[float, float, float], ...] = ()
+    """(low, high, weight) triples: voxels with intensity in [low, high] weigh `weight`."""
+    steps: int = 2000
+    """Training steps."""
+    batch: int = 1 << 18
+    """Voxels per training step (all leaves together)."""
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    time_limit: float | None = None
+    """Seconds of training after which the fit stops early (a valid file is still written)."""
+    w0: float = 30.0
+    """SIREN frequency of every sine layer."""
+    weight_bits: int = 8
+    """Bits per weight assumed when sizing the networks; 32 stores raw float32 weights."""
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    """Range the data is scaled to for the fit."""
+    min_width: int = 8
+    """No node's MLP may be narrower; the automatic depth respects it."""
+    channel_axis: int | None = None
+    """Axis holding channels (e.g. RGB), not partitioned by the tree."""
+    seed: int = 0
+    device: str = "cpu"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.ratio or not (self.ratio > 1):
+            raise TincConfigError(f"ratio must be > 1, got {self.ratio}")
+        if self.levels is not None and not 0 <= self.levels <= 8:
+            raise TincConfigError(f"levels must be between 0 and 8, got {self.levels}")
+        if self.intra not in INTRA_MODES:
+            raise TincConfigError(f"intra must be one of {', '.join(INTRA_MODES)}, got {self.intra!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TincConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.steps < 0:
+            raise TincConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.batch < 1:
+            raise TincConfigError(f"batch must be >= 1, got {self.batch}")
+        if self.time_limit is not None and self.time_limit < 0:
+            raise TincConfigError(f"time_limit must be >= 0, got {self.time_limit}")
+        if self.weight_bits not in (32,) and not 2 <= self.weight_bits <= 16:
+            raise TincConfigError(f"weight_bits must be 2..16 or 32, got {self.weight_bits}")
+        if self.level_weights is not None and any(w <= 0 for w in self.level_weights):
+            raise TincConfigError("level weights must be positive")
+        layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
+        if not layers or any(n < 1 for n in layers):
+            raise TincConfigError(f"layers must be >= 1, got {self.layers}")
+        low, high = self.value_range
+        if not low < high:
+            raise TincConfigError(f"value_range must be increasing, got {self.value_range}")
+        for low_w, high_w, weight in self.loss_weight:
+            if low_w > high_w or weight < 0:
+                raise TincConfigError(f"bad loss weight {low_w}:{high_w}:{weight}")
+        if self.min_width < 1:
+            raise TincConfigError("min_width must be >= 1")
+
+    @classmethod
+    def from_options(cls, ratio: float | None = None, **options: Any) -> "TincConfig":
+        """Build from keyword arguments, rejecting unknown names with the list of valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TincConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        if ratio is not None:
+            options["ratio"] = ratio
+        return cls(**options)
+
+    def replace(self, **changes: Any) -> "TincConfig":
+        return dataclasses.replace(self, **changes)
+
+    def requested_depth(self) -> int | None:
+        """The depth asked for, explicitly or implied by per-level lists; None for automatic."""
+        if self.levels is not None:
+            return self.levels
+        if self.level_weights is not None:
+            return len(self.level_weights) - 1
+        if not isinstance(self.layers, int):
+            return len(tuple(self.layers)) - 1
+        return None
+
+    def layers_for(self, depth: int) -> tuple[int, ...]:
+        """Sine layers of each level's nodes for a tree of `depth` levels below the root."""
+        return _per_level(self.layers, depth, "layers")
+
+    def level_weights_for(self, depth: int) -> tuple[float, ...]:
+        return _per_level(1.0 if self.level_weights is None else self.level_weights, depth, "level_weights")
+
+
+def _per_level(value, depth: int, name: str) -> tuple:
+    """One value per level. A longer list (a tree made shallower) keeps its deepest entries."""
+    if isinstance(value, (int, float)):
+        return (value,) * (depth + 1)
+    values = tuple(value)
+    if len(values) < depth + 1:
+        raise TincConfigError(f"{name} has {len(values)} values, the tree has {depth + 1} levels")
+    return values[len(values) - depth - 1:]

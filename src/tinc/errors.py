@@ -1,0 +1,17 @@
+"""Exceptions raised by tinc. Every user-facing failure is a `TincError`."""
+
+
+class TincError(Exception):
+    """Base class: the message is one line that names the problem."""
+
+
+class TincInputError(TincError, ValueError):
+    """The input array or file cannot be compressed (format, dtype, NaN, shape)."""
+
+
+class TincFormatError(TincError, ValueError):
+    """A `.tinc` file is truncated, corrupted, foreign or from a newer version."""
+
+
+class TincConfigError(TincError, ValueError):
+    """Options that contradict each other or the data (e.g. a budget too small)."""

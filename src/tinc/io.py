@@ -1,0 +1,180 @@
+"""Reading and writing arrays: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TincInputError
+
+FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
+
+
+def format_of(path) -> str:
+    name = Path(path).name.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    supported = ", ".join(sorted(FORMATS))
+    raise TincInputError(f"{path}: unsupported format {''.join(Path(path).suffixes) or '(no extension)'!r} (supported: {supported})")
+
+
+def resolve(path) -> str:
+    """Paths, plus names of sample data shipped by packages: `nibabel:example4d.nii.gz`, `skimage:cell`."""
+    path = str(path)
+    if path.startswith("nibabel:"):
+        from nibabel.testing import data_path
+
+        return os.path.join(data_path, path.split(":", 1)[1])
+    if path.startswith("skimage:"):
+        import skimage.data
+
+        name = path.split(":", 1)[1]
+        loader = getattr(skimage.data, name, None)
+        if loader is None or name.startswith("_"):
+            raise TincInputError(f"{path}: scikit-image has no sample image {name!r}")
+        target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.npy")
+        if not os.path.exists(target):
+            try:
+                image = np.asarray(loader())
+            except Exception:  # images scikit-image would download are not available offline
+                raise TincInputError(f"{path}: not bundled with scikit-image (it needs a download)") from None
+            np.save(target, image)
+        return target
+    return path
+
+
+def read_with_metadata(path) -> tuple[np.ndarray, dict]:
+    """The array in `path` and what is needed to write it back alike (e.g. a NIfTI header)."""
+    path = resolve(path)
+    kind = format_of(path)
+    if not os.path.exists(path):
+        raise TincInputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise TincInputError(f"{path}: is a directory")
+    try:
+        array, metadata = _READERS[kind](path)
+    except TincInputError:
+        raise
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TincInputError(f"{path}: cannot read as {kind} ({message})") from None
+    metadata["format"] = kind
+    return array, metadata
+
+
+def _read_tiff(path):
+    import tifffile
+
+    return tifffile.imread(path), {}
+
+
+def _read_nifti(path):
+    import nibabel
+
+    image = nibabel.load(path)
+    slope, inter = image.header.get_slope_inter()
+    if slope in (None, 1.0) and inter in (None, 0.0):
+        array = np.asanyarray(image.dataobj.get_unscaled() if hasattr(image.dataobj, "get_unscaled") else image.dataobj)
+    else:  # scaled integers: compress the physical values
+        array = np.asanyarray(image.dataobj, dtype=np.float32)
+    header = base64.b64encode(image.header.binaryblock).decode("ascii")
+    return np.asarray(array), {"nifti_header": header}
+
+
+def _read_npy(path):
+    return np.load(path, allow_pickle=False), {}
+
+
+def _read_png(path):
+    import imagecodecs
+
+    with open(path, "rb") as handle:
+        array = imagecodecs.png_decode(handle.read())
+    return array, ({"channel_axis": -1} if array.ndim == 3 else {})
+
+
+_READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png}
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` (same suffix); move it into place only on success."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise TincInputError(f"{path}: directory {directory} does not exist")
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=directory)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def write_bytes(path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+
+
+def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
+    """Write by extension; a NIfTI header in `metadata` is kept when writing NIfTI."""
+    kind = format_of(path)
+    array = np.asarray(array)
+    metadata = metadata or {}
+    with atomic_path(path) as temporary:
+        try:
+            _WRITERS[kind](temporary, array, metadata)
+        except TincInputError:
+            raise
+        except Exception as error:
+            raise TincInputError(f"{path}: cannot write {kind} ({error})") from None
+
+
+def _write_tiff(path, array, metadata):
+    import tifffile
+
+    tifffile.imwrite(path, array)
+
+
+def _write_nifti(path, array, metadata):
+    import nibabel
+
+    header = None
+    if "nifti_header" in metadata:
+        header = nibabel.Nifti1Header(binaryblock=base64.b64decode(metadata["nifti_header"]))
+        if tuple(header.get_data_shape()) != array.shape:
+            header = None
+    if header is None:
+        image = nibabel.Nifti1Image(array, np.eye(4))
+    else:
+        header.set_data_dtype(array.dtype)
+        image = nibabel.Nifti1Image(array, header.get_best_affine(), header)
+    nibabel.save(image, path)
+
+
+def _write_npy(path, array, metadata):
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def _write_png(path, array, metadata):
+    import imagecodecs
+
+    if array.dtype not in (np.uint8, np.uint16) or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))):
+        raise TincInputError(f"{path}: PNG holds 2-D uint8/uint16 images, not {array.ndim}-D {array.dtype}; use .tif, .nii.gz or .npy")
+    with open(path, "wb") as handle:
+        handle.write(imagecodecs.png_encode(array))
+
+
+_WRITERS = {"tiff": _write_tiff, "nifti": _write_nifti, "npy": _write_npy, "png": _write_png}

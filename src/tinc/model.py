@@ -1,0 +1,128 @@
+"""The tree of sine MLPs, evaluated level by level as batched matrix products.
+
+Every level keeps its nodes' weights stacked as [nodes, fan_in, width], zero-padded to the
+level's widest node; a mask keeps the padding at zero so nodes of unequal width share one
+`bmm`. A level's first layer reads its parent's output: the children of one parent are
+laid side by side in the output dimension, so the parent's activations are read once.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from torch import nn
+
+from .allocation import TreePlan
+
+
+class TreeINR(nn.Module):
+    """f(local coordinate) -> [leaves, samples, channels] for a `TreePlan`."""
+
+    def __init__(self, plan: TreePlan, w0: float = 30.0, generator: torch.Generator | None = None):
+        super().__init__()
+        self.plan = plan
+        self.w0 = w0
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.shapes: list[tuple[int, int, int]] = []  # (level, layer, kind) bookkeeping per tensor
+        masks = []
+        for level, widths in enumerate(plan.widths):
+            fan_in = plan.fan_in(level)
+            width_pad = int(widths.max())
+            in_pad = int(fan_in.max())
+            for layer in range(plan.layers[level]):
+                layer_in = fan_in if layer == 0 else widths
+                layer_in_pad = in_pad if layer == 0 else width_pad
+                first = level == 0 and layer == 0
+                masks.append(self._add_layer(layer_in, widths, layer_in_pad, width_pad, first, generator))
+        leaf_widths = plan.widths[-1]
+        masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False, generator))
+        for index, (weight_mask, bias_mask) in enumerate(masks):
+            self.register_buffer(f"weight_mask_{index}", weight_mask)
+            self.register_buffer(f"bias_mask_{index}", bias_mask)
+        self.n_layers = len(masks)
+
+    def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator):
+        nodes = len(fan_out)
+        weight_mask = torch.zeros(nodes, in_pad, out_pad)
+        bias_mask = torch.zeros(nodes, 1, out_pad)
+        for node, (i, o) in enumerate(zip(fan_in, fan_out)):
+            weight_mask[node, :i, :o] = 1
+            bias_mask[node, :, :o] = 1
+        fan = torch.as_tensor(np.asarray(fan_in, dtype=np.float32)).view(-1, 1, 1)
+        # SIREN initialisation: the first layer spreads coordinates over many periods, later
+        # layers keep pre-activations of unit-ish scale after the w0 multiplier.
+        bound = 1 / fan if first else torch.sqrt(6 / fan) / self.w0
+        uniform = torch.rand(nodes, in_pad, out_pad, generator=generator) * 2 - 1
+        weight = uniform * bound * weight_mask
+        bias = (torch.rand(nodes, 1, out_pad, generator=generator) * 2 - 1) / torch.sqrt(fan) / self.w0 * bias_mask
+        self.weights.append(nn.Parameter(weight))
+        self.biases.append(nn.Parameter(bias))
+        return weight_mask, bias_mask
+
+    def masks(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"weight_mask_{index}"), getattr(self, f"bias_mask_{index}")
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """coords [samples, ndim] -> [leaves, samples, channels]."""
+        plan = self.plan
+        h = coords.unsqueeze(0)  # one parent (a virtual one above the root)
+        index = 0
+        for level in range(plan.depth + 1):
+            for layer in range(plan.layers[level]):
+                weight_mask, bias_mask = self.masks(index)
+                weight = self.weights[index] * (weight_mask * self.w0)
+                bias = self.biases[index] * (bias_mask * self.w0)
+                if layer == 0 and level > 0:
+                    h = self._spread_to_children(h, weight, plan.layout.children[level - 1])
+                    h = torch.sin(h + bias)
+                else:
+                    h = torch.sin(torch.baddbmm(bias, h, weight))
+                index += 1
+        weight_mask, bias_mask = self.masks(index)
+        return torch.baddbmm(self.biases[index] * bias_mask, h, self.weights[index] * weight_mask)
+
+    @staticmethod
+    def _spread_to_children(h: torch.Tensor, weight: torch.Tensor, children: int) -> torch.Tensor:
+        """[parents, S, in] x [parents*children, in, out] -> [parents*children, S, out] in one bmm."""
+        parents, samples, fan_in = h.shape
+        out = weight.shape[-1]
+        stacked = weight.view(parents, children, fan_in, out).permute(0, 2, 1, 3).reshape(parents, fan_in, children * out)
+        y = torch.bmm(h, stacked).view(parents, samples, children, out)
+        return y.permute(0, 2, 1, 3).reshape(parents * children, samples, out)
+
+    def tensors(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every weight and bias as (name, values, mask) in a fixed order, for the coder."""
+        result = []
+        for index in range(self.n_layers):
+            weight_mask, bias_mask = self.masks(index)
+            result.append((f"w{index}", self.weights[index].detach().cpu().numpy(), weight_mask.cpu().numpy().astype(bool)))
+            result.append((f"b{index}", self.biases[index].detach().cpu().numpy(), bias_mask.cpu().numpy().astype(bool)))
+        return result
+
+    @torch.no_grad()
+    def load_tensors(self, values: list[np.ndarray]) -> None:
+        """Inverse of `tensors`: set weights and biases (padded arrays) in the same order."""
+        params = [p for index in range(self.n_layers) for p in (self.weights[index], self.biases[index])]
+        for param, value in zip(params, values, strict=True):
+            param.copy_(torch.as_tensor(value, dtype=param.dtype))
+
+    @torch.no_grad()
+    def render(self, coords: torch.Tensor, max_elements: int = 1 << 25) -> torch.Tensor:
+        """Evaluate every leaf on `coords` in chunks that keep activations under `max_elements`."""
+        widest = max(int(w.max()) for w in self.plan.widths)
+        chunk = max(1, max_elements // (self.plan.layout.leaves * max(widest, self.plan.channels)))
+        parts = [self(coords[start:start + chunk]) for start in range(0, coords.shape[0], chunk)]
+        return torch.cat(parts, dim=1)
+
+
+def count_parameters(model: TreeINR) -> int:
+    return int(sum(int(m.sum()) for index in range(model.n_layers) for m in model.masks(index)))
+
+
+def flops_per_sample(plan: TreePlan) -> float:
+    """Multiply-adds x2 of one local coordinate through the whole tree (TINC's 2P)."""
+    return 2.0 * plan.params
+
+
