@@ -183,6 +183,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     recon, _ = read_with_metadata(args.reconstruction)
     size = os.path.getsize(_existing(args.tinc)) if args.tinc else None
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
+    if args.plot:
+        from .io import atomic_path
+        from .plots import save_comparison
+
+        title = f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}" + (f", ratio {result['ratio']:.1f}x" if result["ratio"] else "")
+        with atomic_path(args.plot) as temporary:
+            save_comparison(original, recon, temporary, title, channel_axis=-1 if original.ndim == 3 and original.shape[-1] in (3, 4) else None)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -235,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tinc", help="the .tinc file, to report the actual ratio")
     p.add_argument("--threshold", type=float, action="append", help="binary accuracy at this intensity; repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object: psnr, psnr_range, ssim, ratio, accuracy")
+    p.add_argument("--plot", metavar="PNG", help="also write original / reconstruction / error slices to this PNG")
     p.set_defaults(func=cmd_eval)
 
     try:

@@ -53,6 +53,13 @@ class TincConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        # lists from JSON configs or the CLI become the tuples the fields are typed as
+        if self.level_weights is not None:
+            self.level_weights = tuple(float(w) for w in self.level_weights)
+        if not isinstance(self.layers, int):
+            self.layers = tuple(int(n) for n in self.layers)
+        self.loss_weight = tuple(tuple(float(x) for x in triple) for triple in self.loss_weight)
+        self.value_range = tuple(float(x) for x in self.value_range)
         self.validate()
 
     def validate(self) -> None:

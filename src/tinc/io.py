@@ -114,6 +114,9 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield temporary
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes owner-only files
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from tinc.allocation import allocate, node_params, node_shares, plan_tree, solve_width
+from tinc.config import TincConfig
+from tinc.errors import TincConfigError
+from tinc.partition import TreeLayout, choose_splits
+
+
+@pytest.mark.parametrize("params, fan_in, layers, fan_out", [(1000, 3, 2, 0), (5000, 20, 3, 1), (77, 3, 1, 1), (10**6, 64, 4, 3)])
+def test_solve_width_is_the_largest_fitting_width(params, fan_in, layers, fan_out):
+    width = solve_width(params, fan_in, layers, fan_out)
+    assert node_params(width, fan_in, layers, fan_out) <= params < node_params(width + 1, fan_in, layers, fan_out)
+
+
+def test_plan_stays_within_budget_and_sums_per_level():
+    plan, note = plan_tree((64, 64, 64), 20000, TincConfig(levels=2), 1)
+    assert note is None
+    assert plan.params <= 20000 and plan.params > 0.9 * 20000
+    assert sum(plan.params_per_level()) == plan.params
+
+
+def test_requested_depth_too_deep_falls_back_and_says_so():
+    plan, note = plan_tree((64, 64, 64), 8000, TincConfig(levels=3), 1)
+    assert plan.depth < 3
+    assert "depth 3" in note and f"using depth {plan.depth}" in note
+    assert min(int(w.min()) for w in plan.widths) >= 8
+
+
+def test_auto_depth_grows_with_budget():
+    small, _ = plan_tree((128, 128, 128), 5000, TincConfig(), 1)
+    large, _ = plan_tree((128, 128, 128), 500000, TincConfig(), 1)
+    assert large.depth > small.depth
+
+
+def test_budget_too_small_for_any_network_is_an_error():
+    with pytest.raises(TincConfigError, match="ratio too high"):
+        plan_tree((64, 64), 50, TincConfig(), 1)
+
+
+def test_level_weights_move_parameters_between_levels():
+    layout = TreeLayout((64, 64, 64), choose_splits((64, 64, 64), 1))
+    ones = [np.ones(n) for n in layout.nodes_per_level]
+    shallow = allocate(layout, 20000, (2, 2), (4.0, 1.0), ones, 1)
+    deep = allocate(layout, 20000, (2, 2), (1.0, 4.0), ones, 1)
+    assert shallow.widths[0][0] > deep.widths[0][0]
+    assert shallow.widths[1][0] < deep.widths[1][0]
+
+
+def test_variance_shares_favour_busy_regions():
+    layout = TreeLayout((32, 32), choose_splits((32, 32), 1))
+    data = np.zeros((32, 32, 1), np.float32)
+    data[:16, :16] = np.random.default_rng(0).normal(size=(16, 16, 1))
+    shares = node_shares(layout, layout.to_blocks(data), layout.valid_mask(), "variance", None)
+    leaf_shares = shares[1]
+    busy = int(np.argmax(leaf_shares))
+    assert tuple(layout.leaf_positions[busy]) == (0, 0)
+    assert np.isclose(leaf_shares.mean(), 1)
+    aoi = node_shares(layout, layout.to_blocks(data), layout.valid_mask(), "aoi", 0.5)[1]
+    assert tuple(layout.leaf_positions[int(np.argmax(aoi))]) == (0, 0)

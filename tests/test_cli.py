@@ -1,0 +1,123 @@
+import json
+import os
+
+import nibabel
+import numpy as np
+import pytest
+import tifffile
+from nibabel.testing import data_path
+
+from tinc.cli import CONFIG_FLAGS, build_parser, main
+from tinc.config import TincConfig
+import dataclasses
+
+FAST = ["--steps", "30", "--batch", "8192", "--quiet"]
+
+
+@pytest.fixture
+def volume_tif(tmp_path, brain32):
+    path = tmp_path / "vol.tif"
+    tifffile.imwrite(path, brain32[:20, :24, :28])
+    return path
+
+
+def test_every_config_field_is_a_compress_flag():
+    names = {f.name for f in dataclasses.fields(TincConfig)}
+    assert names == set(CONFIG_FLAGS)
+    help_text = build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
+    for name in names:
+        assert "--" + name.replace("_", "-") in help_text
+
+
+def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):
+    out = tmp_path / "vol.tinc"
+    assert main(["compress", str(volume_tif), "-o", str(out), "--ratio", "16", "--level-weights", "1,1.5", *FAST]) == 0
+    raw = 20 * 24 * 28 * 2
+    assert 0.9 * raw / 16 <= out.stat().st_size <= raw / 16
+    assert main(["decompress", str(out), "-o", str(tmp_path / "r.tif"), "--quiet"]) == 0
+    recon = tifffile.imread(tmp_path / "r.tif")
+    assert recon.shape == (20, 24, 28) and recon.dtype == np.uint16
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["levels"] == 1 and info["nodes_per_level"] == [1, 8] and info["bytes"] == out.stat().st_size
+    assert sum(info["section_bytes"].values()) == info["bytes"]
+    assert main(["info", str(out)]) == 0
+    assert "level  nodes" in capsys.readouterr().out
+    plot = tmp_path / "cmp.png"
+    assert main(["eval", str(volume_tif), str(tmp_path / "r.tif"), "--tinc", str(out), "--threshold", "20000", "--json", "--plot", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"psnr", "psnr_range", "ssim", "ratio", "accuracy"}
+    assert result["ratio"] == pytest.approx(raw / out.stat().st_size)
+    assert 0 < result["accuracy"]["20000.0"] <= 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nifti_keeps_affine_and_header(tmp_path):
+    source = os.path.join(data_path, "anatomical.nii")
+    out = tmp_path / "a.tinc"
+    assert main(["compress", source, "-o", str(out), "--ratio", "8", *FAST]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "a.nii.gz"), "--quiet"]) == 0
+    original, restored = nibabel.load(source), nibabel.load(tmp_path / "a.nii.gz")
+    assert np.allclose(original.affine, restored.affine)
+    assert restored.shape == original.shape and restored.get_data_dtype() == original.get_data_dtype()
+    assert np.allclose(original.header["pixdim"], restored.header["pixdim"])
+
+
+def test_png_round_trip(tmp_path):
+    import imagecodecs
+    import skimage.data
+
+    source = tmp_path / "cell.png"
+    source.write_bytes(imagecodecs.png_encode(skimage.data.cell()[:96, :80]))
+    assert main(["compress", str(source), "-o", str(tmp_path / "c.tinc"), "--ratio", "6", *FAST]) == 0
+    assert main(["decompress", str(tmp_path / "c.tinc"), "-o", str(tmp_path / "c.png"), "--quiet"]) == 0
+    assert imagecodecs.png_decode((tmp_path / "c.png").read_bytes()).shape == (96, 80)
+
+
+def listing(directory):
+    return sorted(os.listdir(directory))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compress", "{d}/missing.tif", "-o", "{d}/x.tinc"], "no such file"),
+        (["compress", "{d}/data.xyz", "-o", "{d}/x.tinc"], "unsupported format"),
+        (["compress", "{d}/nan.npy", "-o", "{d}/x.tinc"], "NaN"),
+        (["compress", "{d}/vol.tif", "-o", "{d}/x.tinc", "--ratio", "100000"], "ratio"),
+        (["decompress", "{d}/broken.tinc", "-o", "{d}/x.npy"], "checksum"),
+        (["decompress", "{d}/vol.tif", "-o", "{d}/x.npy"], "not a .tinc file"),
+        (["decompress", "{d}/good.tinc", "-o", "{d}/x.png"], "PNG holds 2-D"),
+        (["decompress", "{d}/good.tinc", "-o", "{d}/nodir/x.npy"], "does not exist"),
+        (["info", "{d}/truncated.tinc"], "truncated"),
+    ],
+)
+def test_bad_input_gives_one_line_error_nonzero_exit_and_no_output(tmp_path, volume_tif, argv, message, capsys):
+    d = str(tmp_path)
+    (tmp_path / "data.xyz").write_bytes(b"123")
+    np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan], [2.0, 3.0]], np.float32))
+    assert main(["compress", str(volume_tif), "-o", d + "/good.tinc", "--ratio", "16", *FAST]) == 0
+    good = (tmp_path / "good.tinc").read_bytes()
+    (tmp_path / "broken.tinc").write_bytes(good[:40] + bytes([good[40] ^ 1]) + good[41:])
+    (tmp_path / "truncated.tinc").write_bytes(good[: len(good) // 2])
+    before = listing(tmp_path)
+    capsys.readouterr()
+    code = main([a.format(d=d) for a in argv] + (["--quiet"] if argv[0] == "compress" else []))
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("tinc: error:") and message in err and "\n" not in err
+    assert listing(tmp_path) == before  # nothing written, no temporary left behind
+
+
+def test_interrupt_leaves_no_partial_file(tmp_path, volume_tif, monkeypatch, capsys):
+    import tinc.codec
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tinc.codec.TincCodec, "encode", interrupted)
+    before = listing(tmp_path)
+    assert main(["compress", str(volume_tif), "-o", str(tmp_path / "x.tinc"), *FAST]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert listing(tmp_path) == before
