@@ -3,18 +3,27 @@ import pytest
 from tinc import container
 from tinc.errors import TincFormatError
 
-HEADER = {"shape": [4, 4], "dtype": "<u2"}
+HEADER = {"shape": [40, 30, 20], "dtype": "<u2", "channel_axis": None, "range": [3.0, 4000.0], "value_range": [-1.0, 1.0],
+          "w0": 30.0, "splits": [[2, 2, 2], [2, 2, 1]], "layers": [2, 1, 3], "widths": [20, 12, list(range(8, 40))]}
 
 
 def sample() -> bytes:
-    return container.pack(HEADER, b"weights" * 10, {"nifti_header": "abc"})
+    return container.pack(HEADER, b"weights" * 10, {"nifti_header": b"abc"})
 
 
 def test_round_trip_and_section_sizes():
     data = sample()
     parsed = container.unpack(data)
-    assert parsed.header == HEADER and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": "abc"}
+    assert parsed.header == HEADER and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": b"abc"}
     assert sum(parsed.sizes.values()) == len(data)
+
+
+def test_header_fields_round_trip_including_non_defaults():
+    custom = {**HEADER, "channel_axis": -1, "shape": [40, 30, 3], "splits": [[2, 2]], "layers": [2, 2], "widths": [9, [8, 9, 10, 11]],
+              "range": [-0.5, 2.25], "value_range": [0.0, 100.0], "w0": 20.0, "dtype": ">f4"}
+    for header in (HEADER, custom):
+        assert container.decode_header(container.encode_header(header)) == header
+    assert len(container.encode_header(HEADER)) < 60
 
 
 def test_every_truncation_is_a_format_error():

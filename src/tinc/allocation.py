@@ -124,7 +124,7 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
 
     `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
     is the requested one, or the deepest whose plain (equal-share) widths all reach twice
-    `min_width`; a requested depth the budget cannot feed falls back to a shallower tree,
+    `min_width` (a single network needs only `min_width`); a requested depth the budget cannot feed falls back to a shallower tree,
     and the returned note says so.
     """
     requested = config.requested_depth()
@@ -138,7 +138,7 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         level_weights = config.level_weights_for(depth)
         plain = allocate(layout, params, layers, level_weights, [np.ones(n) for n in layout.nodes_per_level], channels)
         narrowest = min(int(w.min()) for w in plain.widths)
-        if narrowest < floor:
+        if narrowest < (floor if depth else config.min_width):
             if depth == requested:
                 note = f"the budget cannot feed depth {requested} (narrowest MLP {narrowest} < {floor})"
             continue

@@ -156,7 +156,6 @@ def describe(data: bytes) -> dict:
         "bytes": len(data),
         "section_bytes": parsed.sizes,
         "ratio": raw / len(data),
-        "requested_ratio": header.get("ratio"),
         "format_version": data[4],
     }
 
@@ -167,7 +166,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"{args.input}: {info['bytes']} bytes, ratio {info['ratio']:.2f}x (requested {info['requested_ratio']}x), format v{info['format_version']}")
+    print(f"{args.input}: {info['bytes']} bytes, ratio {info['ratio']:.2f}x, format v{info['format_version']}")
     print(f"  array     {tuple(info['shape'])} {info['dtype']}")
     print(f"  tree      depth {info['levels']}, leaf blocks {tuple(info['block_shape'])}, {info['parameters']} parameters")
     print("  level  nodes  layers  width      parameters")

@@ -89,13 +89,14 @@ class TincCodec:
             plan, note = plan_tree(spatial, params, config, channels, layout_data)
             header = make_header(original, plan, config, low, high)
             n_tensors = 2 * (sum(plan.layers) + 1)
-            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding._TENSOR_HEADER.size
+            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES
             params = _params_for_bytes(budget - overhead, config.weight_bits, 4 * 4)
         report.plan = plan
         if note:
             report.notes.append(note)
             _say(config, note)
-        weight_budget = budget - len(container.pack(header, b"", metadata))
+        # the WGTS length varint grows with the payload: reserve its largest size
+        weight_budget = budget - len(container.pack(header, b"", metadata)) - len(container.varint(budget)) + 1
 
         device = _device(config.device)
         torch.manual_seed(config.seed)
@@ -236,7 +237,6 @@ def make_header(original: np.ndarray, plan: TreePlan, config: TincConfig, low: f
         "splits": [list(s) for s in plan.layout.splits],
         "layers": list(plan.layers),
         "widths": [int(w[0]) if np.all(w == w[0]) else [int(x) for x in w] for w in plan.widths],
-        "ratio": config.ratio,
     }
 
 

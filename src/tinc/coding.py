@@ -9,17 +9,20 @@ precision smoothly, and `encode_to_budget` searches it so the file lands on its 
 
 from __future__ import annotations
 
+import math
 import struct
 
 import constriction
 import numpy as np
 from scipy.special import ndtr
 
+from .container import Reader, unzigzag, varint, zigzag
 from .errors import TincConfigError, TincFormatError
 
 GAUSSIAN, LAPLACE, RAW = 0, 1, 2
 MAX_SYMBOL = 32766  # keeps low - 1 and high + 1 within int16
-_TENSOR_HEADER = struct.Struct("<Bfeh h".replace(" ", ""))  # family, step, scale, low, high
+_STEP_AND_SCALE = struct.Struct("<he")  # log2(step) in 1/256 units, model scale as float16
+TENSOR_HEADER_BYTES = 1 + _STEP_AND_SCALE.size + 2  # typical: family, step, scale, two 1-byte varints
 _QUALITY_RANGE = (-24.0, 6.0)  # log2 of step / std: from ~28 bits down to ~0 bits per weight
 
 
@@ -41,14 +44,18 @@ def _estimated_bits(symbols: np.ndarray, family: int, scale: float) -> float:
     return float(-np.log2(np.maximum(p, 1e-12)).sum())
 
 
-def _quantize(values: np.ndarray, log2_quality: float) -> tuple[np.ndarray, float]:
+def _quantize(values: np.ndarray, log2_quality: float) -> tuple[np.ndarray, int]:
+    """Symbols and the step's code: step = 2 ** (code / 256), so two bytes store it exactly."""
     spread = float(np.std(values)) if values.size else 0.0
     peak = float(np.max(np.abs(values))) if values.size else 0.0
-    step = 2.0 ** log2_quality * max(spread, 1e-8)
-    step = max(step, peak / MAX_SYMBOL, 1e-30)
-    step = float(np.float32(step))
-    symbols = np.clip(np.rint(values / step), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
-    return symbols, step
+    step = max(2.0 ** log2_quality * max(spread, 1e-8), peak / MAX_SYMBOL, 1e-30)
+    code = int(np.clip(math.ceil(256 * math.log2(step)), -32768, 32767))
+    symbols = np.clip(np.rint(values / step_of(code)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+    return symbols, code
+
+
+def step_of(code: int) -> float:
+    return 2.0 ** (code / 256)
 
 
 def encode(tensors: list[np.ndarray], log2_quality: float | None) -> bytes:
@@ -58,14 +65,14 @@ def encode(tensors: list[np.ndarray], log2_quality: float | None) -> bytes:
     headers, streams = [], []
     coder = constriction.stream.stack.AnsCoder()
     for values in tensors:
-        symbols, step = _quantize(np.asarray(values, dtype=np.float64), log2_quality)
+        symbols, step_code = _quantize(np.asarray(values, dtype=np.float64), log2_quality)
         low = int(min(symbols.min(initial=0), 0)) - 1
         high = int(max(symbols.max(initial=0), 0)) + 1
         gauss_scale = float(np.float16(max(np.sqrt(np.mean(symbols.astype(np.float64) ** 2)) if symbols.size else 1.0, 1e-3)))
         laplace_scale = float(np.float16(max(np.mean(np.abs(symbols)) if symbols.size else 1.0, 1e-3)))
         candidates = [(GAUSSIAN, gauss_scale), (LAPLACE, laplace_scale)]
         family, scale = min(candidates, key=lambda c: _estimated_bits(symbols, *c))
-        headers.append(_TENSOR_HEADER.pack(family, step, scale, low, high))
+        headers.append(bytes([family]) + _STEP_AND_SCALE.pack(step_code, scale) + varint(zigzag(low)) + varint(zigzag(high)))
         streams.append((symbols, _family_models(family, low, high, scale)))
     for symbols, model in reversed(streams):
         if symbols.size:
@@ -86,17 +93,22 @@ def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
         return list(np.split(flat.astype(np.float32), np.cumsum(sizes)[:-1]))
     if data[0] != GAUSSIAN:
         raise TincFormatError(f"unknown weight coding {data[0]}")
-    header_bytes = 1 + _TENSOR_HEADER.size * len(sizes)
-    if len(data) < header_bytes or (len(data) - header_bytes) % 4:
+    reader = Reader(data, 1, "weight section is truncated")
+    headers = []
+    for index in range(len(sizes)):
+        family = reader.byte()
+        step_code, scale = _STEP_AND_SCALE.unpack(reader.take(_STEP_AND_SCALE.size))
+        low, high = unzigzag(reader.varint()), unzigzag(reader.varint())
+        if family not in (GAUSSIAN, LAPLACE) or not -MAX_SYMBOL - 1 <= low < high <= MAX_SYMBOL + 1 or not np.isfinite(scale):
+            raise TincFormatError(f"weight tensor {index} has an invalid header")
+        headers.append((family, step_of(step_code), scale, low, high))
+    if (len(data) - reader.position) % 4:
         raise TincFormatError("weight section is truncated")
-    words = np.frombuffer(data, dtype="<u4", offset=header_bytes).astype(np.uint32)
+    words = np.frombuffer(data, dtype="<u4", offset=reader.position).astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words) if words.size else None
         tensors = []
-        for index, size in enumerate(sizes):
-            family, step, scale, low, high = _TENSOR_HEADER.unpack_from(data, 1 + index * _TENSOR_HEADER.size)
-            if family not in (GAUSSIAN, LAPLACE) or not low < high or not np.isfinite(step) or not np.isfinite(scale):
-                raise TincFormatError(f"weight tensor {index} has an invalid header")
+        for (family, step, scale, low, high), size in zip(headers, sizes):
             if size == 0:
                 tensors.append(np.zeros(0, np.float32))
                 continue

@@ -1,25 +1,34 @@
 """The `.tinc` file: magic, format version, tagged sections and a CRC-32 trailer.
 
-    b"TINC" | version:u8 | (tag:4s length:u32 payload)* | crc32:u32 of everything before
+    b"TINC" | version:u8 | (tag:u8 length:varint payload)* | crc32:u32 of everything before
 
-Sections: HEAD (zlib-compressed JSON tree description), WGTS (coded weights) and an optional
-META (zlib-compressed JSON of format metadata such as a NIfTI header). Unknown tags are
-skipped, so later versions can add sections that older readers ignore.
+Sections: HEAD (the tree description, binary), WGTS (coded weights) and an optional META
+(zlib-compressed name -> bytes pairs, e.g. a NIfTI header). Every byte counts against the
+budget at high ratios, hence varints and a binary header rather than JSON. Unknown tags
+are skipped, so later versions can add sections that older readers ignore.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .errors import TincFormatError
 
 MAGIC = b"TINC"
 FORMAT_VERSION = 1
-_SECTION = struct.Struct("<4sI")
-_MAX_HEADER_JSON = 1 << 24  # a zlib bomb in HEAD must not exhaust memory
+HEAD, WGTS, META = 1, 2, 3
+SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
+_MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory
+_MAX_NODES_LISTED = 1 << 20
+
+# HEAD flags
+_CHANNELS, _VALUE_RANGE, _W0, _INTEGER_RANGE = 1, 2, 4, 8
+DEFAULT_VALUE_RANGE = (-1.0, 1.0)
+DEFAULT_W0 = 30.0
 
 
 @dataclass
@@ -33,11 +42,11 @@ class Container:
 
 def pack(header: dict, weights: bytes, metadata: dict | None = None) -> bytes:
     parts = [MAGIC, bytes([FORMAT_VERSION])]
-    sections = [(b"HEAD", _compress_json(header)), (b"WGTS", weights)]
+    sections = [(HEAD, encode_header(header)), (WGTS, weights)]
     if metadata:
-        sections.append((b"META", _compress_json(metadata)))
+        sections.append((META, _encode_metadata(metadata)))
     for tag, payload in sections:
-        parts += [_SECTION.pack(tag, len(payload)), payload]
+        parts += [bytes([tag]), varint(len(payload)), payload]
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -54,45 +63,165 @@ def unpack(data: bytes) -> Container:
         raise TincFormatError(f".tinc format version {version} is newer than this tinc supports ({FORMAT_VERSION}); upgrade tinc")
     if version < 1:
         raise TincFormatError(f"invalid .tinc format version {version}")
-    sections: dict[bytes, bytes] = {}
+    sections: dict[int, bytes] = {}
     sizes = {"preamble": 5, "checksum": 4}
-    position = 5
-    end = len(data) - 4
-    while position < end:
-        if position + _SECTION.size > end:
-            raise TincFormatError("truncated .tinc file (incomplete section header)")
-        tag, length = _SECTION.unpack_from(data, position)
-        position += _SECTION.size
-        if position + length > end:
-            raise TincFormatError(f"truncated .tinc file (section {tag!r} needs {length} bytes, {end - position} left)")
-        sections[tag] = data[position:position + length]
-        sizes[tag.decode("ascii", "replace")] = length + _SECTION.size
-        position += length
+    reader = Reader(data[:-4], 5, "truncated .tinc file")
+    while not reader.done():
+        start = reader.position
+        tag = reader.byte()
+        payload = reader.take(reader.varint())
+        sections[tag] = payload
+        sizes[SECTION_NAMES.get(tag, f"tag{tag}")] = reader.position - start
     if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
         raise TincFormatError("checksum mismatch: the .tinc file is corrupted")
-    for required in (b"HEAD", b"WGTS"):
+    for required in (HEAD, WGTS):
         if required not in sections:
-            raise TincFormatError(f"the .tinc file has no {required.decode()} section")
-    header = _decompress_json(sections[b"HEAD"], "HEAD")
-    metadata = _decompress_json(sections[b"META"], "META") if b"META" in sections else {}
-    return Container(header, sections[b"WGTS"], metadata, sizes)
+            raise TincFormatError(f"the .tinc file has no {SECTION_NAMES[required]} section")
+    header = decode_header(sections[HEAD])
+    metadata = _decode_metadata(sections[META]) if META in sections else {}
+    return Container(header, sections[WGTS], metadata, sizes)
 
 
-def _compress_json(value: dict) -> bytes:
-    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 9)
+# ------------------------------------------------------------------ header
+def encode_header(header: dict) -> bytes:
+    """The tree description in a few dozen bytes (see `decode_header` for the fields)."""
+    shape, channel_axis = header["shape"], header.get("channel_axis")
+    low, high = header["range"]
+    value_range = tuple(header.get("value_range", DEFAULT_VALUE_RANGE))
+    w0 = header.get("w0", DEFAULT_W0)
+    integer_range = all(float(v).is_integer() and abs(v) < 2**53 for v in (low, high))
+    flags = ((channel_axis is not None) * _CHANNELS | (value_range != DEFAULT_VALUE_RANGE) * _VALUE_RANGE
+             | (w0 != DEFAULT_W0) * _W0 | integer_range * _INTEGER_RANGE)
+    dtype = header["dtype"].encode("ascii")
+    out = [bytes([flags, len(shape)]), *(varint(s) for s in shape), bytes([len(dtype)]), dtype]
+    if channel_axis is not None:
+        out.append(struct.pack("<b", channel_axis))
+    out.append(varint(zigzag(int(low))) + varint(zigzag(int(high))) if integer_range else struct.pack("<dd", low, high))
+    if flags & _VALUE_RANGE:
+        out.append(struct.pack("<dd", *value_range))
+    if flags & _W0:
+        out.append(struct.pack("<d", w0))
+    splits = header["splits"]
+    out.append(bytes([len(splits)]))
+    out += [bytes([sum(1 << axis for axis, s in enumerate(split) if s == 2)]) for split in splits]
+    out.append(bytes(header["layers"]))
+    for widths in header["widths"]:
+        if isinstance(widths, int):
+            out.append(b"\x00" + varint(widths))
+        else:
+            out.append(b"\x01" + b"".join(varint(w) for w in widths))
+    return b"".join(out)
 
 
-def _decompress_json(payload: bytes, name: str) -> dict:
+def decode_header(payload: bytes) -> dict:
+    reader = Reader(payload, 0, "HEAD section is truncated")
+    flags, ndim = reader.byte(), reader.byte()
+    if not 1 <= ndim <= 8:
+        raise TincFormatError(f"invalid .tinc header ({ndim} axes)")
+    shape = [reader.varint() for _ in range(ndim)]
+    dtype = reader.take(reader.byte()).decode("ascii", "replace")
+    channel_axis = struct.unpack("<b", reader.take(1))[0] if flags & _CHANNELS else None
+    if flags & _INTEGER_RANGE:
+        low, high = float(unzigzag(reader.varint())), float(unzigzag(reader.varint()))
+    else:
+        low, high = struct.unpack("<dd", reader.take(16))
+    value_range = list(struct.unpack("<dd", reader.take(16))) if flags & _VALUE_RANGE else list(DEFAULT_VALUE_RANGE)
+    w0 = struct.unpack("<d", reader.take(8))[0] if flags & _W0 else DEFAULT_W0
+    depth = reader.byte()
+    spatial = ndim - (channel_axis is not None)
+    splits = [[2 if mask >> axis & 1 else 1 for axis in range(spatial)] for mask in reader.take(depth)]
+    layers = list(reader.take(depth + 1))
+    widths: list = []
+    nodes = 1
+    for level in range(depth + 1):
+        if level:
+            nodes *= int(np.prod(splits[level - 1]))
+        mode = reader.byte()
+        if mode == 0:
+            widths.append(reader.varint())
+        elif mode == 1 and nodes <= _MAX_NODES_LISTED:
+            widths.append([reader.varint() for _ in range(nodes)])
+        else:
+            raise TincFormatError("invalid .tinc header (widths)")
+    if not reader.done():
+        raise TincFormatError("invalid .tinc header (trailing bytes)")
+    return {"shape": shape, "dtype": dtype, "channel_axis": channel_axis, "range": [low, high],
+            "value_range": value_range, "w0": w0, "splits": splits, "layers": layers, "widths": widths}
+
+
+# ------------------------------------------------------------------ metadata
+def _encode_metadata(metadata: dict) -> bytes:
+    parts = []
+    for name, value in metadata.items():
+        value = value if isinstance(value, bytes) else str(value).encode()
+        key = name.encode()
+        parts += [varint(len(key)), key, varint(len(value)), value]
+    return zlib.compress(b"".join(parts), 9)
+
+
+def _decode_metadata(payload: bytes) -> dict:
     try:
         inflater = zlib.decompressobj()
-        text = inflater.decompress(payload, _MAX_HEADER_JSON)
+        raw = inflater.decompress(payload, _MAX_META)
         if inflater.unconsumed_tail:
-            raise TincFormatError(f"{name} section is larger than {_MAX_HEADER_JSON} bytes")
-        value = json.loads(text)
-    except TincFormatError:
-        raise
-    except (zlib.error, ValueError, UnicodeDecodeError) as error:
-        raise TincFormatError(f"{name} section is unreadable ({error})") from None
-    if not isinstance(value, dict):
-        raise TincFormatError(f"{name} section is not a JSON object")
-    return value
+            raise TincFormatError(f"META section is larger than {_MAX_META} bytes")
+    except zlib.error as error:
+        raise TincFormatError(f"META section is unreadable ({error})") from None
+    reader = Reader(raw, 0, "META section is truncated")
+    metadata = {}
+    while not reader.done():
+        key = reader.take(reader.varint()).decode("utf-8", "replace")
+        metadata[key] = reader.take(reader.varint())
+    return metadata
+
+
+# ------------------------------------------------------------------ primitives
+def varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    if value < 0:
+        raise ValueError("varint of a negative number")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
+class Reader:
+    """Bounds-checked reads; running past the end raises TincFormatError with `message`."""
+
+    def __init__(self, data: bytes, position: int, message: str):
+        self.data, self.position, self.message = data, position, message
+
+    def done(self) -> bool:
+        return self.position >= len(self.data)
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.position + count > len(self.data):
+            raise TincFormatError(self.message)
+        chunk = self.data[self.position:self.position + count]
+        self.position += count
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise TincFormatError("invalid .tinc file (varint too long)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import tempfile
@@ -83,8 +82,7 @@ def _read_nifti(path):
         array = np.asanyarray(image.dataobj.get_unscaled() if hasattr(image.dataobj, "get_unscaled") else image.dataobj)
     else:  # scaled integers: compress the physical values
         array = np.asanyarray(image.dataobj, dtype=np.float32)
-    header = base64.b64encode(image.header.binaryblock).decode("ascii")
-    return np.asarray(array), {"nifti_header": header}
+    return np.asarray(array), {"nifti_header": image.header.binaryblock}
 
 
 def _read_npy(path):
@@ -155,7 +153,7 @@ def _write_nifti(path, array, metadata):
 
     header = None
     if "nifti_header" in metadata:
-        header = nibabel.Nifti1Header(binaryblock=base64.b64decode(metadata["nifti_header"]))
+        header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
         if tuple(header.get_data_shape()) != array.shape:
             header = None
     if header is None:
