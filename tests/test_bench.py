@@ -14,6 +14,8 @@ import pytest
 import tifffile
 
 from tinc import bench, metrics
+from tinc.bench import frames, video
+from tinc.bench.base import restore_dtype
 from tinc.errors import TincConfigError, TincError, TincInputError
 
 BRAIN64 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brain64.tif")
@@ -24,14 +26,6 @@ def _brain64() -> np.ndarray:
     if not os.path.exists(BRAIN64):
         pytest.skip("shared/data/brain64.tif is not available")
     return tifffile.imread(BRAIN64)[..., 0]
-
-
-def _tinc_available() -> bool:
-    try:
-        from tinc import compress, decompress  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class QuantCodec(bench.Codec):
@@ -49,7 +43,7 @@ class QuantCodec(bench.Codec):
     def decode(self, data, shape, dtype):
         step = np.frombuffer(data[:8], np.float64)[0]
         q = np.frombuffer(zlib.decompress(data[8:]), np.int64).reshape(shape)
-        return bench._restore(q * step, dtype)
+        return restore_dtype(q * step, dtype)
 
 
 # ------------------------------------------------------------------------- search
@@ -136,13 +130,13 @@ def test_unavailable_codec_is_reported_not_raised():
 
 def test_frames_round_trip_and_plane_choice():
     x = np.arange(2 * 3 * 20 * 24).reshape(2, 3, 20, 24)
-    frames = bench._to_frames(x)
-    assert frames.shape == (6, 20, 24)
-    assert np.array_equal(bench._from_frames(frames, x.shape), x)
+    stack = frames.to_frames(x)
+    assert stack.shape == (6, 20, 24)
+    assert np.array_equal(frames.from_frames(stack, x.shape), x)
     nifti_like = np.arange(40 * 32 * 6 * 2).reshape(40, 32, 6, 2)  # (x, y, z, t)
-    frames = bench._to_frames(nifti_like)
-    assert frames.shape == (12, 40, 32)
-    assert np.array_equal(bench._from_frames(frames, nifti_like.shape), nifti_like)
+    stack = frames.to_frames(nifti_like)
+    assert stack.shape == (12, 40, 32)
+    assert np.array_equal(frames.from_frames(stack, nifti_like.shape), nifti_like)
 
 
 @pytest.mark.parametrize("name", ["sperr", "sz3", "zfp", "jpeg2000", "jpegxl", "hevc", "h264"])
@@ -170,11 +164,11 @@ def test_h264_sei_is_dropped():
     if codec.unavailable():
         pytest.skip(codec.unavailable())
     x = np.random.default_rng(2).integers(0, 255, size=(2, 16, 16)).astype(np.uint8)
-    raw = bench._encode_video("libx264", "gray", x, 20.0, dict(codec.options))
+    raw = video.encode_video("libx264", "gray", x, 20.0, dict(codec.options))
     assert b"x264 - core" in raw
-    stripped = bench._drop_h264_sei(raw)
+    stripped = video.drop_h264_sei(raw)
     assert b"x264 - core" not in stripped and len(stripped) < len(raw) - 300
-    rec = codec.decode(bench._MAP.pack(8, 0.0, 1.0) + stripped, x.shape, x.dtype)
+    rec = codec.decode(frames.UINT_HEADER.pack(8, 0.0, 1.0) + stripped, x.shape, x.dtype)
     assert rec.shape == x.shape
 
 
@@ -192,9 +186,7 @@ def test_tiny_sweep_writes_consistent_reports(tmp_path):
     x = np.ascontiguousarray(_brain64()[16:48, 16:48, 16:48])
     path = tmp_path / "crop.npy"
     np.save(path, x)
-    codecs: list = ["sz3", "zfp", "sperr", "jpeg2000"]
-    if _tinc_available():
-        codecs.append(bench.TincAdapter(steps=5, batch=4096))
+    codecs: list = ["sz3", "zfp", "sperr", "jpeg2000", bench.TincAdapter(steps=5, batch=4096)]
     ratios = [16.0, 64.0]
     out = tmp_path / "out"
     rows = bench.run_bench([str(path)], ratios, codecs, str(out), quiet=True)

@@ -1,0 +1,93 @@
+"""N-D arrays as stacks of unsigned-integer 2-D images, for image and video codecs."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .base import squeezed_shape
+
+UINT_HEADER = struct.Struct("<Bdd")
+"""bits, offset, scale: how `to_uint` mapped the values (stored in front of the codestream)."""
+
+
+def value_span(x: np.ndarray) -> tuple[float, float]:
+    """(min, max) of `x`; (0, 0) when empty."""
+    return (float(np.min(x)), float(np.max(x))) if x.size else (0.0, 0.0)
+
+
+def to_uint(x: np.ndarray, bits: int) -> tuple[np.ndarray, bytes]:
+    """Integers of `bits` bits for an image/video codec, and a header to undo the mapping.
+
+    Integer data whose span fits is only offset (exact); other data is scaled from its
+    min/max onto [0, 2**bits - 1].
+    """
+    lo, hi = value_span(x)
+    top = (1 << bits) - 1
+    if x.dtype.kind in "iub" and hi - lo <= top:
+        scale = 1.0
+    else:
+        scale = (hi - lo) / top if hi > lo else 1.0
+    q = np.rint((x.astype(np.float64) - lo) / scale)
+    q = np.clip(q, 0, top).astype(np.uint8 if bits <= 8 else np.uint16)
+    return q, UINT_HEADER.pack(bits, lo, scale)
+
+
+def from_uint(q: np.ndarray, header: bytes) -> np.ndarray:
+    """Undo `to_uint` (as float64) with the header it returned."""
+    _, offset, scale = UINT_HEADER.unpack(header[: UINT_HEADER.size])
+    return q.astype(np.float64) * scale + offset
+
+
+def needed_bits(x: np.ndarray) -> int:
+    """Bits an integer array's span needs (floats: 64, i.e. 'as many as possible')."""
+    if x.dtype.kind not in "iub":
+        return 64
+    lo, hi = value_span(x)
+    return max(1, int(hi - lo).bit_length())
+
+
+def plane_axes(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The two axes forming 2-D images: the last two (slices along the leading axes), unless
+    one of them is too short for an image (< 16, e.g. the time axis of a NIfTI series), then
+    the two longest axes."""
+    if len(shape) < 2:
+        raise ValueError("need at least 2 axes")
+    last = (len(shape) - 2, len(shape) - 1)
+    if len(shape) == 2 or min(shape[-2:]) >= 16:
+        return last
+    longest = sorted(range(len(shape)), key=lambda a: (-shape[a], -a))[:2]
+    return (min(longest), max(longest))
+
+
+def frame_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(frames, height, width) that `to_frames` gives for an array of `shape`."""
+    squeezed = squeezed_shape(shape)
+    if len(squeezed) == 1:
+        return 1, 1, squeezed[0]
+    a, b = plane_axes(squeezed)
+    return int(np.prod(squeezed)) // (squeezed[a] * squeezed[b]), squeezed[a], squeezed[b]
+
+
+def to_frames(x: np.ndarray) -> np.ndarray:
+    """(n, H, W) stack of 2-D images from an N-D array (1-D: one image row)."""
+    x = x.reshape(squeezed_shape(x.shape))
+    if x.ndim == 1:
+        return x.reshape(1, 1, -1)
+    a, b = plane_axes(x.shape)
+    rest = [i for i in range(x.ndim) if i not in (a, b)]
+    moved = np.transpose(x, rest + [a, b])
+    return np.ascontiguousarray(moved.reshape(-1, x.shape[a], x.shape[b]))
+
+
+def from_frames(frames: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo `to_frames`: the array of `shape` that the stack came from."""
+    squeezed = squeezed_shape(shape)
+    if len(squeezed) == 1:
+        return frames.reshape(shape)
+    a, b = plane_axes(squeezed)
+    rest = [i for i in range(len(squeezed)) if i not in (a, b)]
+    order = rest + [a, b]
+    moved = frames.reshape([squeezed[i] for i in order])
+    return np.transpose(moved, np.argsort(order)).reshape(shape)
