@@ -91,6 +91,8 @@ def listing(directory):
         (["decompress", "{d}/good.tinc", "-o", "{d}/x.png"], "PNG holds 2-D"),
         (["decompress", "{d}/good.tinc", "-o", "{d}/nodir/x.npy"], "does not exist"),
         (["info", "{d}/truncated.tinc"], "truncated"),
+        (["compress", "{d}/vol.tif", "-o", "{d}/nodir/x.tinc"], "does not exist"),
+        (["decompress", "{d}/good.tinc", "-o", "{d}/x.jpg"], "unsupported format"),
     ],
 )
 def test_bad_input_gives_one_line_error_nonzero_exit_and_no_output(tmp_path, volume_tif, argv, message, capsys):

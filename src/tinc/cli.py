@@ -16,7 +16,7 @@ from . import container, metrics
 from .codec import TincCodec, plan_from_header
 from .config import INTRA_MODES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
-from .io import read_with_metadata, write, write_bytes
+from .io import check_writable, format_of, read_with_metadata, write, write_bytes
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -71,9 +71,9 @@ CONFIG_FLAGS: dict[str, dict] = {
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
     "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
-    "steps": dict(type=int, help="training steps (default 2000)"),
-    "batch": dict(type=int, help="voxels per training step (default 262144)"),
-    "lr": dict(type=float, help="learning rate (default 1e-3)"),
+    "steps": dict(type=int, help="training steps (default 5000)"),
+    "batch": dict(type=int, help="voxels per training step (default 65536)"),
+    "lr": dict(type=float, help="learning rate (default 2e-3)"),
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
     "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
     "w0": dict(type=float, help="SIREN frequency (default 30)"),
@@ -103,6 +103,7 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_writable(args.output)
     array, metadata = read_with_metadata(args.input)
     options = _config_from_args(args)
     if "channel_axis" in metadata:
@@ -126,6 +127,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    format_of(args.output)
+    check_writable(args.output)
     with open(_existing(args.input), "rb") as handle:
         data = handle.read()
     array, metadata = TincCodec(device=args.device, quiet=True).decode_with_metadata(data)

@@ -26,7 +26,7 @@ from .partition import TreeLayout
 
 SUPPORTED_KINDS = "uif"  # unsigned, signed integers and floats; bool, complex, object are not data
 MAX_SPATIAL_DIMS = 4
-MAX_DECODE_VOXELS = 1 << 34
+MAX_DECODE_VOXELS = 1 << 32  # 16 GiB of float32; larger outputs need streaming decode
 MAX_WIDTH = 4096
 MAX_LAYERS = 16
 

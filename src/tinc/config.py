@@ -30,11 +30,11 @@ class TincConfig:
     """Intensity above which a voxel is 'of interest' for intra='aoi' (default: the mean)."""
     loss_weight: tuple[tuple[float, float, float], ...] = ()
     """(low, high, weight) triples: voxels with intensity in [low, high] weigh `weight`."""
-    steps: int = 2000
+    steps: int = 5000
     """Training steps."""
-    batch: int = 1 << 18
+    batch: int = 1 << 16
     """Voxels per training step (all leaves together)."""
-    lr: float = 1e-3
+    lr: float = 2e-3
     optimizer: str = "adam"
     time_limit: float | None = None
     """Seconds of training after which the fit stops early (a valid file is still written)."""

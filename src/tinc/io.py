@@ -100,13 +100,23 @@ def _read_png(path):
 _READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png}
 
 
+def check_writable(path) -> None:
+    """Fail before long work, not after it, when `path` cannot be written."""
+    directory = Path(path).parent if str(Path(path).parent) else Path(".")
+    if not directory.is_dir():
+        raise TincInputError(f"{path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise TincInputError(f"{path}: directory {directory} is not writable")
+    if Path(path).is_dir():
+        raise TincInputError(f"{path}: is a directory")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path` (same suffix); move it into place only on success."""
+    check_writable(path)
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise TincInputError(f"{path}: directory {directory} does not exist")
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=directory)
     os.close(handle)
