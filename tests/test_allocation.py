@@ -58,3 +58,18 @@ def test_variance_shares_favour_busy_regions():
     assert np.isclose(leaf_shares.mean(), 1)
     aoi = node_shares(layout, layout.to_blocks(data), layout.valid_mask(), "aoi", 0.5)[1]
     assert tuple(layout.leaf_positions[int(np.argmax(aoi))]) == (0, 0)
+
+
+def test_uneven_shares_keep_min_width_and_the_budget():
+    layout_shape = (64, 64, 64)
+    config = TincConfig(levels=2, intra="variance", min_width=8)
+    data = np.random.default_rng(0).normal(size=layout_shape + (1,)).astype(np.float32)
+    data[:32] *= 0.01  # half the volume nearly flat: its nodes would starve without the floor
+
+    def blocks(layout):
+        return layout.to_blocks(data), layout.valid_mask()
+
+    plan, _ = plan_tree(layout_shape, 30000, config, 1, blocks)
+    assert min(int(w.min()) for w in plan.widths) >= 8
+    assert plan.params <= 30000
+    assert len(set(plan.widths[2].tolist())) > 1

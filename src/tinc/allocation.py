@@ -146,9 +146,15 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
             note = (note or f"the array is too small for depth {requested}") + f"; using depth {depth}"
         blocks, valid = data(layout) if (data is not None and config.intra != "equal") else (None, None)
         shares = node_shares(layout, blocks, valid, config.intra, config.aoi_threshold)
-        plan = allocate(layout, params, layers, level_weights, shares, channels)
-        widths = tuple(np.maximum(w, config.min_width) for w in plan.widths)
-        return TreePlan(layout, layers, widths, channels), note
+        # Raising starved nodes to min_width spends extra parameters: shrink the rest to pay.
+        target = params
+        for _ in range(8):
+            plan = allocate(layout, target, layers, level_weights, shares, channels)
+            plan = TreePlan(layout, layers, tuple(np.maximum(w, config.min_width) for w in plan.widths), channels)
+            if plan.params <= params:
+                break
+            target *= params / plan.params
+        return plan, note
     raise TincConfigError(
         f"ratio too high for this array: {int(params)} parameters cannot make even one network "
         f"{config.min_width} wide; use a lower --ratio"
