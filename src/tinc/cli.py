@@ -16,7 +16,7 @@ from . import container, metrics
 from .codec import TincCodec, plan_from_header
 from .config import INTRA_MODES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
-from .io import check_writable, format_of, read_with_metadata, write, write_bytes
+from .io import check_writable, format_of, read_with_metadata, write_bytes
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -127,14 +127,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from .decode import Decoder, write_decoded
+
     format_of(args.output)
     check_writable(args.output)
     with open(_existing(args.input), "rb") as handle:
         data = handle.read()
-    array, metadata = TincCodec(device=args.device, quiet=True).decode_with_metadata(data)
-    write(args.output, array, metadata)
+    decoder = Decoder(data, device=args.device)
+    shape, dtype = write_decoded(args.output, decoder, roi=args.roi, scale=args.scale, shape=args.shape)
     if not args.quiet:
-        print(f"{args.input} -> {args.output}: {array.shape} {array.dtype}")
+        leaves = decoder.plan.layout.leaves
+        print(f"{args.input} -> {args.output}: {shape} {dtype}, {decoder.leaves_evaluated} of {leaves} leaf blocks evaluated")
     return 0
 
 
@@ -229,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decompress", help="decode a .tinc file")
     p.add_argument("input", help=".tinc file")
     p.add_argument("-o", "--output", required=True, help="output .tif, .nii, .nii.gz, .npy or .png")
+    p.add_argument("--roi", metavar="A:B,C:D,..", help="decode only this region: start:stop per axis of the output "
+                   "(channel axis included; ':' or empty for a whole axis); only the leaf blocks it touches are evaluated")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--scale", type=float, help="resample every leaf block on a grid S times finer (e.g. 2) or coarser (0.5)")
+    grid.add_argument("--shape", metavar="D0,D1,..", help="resample to this output shape (one size per axis; channels unchanged)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_decompress)

@@ -142,18 +142,8 @@ class TincCodec:
     def decode_with_metadata(self, data) -> tuple[np.ndarray, dict]:
         parsed = container.unpack(data)
         header = parsed.header
-        plan = plan_from_header(header)
-        model = TreeINR(plan, w0=header["w0"])
-        sizes = [int(mask.sum()) for _, _, mask in model.tensors()]
-        values = coding.decode(parsed.weights, sizes)
-        padded = []
-        for (_, template, mask), flat in zip(model.tensors(), values):
-            full = np.zeros(template.shape, dtype=np.float32)
-            full[mask] = flat
-            padded.append(full)
-        model.load_tensors(padded)
         device = _device(self.config.device)
-        model = model.to(device)
+        plan, model = load_model(parsed, device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
         blocks = model.render(coords).cpu().numpy()
         normalised = plan.layout.from_blocks(blocks)
@@ -161,6 +151,22 @@ class TincCodec:
 
 
 # ---------------------------------------------------------------------- helpers
+def load_model(parsed: container.Container, device: torch.device) -> tuple[TreePlan, TreeINR]:
+    """The tree described by an unpacked file, with its decoded weights, on `device`."""
+    header = parsed.header
+    plan = plan_from_header(header)
+    model = TreeINR(plan, w0=header["w0"])
+    sizes = [int(mask.sum()) for _, _, mask in model.tensors()]
+    values = coding.decode(parsed.weights, sizes)
+    padded = []
+    for (_, template, mask), flat in zip(model.tensors(), values):
+        full = np.zeros(template.shape, dtype=np.float32)
+        full[mask] = flat
+        padded.append(full)
+    model.load_tensors(padded)
+    return plan, model.to(device)
+
+
 def check_array(array) -> np.ndarray:
     """The input as an ndarray, or a TincInputError naming what is wrong with it."""
     try:

@@ -108,13 +108,110 @@ class TreeINR(nn.Module):
         for param, value in zip(params, values, strict=True):
             param.copy_(torch.as_tensor(value, dtype=param.dtype))
 
+    def forward_leaves(self, coords: torch.Tensor, leaves: np.ndarray) -> torch.Tensor:
+        """coords [samples, ndim], sorted unique leaf indices [k] -> [k, samples, channels].
+
+        Evaluates only the selected leaves and their ancestors, each ancestor once and shared
+        by its selected children. Every node runs the same float32 ops as in `forward` (a bmm
+        of the same per-node shape, only over fewer nodes), so on CPU each selected leaf's
+        output is bit-identical to its row of `forward(coords)` when the samples are a
+        multiple of `ALIGN_ROWS` (as `render` and `render_leaves` arrange).
+        """
+        plan, children = self.plan, self.plan.layout.children
+        counts = plan.layout.nodes_per_level
+        leaves = np.asarray(leaves, dtype=np.int64)
+        # per level, the sorted nodes on some selected leaf's root path
+        kept = [_at_least_two(leaves, counts[-1])]
+        for level in range(plan.depth - 1, -1, -1):
+            kept.insert(0, _at_least_two(np.unique(kept[0] // children[level]), counts[level]))
+        device = coords.device
+
+        def pick(tensor: torch.Tensor, nodes: np.ndarray) -> torch.Tensor:
+            return tensor.index_select(0, torch.as_tensor(nodes, device=device))
+
+        h = coords.unsqueeze(0)
+        index = 0
+        for level in range(plan.depth + 1):
+            nodes = kept[level]
+            for layer in range(plan.layers[level]):
+                weight_mask, bias_mask = self.masks(index)
+                bias = pick(self.biases[index], nodes) * (pick(bias_mask, nodes) * self.w0)
+                if layer == 0 and level > 0:
+                    # the spread reads all children of a kept parent, exactly as `forward`
+                    # does (a narrower matrix could change the float results); then keep
+                    # only the children on a selected path
+                    c, parents = children[level - 1], kept[level - 1]
+                    siblings = (parents[:, None] * c + np.arange(c)).ravel()
+                    weight = pick(self.weights[index], siblings) * (pick(weight_mask, siblings) * self.w0)
+                    h = self._spread_to_children(h, weight, c)
+                    rows = np.searchsorted(parents, nodes // c) * c + nodes % c
+                    h = torch.sin(pick(h, rows) + bias)
+                else:
+                    weight = pick(self.weights[index], nodes) * (pick(weight_mask, nodes) * self.w0)
+                    h = torch.sin(torch.baddbmm(bias, h, weight))
+                index += 1
+        weight_mask, bias_mask = self.masks(index)
+        nodes = kept[-1]
+        bias = pick(self.biases[index], nodes) * pick(bias_mask, nodes)
+        out = torch.baddbmm(bias, h, pick(self.weights[index], nodes) * pick(weight_mask, nodes))
+        return out if len(nodes) == len(leaves) else pick(out, np.searchsorted(nodes, leaves))
+
+    def chunk_size(self, max_elements: int = 1 << 25) -> int:
+        """Coordinates per `render` call: a multiple of `ALIGN_ROWS`, and a function of the tree
+        alone, so partial decodes split coordinates exactly like full ones."""
+        widest = max(int(w.max()) for w in self.plan.widths)
+        chunk = max_elements // (self.plan.layout.leaves * max(widest, self.plan.channels))
+        return max(ALIGN_ROWS, chunk // ALIGN_ROWS * ALIGN_ROWS)
+
     @torch.no_grad()
     def render(self, coords: torch.Tensor, max_elements: int = 1 << 25) -> torch.Tensor:
         """Evaluate every leaf on `coords` in chunks that keep activations under `max_elements`."""
-        widest = max(int(w.max()) for w in self.plan.widths)
-        chunk = max(1, max_elements // (self.plan.layout.leaves * max(widest, self.plan.channels)))
+        chunk, samples = self.chunk_size(max_elements), coords.shape[0]
+        coords = _pad_rows(coords)
         parts = [self(coords[start:start + chunk]) for start in range(0, coords.shape[0], chunk)]
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1)[:, :samples]
+
+    @torch.no_grad()
+    def render_leaves(self, coords: torch.Tensor, leaves: np.ndarray, needed: np.ndarray | None = None,
+                      max_elements: int = 1 << 25) -> torch.Tensor:
+        """`render` restricted to `leaves` -> [k, samples, channels], bit-identical on CPU.
+
+        Same chunks as `render`; `needed` (bool per coordinate) skips chunks holding no
+        needed coordinate, whose entries are left uninitialised.
+        """
+        chunk, samples = self.chunk_size(max_elements), coords.shape[0]
+        coords = _pad_rows(coords)
+        out = torch.empty(len(leaves), coords.shape[0], self.plan.channels, device=coords.device)
+        for start in range(0, samples, chunk):
+            if needed is None or needed[start:start + chunk].any():
+                out[:, start:start + chunk] = self.forward_leaves(coords[start:start + chunk], leaves)
+        return out[:, :samples]
+
+
+# MKL rounds a matrix product differently when its output does not start on a 64-byte
+# boundary. Node i of a batched product starts i * samples * width floats into the output,
+# so samples per call are kept a multiple of 16 floats: every node's product is then
+# aligned whether it is computed among all nodes or among a few (partial decodes).
+ALIGN_ROWS = 16
+
+
+def _pad_rows(coords: torch.Tensor) -> torch.Tensor:
+    """`coords` with zero rows appended up to a multiple of `ALIGN_ROWS` (outputs dropped later)."""
+    pad = -coords.shape[0] % ALIGN_ROWS
+    return torch.cat([coords, coords.new_zeros(pad, coords.shape[1])]) if pad else coords
+
+
+def _at_least_two(nodes: np.ndarray, level_nodes: int) -> np.ndarray:
+    """`nodes`, plus a neighbour when it is a single node of a level that has more.
+
+    A batch of one matrix takes another BLAS route than a batch of several (a single
+    gemm, or a gemv when the output is one channel), which rounds differently; padding
+    the batch keeps partial decodes bit-identical to full ones.
+    """
+    if len(nodes) != 1 or level_nodes == 1:
+        return nodes
+    node = int(nodes[0])
+    return np.array(sorted((node, node + 1 if node + 1 < level_nodes else node - 1)), dtype=np.int64)
 
 
 def count_parameters(model: TreeINR) -> int:
