@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# Reproduces every figure in benchmarks/RESULTS.md. Run from the repository root after `make install`.
-# Takes about 40 minutes on 2 CPU cores. Output goes to bench-output/ (ignored by git).
+# Reproduces every figure in benchmarks/RESULTS.md. Run from the repository root after `make install`:
+#   bash benchmarks/results.sh            # all steps, about 50 minutes on 2 CPU cores
+#   bash benchmarks/results.sh 3 5        # only some steps
+# Output goes to bench-output/ (ignored by git).
 set -euo pipefail
 export PATH="$PWD/.venv/bin:$PATH"
 out=bench-output
-mkdir -p "$out"
 data=../shared/data
+mkdir -p "$out"
 
-# 1. Fidelity floor: brain64 at 64x, default options, 240 s.
-tinc compress "$data/brain64.tif" -o "$out/brain64-64x.tinc" --ratio 64 --time-limit 240 --quiet
-tinc decompress "$out/brain64-64x.tinc" -o "$out/brain64-64x.tif" --quiet
-tinc eval "$data/brain64.tif" "$out/brain64-64x.tif" --tinc "$out/brain64-64x.tinc" | tee "$out/floor-brain64.txt"
+step1() {  # Fidelity floor: brain64 at 64x, default options, 240 s.
+  tinc compress "$data/brain64.tif" -o "$out/brain64-64x.tinc" --ratio 64 --time-limit 240 --quiet
+  tinc decompress "$out/brain64-64x.tinc" -o "$out/brain64-64x.tif" --quiet
+  tinc eval "$data/brain64.tif" "$out/brain64-64x.tif" --tinc "$out/brain64-64x.tinc" | tee "$out/floor-brain64.txt"
+}
 
-# 2. Real MRI and CT volumes of odd shapes at 256x, 240 s, against SZ3, SPERR and HEVC.
-python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
-tinc bench nibabel:example4d.nii.gz "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
-    --ratios 128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 240 --out "$out/odd-shapes" --quiet
+step2() {  # Real MRI and CT volumes of odd shapes at 128x and 256x, 240 s, against SZ3, SPERR, JPEG 2000, HEVC.
+  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+  tinc bench nibabel:example4d.nii.gz "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
+      --ratios 128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 240 --out "$out/odd-shapes" --quiet
+}
 
-# 3. Rate-distortion against the field on the four reference inputs, 60 s per tinc run.
-tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
-    --ratios 64,128,256,512 --codecs sperr,sz3,zfp,jpeg2000,jpegxl,hevc,h264,tinc --time-limit 60 \
-    --out "$out/field" --quiet
+step3() {  # Rate-distortion against the field on the four reference inputs, 60 s per tinc run.
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratios 64,128,256,512 --codecs sperr,sz3,zfp,jpeg2000,jpegxl,hevc,h264,tinc --time-limit 60 \
+      --out "$out/field" --quiet
+}
 
-# 4. Our method against the authors' settings (tinc-reference) and one network (siren), same budget and time.
-tinc bench "$data/brain64.tif" --ratios 64,256 --codecs tinc,tinc-reference,siren --time-limit 60 \
-    --out "$out/reference" --quiet
+step4() {  # Our method against the authors' settings (tinc-reference) and one network (siren), same budget and time.
+  tinc bench "$data/brain64.tif" --ratios 64,256 --codecs tinc,tinc-reference,siren --time-limit 60 \
+      --out "$out/reference" --quiet
+}
 
-# 5. Ablation: every option changed alone, equal time (40 s) per variant.
-python benchmarks/ablation.py "$data/brain64.tif" --ratio 64 --time-limit 40 | tee "$out/ablation-brain64.md"
+step5() {  # Ablation: every option changed alone, equal time (40 s) per variant.
+  python benchmarks/ablation.py "$data/brain64.tif" --ratio 64 --time-limit 40 | tee "$out/ablation-brain64.md"
+}
+
+step6() {  # Training and decoding speed against the machine's limits and a per-node loop.
+  python benchmarks/speed.py | tee "$out/speed.md"
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6)
+for s in "${steps[@]}"; do "step$s"; done
