@@ -29,6 +29,7 @@ MAX_SPATIAL_DIMS = 4
 MAX_DECODE_VOXELS = 1 << 32  # 16 GiB of float32; larger outputs need streaming decode
 MAX_WIDTH = 4096
 MAX_LAYERS = 16
+_STREAM_SLACK = 16  # the ANS stream ends on a 32-bit word; the WGTS length varint may grow
 
 
 @dataclass
@@ -77,20 +78,21 @@ class TincCodec:
         channels = normalised.shape[-1]
         budget = int(original.size * original.dtype.itemsize // config.ratio)
         report = EncodeReport()
-        header = None
 
         def layout_data(layout: TreeLayout):
             return layout.to_blocks(normalised), layout.valid_mask()
 
-        params = _params_for_bytes(budget - 256, config.weight_bits, 8)
-        for _ in range(2):  # the second pass knows the real header size
+        # The overhead (header, one coding-table entry per tensor) depends on the plan, and the
+        # plan on the bytes left for weights: plan twice, the second time with the real overhead.
+        overhead = 256
+        for _ in range(2):
+            params = max(budget - overhead, 0) * 8 / config.weight_bits
             if params <= 0:
                 raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; use a lower --ratio")
             plan, note = plan_tree(spatial, params, config, channels, layout_data)
             header = make_header(original, plan, config, low, high)
             n_tensors = 2 * (sum(plan.layers) + 1)
-            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES
-            params = _params_for_bytes(budget - overhead, config.weight_bits, 4 * 4)
+            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES + _STREAM_SLACK
         report.plan = plan
         if note:
             report.notes.append(note)
@@ -292,11 +294,6 @@ def plan_from_header(header: dict) -> TreePlan:
             raise TincFormatError("invalid .tinc header (widths)")
         widths.append(w)
     return TreePlan(layout, layers, tuple(widths), channels)
-
-
-def _params_for_bytes(nbytes: float, bits: int, slack: int) -> float:
-    bits = 32 if bits == 32 else bits
-    return max(nbytes - slack, 0) * 8 / bits
 
 
 def _device(name: str) -> torch.device:
