@@ -15,12 +15,17 @@ rate, backward counted as twice the forward matmuls. The last line is
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
+from tinc import coding, container
 from tinc.allocation import TreePlan
 from tinc.model import TreeINR
 from tinc.partition import TreeLayout, choose_splits
@@ -49,8 +54,8 @@ def machine_rates() -> tuple[float, float]:
     return matmul, sine
 
 
-def uniform_plan(depth: int, width: int) -> TreePlan:
-    layout = TreeLayout(SHAPE, choose_splits(SHAPE, depth))
+def uniform_plan(depth: int, width: int, shape: tuple[int, ...] = SHAPE) -> TreePlan:
+    layout = TreeLayout(shape, choose_splits(shape, depth))
     widths = tuple(np.full(n, width) for n in layout.nodes_per_level)
     return TreePlan(layout, (LAYERS,) * (depth + 1), widths, 1)
 
@@ -104,6 +109,55 @@ def train_step_time(model: nn.Module, samples: int, leaves: int, repeats: int) -
     return best_time(step, repeats)
 
 
+def synthetic_file(shape: tuple[int, ...], depth: int, width: int) -> bytes:
+    """A valid .tinc file of a randomly initialised tree: decoding cost does not depend on the fit."""
+    plan = uniform_plan(depth, width, shape)
+    model = TreeINR(plan)
+    tensors = [values[mask] for _, values, mask in model.tensors()]
+    header = {"shape": list(shape), "dtype": "<u2", "channel_axis": None, "range": [0.0, 65535.0],
+              "value_range": [-1.0, 1.0], "w0": 30.0, "splits": [list(s) for s in plan.layout.splits],
+              "layers": list(plan.layers), "widths": [width] * (depth + 1)}
+    return container.pack(header, coding.encode(tensors, -8.0))
+
+
+def region_decode(repeats: int) -> None:
+    """Time of a region against a full decode: it should follow the leaves touched, not the volume."""
+    from tinc.decode import Decoder
+
+    decoder = Decoder(synthetic_file((256, 256, 256), 3, 32))
+    full = best_time(lambda: decoder.decode(), repeats)
+    print("| region | leaves evaluated | seconds | fraction of full decode time |")
+    print("|---|---:|---:|---:|")
+    print(f"| full 256^3 | {decoder.plan.layout.leaves} | {full:.3f} | 1.000 |")
+    for roi in ("0:32,0:32,0:32", "16:48,16:48,16:48", "0:128,0:128,0:128"):
+        seconds = best_time(lambda: decoder.decode(roi=roi), repeats)
+        print(f"| {roi} | {decoder.leaves_evaluated} | {seconds:.3f} | {seconds / full:.3f} |")
+
+
+STREAM_CHILD = """
+import resource, sys, tempfile, os, time
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+from speed import synthetic_file
+from tinc.decode import Decoder, write_decoded
+data = synthetic_file((512, 512, 512), 3, 32)
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as directory:
+    start = time.perf_counter()
+    write_decoded(os.path.join(directory, "out.npy"), Decoder(data))
+    seconds = time.perf_counter() - start
+print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def streaming_decode() -> None:
+    """Peak memory of a 512^3 decode streamed into a memory-mapped .npy, in a fresh process."""
+    result = subprocess.run([sys.executable, "-c", STREAM_CHILD, os.path.abspath(__file__), tempfile.gettempdir()],
+                            capture_output=True, text=True, check=True)
+    seconds, peak_mib = (float(x) for x in result.stdout.split())
+    float_mib = 512**3 * 4 / 2**20
+    print(f"512^3 uint16 decode streamed to .npy: {seconds:.1f} s, peak RSS {peak_mib:.0f} MiB "
+          f"(the float32 volume alone would be {float_mib:.0f} MiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trees and repeats")
@@ -139,6 +193,10 @@ def main() -> None:
             results[depth, width] = row
             print(f"| {depth} | {width} | {sum(plan.layout.nodes_per_level)} | {plan.params} | {row['train']:.3g} | {row['loop']:.3g} | "
                   f"{row['speedup']:.1f} | {row['train_fraction']:.2f} | {row['decode']:.3g} | {row['decode_fraction']:.2f} |", flush=True)
+    print()
+    region_decode(repeats)
+    print()
+    streaming_decode()
     at_64 = results[2, 64]
     print(f"\ntrain_speedup={results[3, 64]['speedup']:.1f} train_roofline_fraction={at_64['train_fraction']:.2f} "
           f"decode_roofline_fraction={at_64['decode_fraction']:.2f}")
