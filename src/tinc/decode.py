@@ -22,6 +22,7 @@ from . import container
 from .codec import MAX_DECODE_VOXELS, _device, load_model, restore
 from .errors import TincConfigError, TincError, TincInputError
 from .io import atomic_path, format_of, write
+from .partition import grid_coordinates
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
 GROUP_BYTES = 64 << 20  # float32 bytes of leaf blocks evaluated at once: bounds peak memory
@@ -38,10 +39,8 @@ class Sampling:
     shape: tuple[int, ...]
 
     def coordinates(self) -> np.ndarray:
-        """[samples, ndim] float32, built exactly as `TreeLayout.block_coordinates`."""
-        axes = [np.linspace(-1.0, 1.0, b) if b > 1 else np.zeros(1) for b in self.block]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=-1).astype(np.float32)
+        """[samples, ndim] float32, the training grid's construction at this sampling."""
+        return grid_coordinates(self.block)
 
 
 class Decoder:

@@ -33,6 +33,13 @@ def choose_splits(shape: tuple[int, ...], depth: int) -> tuple[tuple[int, ...], 
     return tuple(splits)
 
 
+def grid_coordinates(block: tuple[int, ...]) -> np.ndarray:
+    """[prod(block), ndim] float32: `block` samples per axis spanning [-1, 1], row-major."""
+    axes = [np.linspace(-1.0, 1.0, b) if b > 1 else np.zeros(1) for b in block]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=-1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class TreeLayout:
     """Spatial shape and per-level splits; everything else derives from them."""
@@ -100,9 +107,7 @@ class TreeLayout:
 
     def block_coordinates(self) -> np.ndarray:
         """[block_voxels, ndim] float32 local coordinates in [-1, 1], shared by every leaf."""
-        axes = [np.linspace(-1.0, 1.0, b) if b > 1 else np.zeros(1) for b in self.block_shape]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=-1).astype(np.float32)
+        return grid_coordinates(self.block_shape)
 
     def to_blocks(self, array: np.ndarray, fill=None) -> np.ndarray:
         """[*shape, C] -> [leaves, block_voxels, C]; padding replicates edges, or is `fill`."""
