@@ -55,13 +55,19 @@ class SperrCodec(Codec):
         return imagecodecs_missing("sperr")
 
     @staticmethod
-    def _shape(shape: Sequence[int]) -> tuple[int, ...]:
+    def _volume(shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(axis order, 3-D shape): SPERR codes at most 3 axes, so beyond three the shorter
+        axes (e.g. time) go in front and fold into the first of the three longest, stacking
+        whole volumes rather than cutting each one into thin slabs."""
         squeezed = squeezed_shape(shape)
         if len(squeezed) == 1:
-            return (1,) + squeezed
-        if len(squeezed) > 3:
-            return (int(np.prod(squeezed[:-2])),) + squeezed[-2:]
-        return squeezed
+            return (0,), (1,) + squeezed
+        if len(squeezed) <= 3:
+            return tuple(range(len(squeezed))), squeezed
+        longest = sorted(sorted(range(len(squeezed)), key=lambda a: -squeezed[a])[:3])
+        order = tuple(a for a in range(len(squeezed)) if a not in longest) + tuple(longest)
+        folded = int(np.prod([squeezed[a] for a in order[:-2]]))
+        return order, (folded, squeezed[order[-2]], squeezed[order[-1]])
 
     def quality_range(self, array: np.ndarray) -> tuple[float, float]:
         bits = 8.0 * array.dtype.itemsize
@@ -70,14 +76,18 @@ class SperrCodec(Codec):
     def encode(self, array: np.ndarray, quality: float) -> bytes:
         import imagecodecs
 
-        x = array.reshape(self._shape(array.shape)).astype(work_float(array.dtype))
-        return bytes(imagecodecs.sperr_encode(x, float(quality), "bpp"))
+        order, volume = self._volume(array.shape)
+        x = array.reshape(squeezed_shape(array.shape)).transpose(order).reshape(volume)
+        return bytes(imagecodecs.sperr_encode(x.astype(work_float(array.dtype)), float(quality), "bpp"))
 
     def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         import imagecodecs
 
-        values = imagecodecs.sperr_decode(data)  # the header holds shape and type
-        return restore_dtype(np.asarray(values).reshape(shape), dtype)
+        squeezed = squeezed_shape(shape)
+        order, _ = self._volume(shape)
+        values = np.asarray(imagecodecs.sperr_decode(data))  # the header holds shape and type
+        values = values.reshape([squeezed[a] for a in order]).transpose(np.argsort(order))
+        return restore_dtype(values.reshape(shape), dtype)
 
 
 class Sz3Codec(Codec):
