@@ -17,9 +17,9 @@ from tinc.metrics import psnr, psnr_range
 
 VARIANTS = {
     "defaults": {},
-    "data scaled to [0, 100] (authors)": {"value_range": (0.0, 100.0)},
-    "data scaled to [0, 1]": {"value_range": (0.0, 1.0)},
-    "batch 262144, lr 1e-3 (first defaults)": {"batch": 1 << 18, "lr": 1e-3},
+    "data scaled to 0..100 (authors)": {"value_range": (0.0, 100.0)},
+    "data scaled to 0..1": {"value_range": (0.0, 1.0)},
+    "batch 262144 and lr 1e-3 (first defaults)": {"batch": 1 << 18, "lr": 1e-3},
     "batch 16384": {"batch": 1 << 14},
     "lr 1e-3": {"lr": 1e-3},
     "lr 4e-3": {"lr": 4e-3},
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("input")
     parser.add_argument("--ratio", type=float, default=64)
     parser.add_argument("--time-limit", type=float, default=40)
-    parser.add_argument("--only", help="comma-separated variant names to run")
+    parser.add_argument("--only", help="comma-separated variant names to run (names hold no commas)")
     args = parser.parse_args()
     array = tinc.read(args.input)
     names = args.only.split(",") if args.only else list(VARIANTS)
