@@ -142,14 +142,10 @@ class TincCodec:
         return array
 
     def decode_with_metadata(self, data) -> tuple[np.ndarray, dict]:
-        parsed = container.unpack(data)
-        header = parsed.header
-        device = _device(self.config.device)
-        plan, model = load_model(parsed, device)
-        coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
-        blocks = model.render(coords).cpu().numpy()
-        normalised = plan.layout.from_blocks(blocks)
-        return restore(normalised, header), parsed.metadata
+        from .decode import Decoder  # builds on this module, hence imported here
+
+        decoder = Decoder(data, device=self.config.device)
+        return decoder.decode(), decoder.metadata
 
 
 # ---------------------------------------------------------------------- helpers

@@ -130,7 +130,7 @@ class Decoder:
         return out
 
     def _decode_all(self) -> np.ndarray:
-        """Every leaf in one pass: the path of `TincCodec.decode`, fastest when all is wanted."""
+        """Every leaf in one pass, fastest when all is wanted (`TincCodec.decode` comes here)."""
         layout = self.plan.layout
         coords = torch.as_tensor(layout.block_coordinates(), device=self.device)
         blocks = self.model.render(coords).cpu().numpy()
