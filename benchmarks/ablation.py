@@ -9,7 +9,6 @@ tree chosen, steps reached and the quantization quality the rate control settled
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import tinc

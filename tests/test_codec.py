@@ -9,7 +9,7 @@ from nibabel.testing import data_path
 import tinc
 from tinc import container
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
-from tinc.metrics import psnr, psnr_range
+from tinc.metrics import psnr_range
 
 from conftest import FAST
 
