@@ -123,3 +123,22 @@ def test_interrupt_leaves_no_partial_file(tmp_path, volume_tif, monkeypatch, cap
     assert main(["compress", str(volume_tif), "-o", str(tmp_path / "x.tinc"), *FAST]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert listing(tmp_path) == before
+
+
+def test_sigterm_exits_143_and_leaves_nothing(tmp_path, volume_tif):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "x.tinc"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinc.cli", "compress", str(volume_tif), "-o", str(out), "--steps", "1000000", "--quiet"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(4)  # well into training
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.strip() == "tinc: terminated; no output written"
+    assert listing(tmp_path) == ["vol.tif"]

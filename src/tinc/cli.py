@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -264,9 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that temporary outputs are removed on the way out."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.func(args)
     except TincError as error:
@@ -275,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinc: interrupted; no output written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("tinc: terminated; no output written", file=sys.stderr)
+        return 143
     except MemoryError:
         print("tinc: error: out of memory", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
