@@ -109,7 +109,7 @@ class TincCodec:
 
         from .training import fit
 
-        progress = _progress_bar(config, plan)
+        progress = _progress_bar(config)
         peak = config.value_range[1] - config.value_range[0]
         try:
             fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit)
@@ -308,7 +308,7 @@ def _say(config: TincConfig, message: str) -> None:
 
 
 class _Progress:
-    def __init__(self, config: TincConfig, plan: TreePlan):
+    def __init__(self, config: TincConfig):
         from tqdm.auto import tqdm
 
         peak = config.value_range[1] - config.value_range[0]
@@ -326,8 +326,8 @@ class _Progress:
         self.bar.close()
 
 
-def _progress_bar(config: TincConfig, plan: TreePlan) -> _Progress | None:
-    return None if config.quiet else _Progress(config, plan)
+def _progress_bar(config: TincConfig) -> _Progress | None:
+    return None if config.quiet else _Progress(config)
 
 
 def _jsonable(value):

@@ -226,10 +226,3 @@ def _at_least_two(nodes: np.ndarray, level_nodes: int) -> np.ndarray:
 
 def count_parameters(model: TreeINR) -> int:
     return int(sum(int(m.sum()) for index in range(model.n_layers) for m in model.masks(index)))
-
-
-def flops_per_sample(plan: TreePlan) -> float:
-    """Multiply-adds x2 of one local coordinate through the whole tree (TINC's 2P)."""
-    return 2.0 * plan.params
-
-
