@@ -191,11 +191,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
     if args.plot:
         from .io import atomic_path
-        from .plots import save_comparison
+        from .plots import rgb_axis, save_comparison
 
         title = f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}" + (f", ratio {result['ratio']:.1f}x" if result["ratio"] else "")
         with atomic_path(args.plot) as temporary:
-            save_comparison(original, recon, temporary, title, channel_axis=-1 if original.ndim == 3 and original.shape[-1] in (3, 4) else None)
+            save_comparison(original, recon, temporary, title, channel_axis=rgb_axis(original))
     if args.json:
         print(json.dumps(result))
         return 0

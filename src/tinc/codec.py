@@ -153,10 +153,10 @@ def load_model(parsed: container.Container, device: torch.device) -> tuple[TreeP
     header = parsed.header
     plan = plan_from_header(header)
     model = TreeINR(plan, w0=header["w0"])
-    sizes = [int(mask.sum()) for _, _, mask in model.tensors()]
-    values = coding.decode(parsed.weights, sizes)
+    tensors = model.tensors()
+    values = coding.decode(parsed.weights, [int(mask.sum()) for _, _, mask in tensors])
     padded = []
-    for (_, template, mask), flat in zip(model.tensors(), values):
+    for (_, template, mask), flat in zip(tensors, values):
         full = np.zeros(template.shape, dtype=np.float32)
         full[mask] = flat
         padded.append(full)

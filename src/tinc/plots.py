@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def rgb_axis(array: np.ndarray) -> int | None:
+    """-1 for an H x W x 3|4 image, so pictures keep its colours; None for anything else."""
+    return -1 if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4 else None
+
+
 def middle_slice(array: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
     """The plane of the two longest axes, through the middle of every other axis (channels kept)."""
     array = np.asarray(array)

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ..plots import middle_slice
+from ..plots import middle_slice, rgb_axis
 
 CSV_COLUMNS = ("input", "codec", "target_ratio", "actual_ratio", "psnr", "psnr_range", "ssim", "encode_s", "decode_s")
 
@@ -105,8 +105,7 @@ def plot_rd(rows: list[dict], path: str) -> None:
 
 def _display_slice(array: np.ndarray) -> np.ndarray:
     """The middle slice as float64, keeping the colours of RGB(A) images."""
-    rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4
-    return middle_slice(array, channel_axis=-1 if rgb else None).astype(np.float64)
+    return middle_slice(array, channel_axis=rgb_axis(array)).astype(np.float64)
 
 
 def plot_slices(original: np.ndarray, rows: list[dict], path: str, title: str = "") -> None:
