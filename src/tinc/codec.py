@@ -9,6 +9,7 @@ container. Decoding reverses the last steps and needs nothing but the bytes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class TincCodec:
         budget = int(original.size * original.dtype.itemsize // config.ratio)
         report = EncodeReport()
 
+        @functools.cache  # both planning passes and the fit cut the data by the same layout
         def layout_data(layout: TreeLayout):
             return layout.to_blocks(normalised), layout.valid_mask()
 
@@ -103,14 +105,13 @@ class TincCodec:
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         model = TreeINR(plan, w0=config.w0, generator=generator).to(device)
-        blocks = torch.as_tensor(plan.layout.to_blocks(normalised), device=device)
+        blocks = torch.as_tensor(layout_data(plan.layout)[0], device=device)
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
         from .training import fit
 
         progress = _progress_bar(config)
-        peak = config.value_range[1] - config.value_range[0]
         try:
             fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit)
         finally:
@@ -118,7 +119,7 @@ class TincCodec:
                 progress.close()
         report.steps, report.fit_seconds, report.stopped_by_time = fit_report.steps, fit_report.seconds, fit_report.stopped_by_time
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
-            report.fit_psnr = 10 * math.log10(peak * peak / fit_report.loss)
+            report.fit_psnr = fit_psnr(fit_report.loss, config)
 
         tensors = [values[mask] for _, values, mask in model.tensors()]
         if config.weight_bits == 32:
@@ -302,6 +303,12 @@ def _device(name: str) -> torch.device:
         raise TincConfigError(f"unknown device {name!r} ({error})") from None
 
 
+def fit_psnr(loss: float, config: TincConfig) -> float:
+    """PSNR over the data's range from a training MSE, which is measured in `value_range` units."""
+    peak = config.value_range[1] - config.value_range[0]
+    return 10 * math.log10(peak * peak / loss)
+
+
 def _say(config: TincConfig, message: str) -> None:
     if not config.quiet:
         print(f"tinc: note: {message}", file=sys.stderr)
@@ -311,8 +318,7 @@ class _Progress:
     def __init__(self, config: TincConfig):
         from tqdm.auto import tqdm
 
-        peak = config.value_range[1] - config.value_range[0]
-        self.peak2 = peak * peak
+        self.config = config
         self.bar = tqdm(total=config.steps, desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
         self.done = 0
 
@@ -320,7 +326,7 @@ class _Progress:
         self.bar.update(step - self.done)
         self.done = step
         if loss > 0:
-            self.bar.set_postfix_str(f"fit PSNR {10 * math.log10(self.peak2 / loss):.1f} dB (range)")
+            self.bar.set_postfix_str(f"fit PSNR {fit_psnr(loss, self.config):.1f} dB (range)")
 
     def close(self) -> None:
         self.bar.close()
