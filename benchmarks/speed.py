@@ -7,7 +7,8 @@ and widths 16-128 it then times (a) a training step of tinc's batched tree, (b) 
 tree written the straightforward way (one small network per node, a Python loop over
 nodes, as the authors' code does), and (c) a full decode. The roofline time of a step
 is its matmul FLOPs at the matmul rate plus its sine/cosine evaluations at the sine
-rate, backward counted as twice the forward matmuls. The last line is
+rate, backward counted as twice the forward matmuls. The loop's own roofline fraction bounds
+any speedup over it: a tree at the roofline is 1 / (loop fraction) times faster. The last line is
 `train_speedup=X train_roofline_fraction=Y decode_roofline_fraction=Z`
 (speedup at depth 3, fractions at width 64, depth 2).
 """
@@ -27,12 +28,13 @@ from torch import nn
 
 from tinc import coding, container
 from tinc.allocation import TreePlan
+from tinc.config import TincConfig
 from tinc.model import TreeINR
 from tinc.partition import TreeLayout, choose_splits
 
 SHAPE = (128, 128, 128)
 LAYERS = 2
-SAMPLES_PER_STEP = 1 << 16  # voxels per training step, as tinc's default batch
+SAMPLES_PER_STEP = TincConfig().batch  # voxels per training step, as tinc's default
 
 
 def best_time(function, repeats: int, warmup: int = 1) -> float:
@@ -141,12 +143,13 @@ import resource, sys, tempfile, os, time
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
 from speed import synthetic_file
 from tinc.decode import Decoder, write_decoded
-data = synthetic_file((512, 512, 512), 3, 32)
+decoder = Decoder(synthetic_file((512, 512, 512), 3, 32))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 with tempfile.TemporaryDirectory(dir=sys.argv[2]) as directory:
     start = time.perf_counter()
-    write_decoded(os.path.join(directory, "out.npy"), Decoder(data))
+    write_decoded(os.path.join(directory, "out.npy"), decoder)
     seconds = time.perf_counter() - start
-print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(seconds, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
@@ -154,10 +157,10 @@ def streaming_decode() -> None:
     """Peak memory of a 512^3 decode streamed into a memory-mapped .npy, in a fresh process."""
     result = subprocess.run([sys.executable, "-c", STREAM_CHILD, os.path.abspath(__file__), tempfile.gettempdir()],
                             capture_output=True, text=True, check=True)
-    seconds, peak_mib = (float(x) for x in result.stdout.split())
+    seconds, before_mib, peak_mib = (float(x) for x in result.stdout.split())
     float_mib = 512**3 * 4 / 2**20
-    print(f"512^3 uint16 decode streamed to .npy: {seconds:.1f} s, peak RSS {peak_mib:.0f} MiB "
-          f"(the float32 volume alone would be {float_mib:.0f} MiB)")
+    print(f"512^3 uint16 decode streamed to .npy: {seconds:.1f} s, peak RSS {peak_mib:.0f} MiB, of which "
+          f"{peak_mib - before_mib:.0f} MiB above the process before decoding (the float32 volume alone would be {float_mib:.0f} MiB)")
 
 
 def main() -> None:
@@ -169,8 +172,8 @@ def main() -> None:
     print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {matmul_rate / 1e9:.1f} GFLOP/s, sine {sine_rate / 1e9:.2f} G/s\n")
     widths = (16, 64) if args.quick else (16, 32, 64, 128)
     repeats = 2 if args.quick else 3
-    print("| depth | width | nodes | params | tinc train (samples/s) | loop train (samples/s) | speedup | train roofline | decode (voxels/s) | decode roofline |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| depth | width | nodes | params | tinc train (samples/s) | loop train (samples/s) | speedup | train roofline | loop roofline | decode (voxels/s) | decode roofline |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = {}
     for depth in (1, 2, 3):
         for width in widths:
@@ -189,12 +192,13 @@ def main() -> None:
                 "loop": samples * leaves / loop_step,
                 "speedup": loop_step / tinc_step,
                 "train_fraction": roofline_step / tinc_step,
+                "loop_fraction": roofline_step / loop_step,
                 "decode": np.prod(SHAPE) / decode,
                 "decode_fraction": roofline_decode / decode,
             }
             results[depth, width] = row
             print(f"| {depth} | {width} | {sum(plan.layout.nodes_per_level)} | {plan.params} | {row['train']:.3g} | {row['loop']:.3g} | "
-                  f"{row['speedup']:.1f} | {row['train_fraction']:.2f} | {row['decode']:.3g} | {row['decode_fraction']:.2f} |", flush=True)
+                  f"{row['speedup']:.1f} | {row['train_fraction']:.2f} | {row['loop_fraction']:.2f} | {row['decode']:.3g} | {row['decode_fraction']:.2f} |", flush=True)
     print()
     region_decode(repeats)
     print()

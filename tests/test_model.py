@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from tinc.allocation import TreePlan, plan_tree
@@ -68,3 +69,18 @@ def test_render_in_chunks_matches_one_pass():
     model = TreeINR(plan)
     coords = torch.as_tensor(plan.layout.block_coordinates())
     assert torch.allclose(model.render(coords, max_elements=5000), model(coords).detach(), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_step_and_render_match_cpu():
+    plan, _ = plan_tree((32, 32, 32), 6000, TincConfig(levels=1), 1)
+    cpu = TreeINR(plan, generator=torch.Generator().manual_seed(0))
+    gpu = TreeINR(plan, generator=torch.Generator().manual_seed(0)).cuda()
+    coords = torch.rand(256, 3) * 2 - 1
+    for model, device in ((cpu, "cpu"), (gpu, "cuda")):
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss = model(coords.to(device)).square().mean()
+        loss.backward()
+        optimiser.step()
+    grid = torch.as_tensor(plan.layout.block_coordinates())
+    assert torch.allclose(gpu.render(grid.cuda()).cpu(), cpu.render(grid), atol=1e-4)

@@ -11,6 +11,7 @@ decode exactly (on a GPU the BLAS may round a smaller batch differently in the l
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ class Decoder:
                     piece = piece[tuple(index)]
                     target.insert(self.channel_axis, slice(None))
                 out[tuple(target)] = piece
+            _release_written_pages(out)
 
     @staticmethod
     def _needed_coordinates(leaves: np.ndarray, first: np.ndarray, last: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
@@ -224,6 +226,15 @@ def _parse_entry(text: str) -> slice:
         return slice(*(int(p) if p.strip() else None for p in parts))
     except ValueError:
         raise TincConfigError(f"roi entry {text!r}: expected START:STOP") from None
+
+
+def _release_written_pages(out: np.ndarray) -> None:
+    """Write a memory-mapped output's dirty pages back and drop them from this process, so
+    its resident memory holds one group of blocks rather than every page written so far."""
+    mapping = getattr(out, "_mmap", None)
+    if mapping is not None:
+        mapping.flush()
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, shape: Sequence[int] | str | None = None,

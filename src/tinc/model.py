@@ -1,19 +1,26 @@
 """The tree of sine MLPs, evaluated level by level as batched matrix products.
 
 Every level keeps its nodes' weights stacked as [nodes, fan_in, width], zero-padded to the
-level's widest node; a mask keeps the padding at zero so nodes of unequal width share one
-`bmm`. A level's first layer reads its parent's output: the children of one parent are
-laid side by side in the output dimension, so the parent's activations are read once.
+level's widest node so nodes of unequal width share one `bmm`; masks mark the real entries
+for the coder. A level's first layer reads its parent's output: the children of one parent
+are laid side by side in the output dimension, so the parent's activations are read once.
+Activations are feature-major, [nodes, features, samples], which makes that side-by-side
+output a stack of per-child blocks without a copy.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
 from torch import nn
 
 from .allocation import TreePlan
+
+
+# Activations per level per `render` call. On CPU, 8 MiB of float32 stays in cache (2 MiB L2
+# per core, 32 MiB L3 here), where the sine runs about twice as fast as from memory; a GPU
+# wants large launches instead.
+MAX_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
 
 class TreeINR(nn.Module):
@@ -66,31 +73,64 @@ class TreeINR(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [samples, ndim] -> [leaves, samples, channels]."""
+        return self._evaluate(coords, self.layer_tensors())
+
+    def layer_tensors(self, kept: list[np.ndarray] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight [nodes, out, in], bias [nodes, out, 1]) per layer, w0 applied, for `_evaluate`.
+
+        Padding entries start at zero and only ever meet zero activations or zero weights, so
+        their gradients are exactly zero and no mask is needed. A level's first layer lays
+        all children of a parent side by side, [parents, children * out, in]: one product
+        per parent feeds every child. `kept` (sorted nodes per level) restricts every level
+        to those nodes, keeping all children of kept parents in the first layer.
+        """
+        plan, children = self.plan, self.plan.layout.children
+        device = self.weights[0].device
+        tensors, index = [], 0
+        for level in range(plan.depth + 1):
+            nodes = None if kept is None else torch.as_tensor(kept[level], device=device)
+            for layer in range(plan.layers[level] + (level == plan.depth)):
+                weight, bias = self.weights[index], self.biases[index]
+                scale = 1.0 if index == self.n_layers - 1 else self.w0
+                if layer == 0 and level > 0:
+                    c = children[level - 1]
+                    if kept is not None:
+                        siblings = (kept[level - 1][:, None] * c + np.arange(c)).ravel()
+                        weight = weight.index_select(0, torch.as_tensor(siblings, device=device))
+                    fan_in, out = weight.shape[1:]
+                    weight = weight.view(-1, c, fan_in, out).transpose(2, 3).reshape(-1, c * out, fan_in) * scale
+                else:
+                    weight = (weight if nodes is None else weight.index_select(0, nodes)).transpose(1, 2) * scale
+                bias = (bias if nodes is None else bias.index_select(0, nodes)).transpose(1, 2) * scale
+                tensors.append((weight, bias))
+                index += 1
+        return tensors
+
+    def _evaluate(self, coords: torch.Tensor, tensors: list[tuple[torch.Tensor, torch.Tensor]],
+                  rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Run `layer_tensors` on coords [samples, ndim] -> [nodes, samples, channels].
+
+        Activations are feature-major, [nodes, features, samples]: the children laid side
+        by side by a first layer are then already one contiguous block each, with no copy.
+        `rows` picks, per level, the kept children out of the kept parents' products.
+        """
         plan = self.plan
-        h = coords.unsqueeze(0)  # one parent (a virtual one above the root)
+        samples = coords.shape[0]
+        h = coords.t().contiguous().unsqueeze(0)  # one parent (a virtual one above the root)
         index = 0
         for level in range(plan.depth + 1):
             for layer in range(plan.layers[level]):
-                weight_mask, bias_mask = self.masks(index)
-                weight = self.weights[index] * (weight_mask * self.w0)
-                bias = self.biases[index] * (bias_mask * self.w0)
+                weight, bias = tensors[index]
                 if layer == 0 and level > 0:
-                    h = self._spread_to_children(h, weight, plan.layout.children[level - 1])
+                    h = torch.bmm(weight, h).view(-1, bias.shape[1], samples)
+                    if rows is not None:
+                        h = h.index_select(0, rows[level])
                     h = _sine(_add(h, bias))
                 else:
-                    h = _sine(torch.baddbmm(bias, h, weight))
+                    h = _sine(torch.baddbmm(bias, weight, h))
                 index += 1
-        weight_mask, bias_mask = self.masks(index)
-        return torch.baddbmm(self.biases[index] * bias_mask, h, self.weights[index] * weight_mask)
-
-    @staticmethod
-    def _spread_to_children(h: torch.Tensor, weight: torch.Tensor, children: int) -> torch.Tensor:
-        """[parents, S, in] x [parents*children, in, out] -> [parents*children, S, out] in one bmm."""
-        parents, samples, fan_in = h.shape
-        out = weight.shape[-1]
-        stacked = weight.view(parents, children, fan_in, out).permute(0, 2, 1, 3).reshape(parents, fan_in, children * out)
-        y = torch.bmm(h, stacked).view(parents, samples, children, out)
-        return y.permute(0, 2, 1, 3).reshape(parents * children, samples, out)
+        weight, bias = tensors[index]
+        return torch.baddbmm(bias, weight, h).transpose(1, 2)
 
     def tensors(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Every weight and bias as (name, values, mask) in a fixed order, for the coder."""
@@ -117,63 +157,50 @@ class TreeINR(nn.Module):
         output is bit-identical to its row of `forward(coords)` when the samples are a
         multiple of `ALIGN_ROWS` (as `render` and `render_leaves` arrange).
         """
+        kept, rows, order = self._selection(leaves)
+        out = self._evaluate(coords, self.layer_tensors(kept), rows)
+        return out if order is None else out.index_select(0, order)
+
+    def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
+        """Per level the sorted nodes on some selected leaf's root path; per level the rows of
+        the kept children among all children of the kept parents; the selected leaves' rows."""
         plan, children = self.plan, self.plan.layout.children
         counts = plan.layout.nodes_per_level
         leaves = np.asarray(leaves, dtype=np.int64)
-        # per level, the sorted nodes on some selected leaf's root path
         kept = [_at_least_two(leaves, counts[-1])]
         for level in range(plan.depth - 1, -1, -1):
             kept.insert(0, _at_least_two(np.unique(kept[0] // children[level]), counts[level]))
-        device = coords.device
+        device = self.weights[0].device
+        rows: list[torch.Tensor | None] = [None]
+        for level in range(1, plan.depth + 1):
+            c, parents = children[level - 1], kept[level - 1]
+            rows.append(torch.as_tensor(np.searchsorted(parents, kept[level] // c) * c + kept[level] % c, device=device))
+        order = None if len(kept[-1]) == len(leaves) else torch.as_tensor(np.searchsorted(kept[-1], leaves), device=device)
+        return kept, rows, order
 
-        def pick(tensor: torch.Tensor, nodes: np.ndarray) -> torch.Tensor:
-            return tensor.index_select(0, torch.as_tensor(nodes, device=device))
-
-        h = coords.unsqueeze(0)
-        index = 0
-        for level in range(plan.depth + 1):
-            nodes = kept[level]
-            for layer in range(plan.layers[level]):
-                weight_mask, bias_mask = self.masks(index)
-                bias = pick(self.biases[index], nodes) * (pick(bias_mask, nodes) * self.w0)
-                if layer == 0 and level > 0:
-                    # the spread reads all children of a kept parent, exactly as `forward`
-                    # does (a narrower matrix could change the float results); then keep
-                    # only the children on a selected path
-                    c, parents = children[level - 1], kept[level - 1]
-                    siblings = (parents[:, None] * c + np.arange(c)).ravel()
-                    weight = pick(self.weights[index], siblings) * (pick(weight_mask, siblings) * self.w0)
-                    h = self._spread_to_children(h, weight, c)
-                    rows = np.searchsorted(parents, nodes // c) * c + nodes % c
-                    h = _sine(_add(pick(h, rows), bias))
-                else:
-                    weight = pick(self.weights[index], nodes) * (pick(weight_mask, nodes) * self.w0)
-                    h = _sine(torch.baddbmm(bias, h, weight))
-                index += 1
-        weight_mask, bias_mask = self.masks(index)
-        nodes = kept[-1]
-        bias = pick(self.biases[index], nodes) * pick(bias_mask, nodes)
-        out = torch.baddbmm(bias, h, pick(self.weights[index], nodes) * pick(weight_mask, nodes))
-        return out if len(nodes) == len(leaves) else pick(out, np.searchsorted(nodes, leaves))
-
-    def chunk_size(self, max_elements: int = 1 << 25) -> int:
+    def chunk_size(self, max_elements: int | None = None) -> int:
         """Coordinates per `render` call: a multiple of `ALIGN_ROWS`, and a function of the tree
-        alone, so partial decodes split coordinates exactly like full ones."""
+        and device alone, so partial decodes split coordinates exactly like full ones."""
+        if max_elements is None:
+            max_elements = MAX_ELEMENTS.get(self.weights[0].device.type, MAX_ELEMENTS["cpu"])
         widest = max(int(w.max()) for w in self.plan.widths)
         chunk = max_elements // (self.plan.layout.leaves * max(widest, self.plan.channels))
         return max(ALIGN_ROWS, chunk // ALIGN_ROWS * ALIGN_ROWS)
 
     @torch.no_grad()
-    def render(self, coords: torch.Tensor, max_elements: int = 1 << 25) -> torch.Tensor:
+    def render(self, coords: torch.Tensor, max_elements: int | None = None) -> torch.Tensor:
         """Evaluate every leaf on `coords` in chunks that keep activations under `max_elements`."""
         chunk, samples = self.chunk_size(max_elements), coords.shape[0]
         coords = _pad_rows(coords)
-        parts = [self(coords[start:start + chunk]) for start in range(0, coords.shape[0], chunk)]
-        return torch.cat(parts, dim=1)[:, :samples]
+        tensors = self.layer_tensors()
+        out = torch.empty(self.plan.layout.leaves, coords.shape[0], self.plan.channels, device=coords.device)
+        for start in range(0, coords.shape[0], chunk):
+            out[:, start:start + chunk] = self._evaluate(coords[start:start + chunk], tensors)
+        return out[:, :samples]
 
     @torch.no_grad()
     def render_leaves(self, coords: torch.Tensor, leaves: np.ndarray, needed: np.ndarray | None = None,
-                      max_elements: int = 1 << 25) -> torch.Tensor:
+                      max_elements: int | None = None) -> torch.Tensor:
         """`render` restricted to `leaves` -> [k, samples, channels], bit-identical on CPU.
 
         Same chunks as `render`; `needed` (bool per coordinate) skips chunks holding no
@@ -181,10 +208,13 @@ class TreeINR(nn.Module):
         """
         chunk, samples = self.chunk_size(max_elements), coords.shape[0]
         coords = _pad_rows(coords)
+        kept, rows, order = self._selection(leaves)
+        tensors = self.layer_tensors(kept)
         out = torch.empty(len(leaves), coords.shape[0], self.plan.channels, device=coords.device)
         for start in range(0, samples, chunk):
             if needed is None or needed[start:start + chunk].any():
-                out[:, start:start + chunk] = self.forward_leaves(coords[start:start + chunk], leaves)
+                values = self._evaluate(coords[start:start + chunk], tensors, rows)
+                out[:, start:start + chunk] = values if order is None else values.index_select(0, order)
         return out[:, :samples]
 
 
