@@ -66,6 +66,8 @@ def _optional_float(text: str) -> float | None:
 # One entry per TincConfig field: the flag is the field name with dashes.
 CONFIG_FLAGS: dict[str, dict] = {
     "ratio": dict(type=float, help="target compression ratio; the file is at most raw bytes / RATIO (default 64)"),
+    "target_psnr": dict(type=float, metavar="DB", help="smallest file reaching this PSNR (dB, peak of the dtype): searches the "
+                        "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
     "level_weights": dict(type=_floats, help="relative parameters per node of each level, e.g. 1,0.8,1.5"),
     "layers": dict(type=_ints, help="sine layers per node: one value or one per level (default 2)"),
@@ -119,6 +121,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         widths = "/".join(_width_text(w) for w in plan.widths)
         nodes = "+".join(str(n) for n in plan.layout.nodes_per_level)
         stop = " (time limit)" if report.stopped_by_time else ""
+        if report.target_search is not None:
+            stop += f", chosen from {len(report.target_search.trials)} trials for {report.target_search.target:g} dB"
         print(
             f"{args.input} -> {args.output}: {len(data)} bytes, ratio {array.nbytes / len(data):.1f}x, "
             f"depth {plan.depth} ({nodes} nodes, widths {widths}), {report.steps} steps{stop}, "

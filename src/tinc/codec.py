@@ -42,6 +42,8 @@ class EncodeReport:
     fit_psnr: float = float("nan")
     stopped_by_time: bool = False
     log2_quality: float | None = None
+    target_search: "TargetSearch | None" = None  # noqa: F821
+    """The ratio search of `target_psnr`, if one ran."""
     notes: list[str] = field(default_factory=list)
     nbytes: int = 0
 
@@ -72,6 +74,13 @@ class TincCodec:
     def encode(self, array, metadata: dict | None = None) -> bytes:
         config = self.config
         original = check_array(array)
+        if config.target_psnr is not None:
+            from .target import compress_to_psnr
+
+            data, codec, search = compress_to_psnr(original, config, metadata, lambda message: _say(config, message))
+            self.report = codec.report
+            self.report.target_search = search
+            return data
         spatial, channels_last = _channels_last(original, config.channel_axis)
         low, high = float(np.min(channels_last)), float(np.max(channels_last))
         normalised = normalise(channels_last, low, high, config.value_range)

@@ -18,6 +18,9 @@ class TincConfig:
 
     ratio: float = 64.0
     """Target compression ratio: the whole file is at most raw_bytes / ratio."""
+    target_psnr: float | None = None
+    """If set, search the ratio for the smallest file whose PSNR reaches this (dB, peak of
+    the dtype); `ratio` is where the search starts."""
     levels: int | None = None
     """Tree depth L (0 = one network). None chooses it from the data size and budget."""
     level_weights: tuple[float, ...] | None = None
@@ -65,6 +68,8 @@ class TincConfig:
     def validate(self) -> None:
         if not self.ratio or not (self.ratio > 1):
             raise TincConfigError(f"ratio must be > 1, got {self.ratio}")
+        if self.target_psnr is not None and not 0 < self.target_psnr < 400:
+            raise TincConfigError(f"target_psnr must be a positive number of dB, got {self.target_psnr}")
         if self.levels is not None and not 0 <= self.levels <= 8:
             raise TincConfigError(f"levels must be between 0 and 8, got {self.levels}")
         if self.intra not in INTRA_MODES:

@@ -1,0 +1,90 @@
+"""`--target-psnr`: the smallest file that reaches a fidelity, found by searching the ratio.
+
+Each trial is a whole compression at one ratio, so a search costs a few fits (about
+`2 + log2(bracket / tolerance)`); `--time-limit` bounds each of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import metrics
+from .config import TincConfig
+from .errors import TincConfigError
+
+RATIO_STEP = 4.0  # factor between trials while bracketing
+RATIO_TOLERANCE = 1.15  # stop bisecting when the bracket is narrower than this factor
+MIN_RATIO = 1.5
+MAX_RATIO = 1 << 16
+
+
+@dataclass
+class Trial:
+    ratio: float
+    nbytes: int
+    psnr: float
+
+
+@dataclass
+class TargetSearch:
+    """The trials of one search, in order, and the one chosen (the smallest that passed)."""
+
+    target: float
+    trials: list[Trial] = field(default_factory=list)
+    chosen: Trial | None = None
+
+
+def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | None, say) -> tuple[bytes, "TincCodec", TargetSearch]:  # noqa: F821
+    """Bracket the ratio by factors of `RATIO_STEP` from `config.ratio`, then bisect (in log
+    ratio) down to `RATIO_TOLERANCE`; return the smallest file whose PSNR (peak of the dtype,
+    as `tinc eval`) reaches `config.target_psnr`, the codec that made it, and the trials."""
+    from .codec import TincCodec
+
+    target = float(config.target_psnr)
+    search = TargetSearch(target)
+    results: dict[float, tuple[bytes, TincCodec]] = {}
+
+    def trial(ratio: float) -> bool:
+        codec = TincCodec(**dataclasses.asdict(config.replace(ratio=ratio, target_psnr=None)))
+        try:
+            data = codec.encode(array, metadata=metadata)
+        except TincConfigError as error:  # no tree fits this budget: the ratio is too high
+            say(f"target {target:g} dB: ratio {ratio:.1f}x fails ({error})")
+            return False
+        psnr = metrics.psnr(array, codec.decode(data))
+        search.trials.append(Trial(ratio, len(data), psnr))
+        results[ratio] = (data, codec)
+        say(f"target {target:g} dB: ratio {ratio:.1f}x -> {len(data)} bytes, PSNR {psnr:.2f} dB")
+        return psnr >= target
+
+    low, high = None, None  # the largest passing ratio, the smallest failing one
+    ratio = min(max(config.ratio, MIN_RATIO), MAX_RATIO)
+    while True:
+        if trial(ratio):
+            low = ratio
+            if high is not None or ratio >= MAX_RATIO:
+                break
+            ratio = min(ratio * RATIO_STEP, MAX_RATIO)
+        else:
+            high = ratio
+            if low is not None:
+                break
+            if ratio <= MIN_RATIO:
+                best = max((t for t in search.trials), key=lambda t: t.psnr, default=None)
+                reached = f"; the best was {best.psnr:.2f} dB at {best.ratio:.1f}x" if best else ""
+                raise TincConfigError(f"target PSNR {target:g} dB not reached even at ratio {MIN_RATIO:g}{reached}")
+            ratio = max(ratio / RATIO_STEP, MIN_RATIO)
+    while high is not None and high / low > RATIO_TOLERANCE:
+        middle = math.sqrt(low * high)
+        if trial(middle):
+            low = middle
+        else:
+            high = middle
+    passing = [t for t in search.trials if t.psnr >= target]
+    search.chosen = min(passing, key=lambda t: t.nbytes)
+    data, codec = results[search.chosen.ratio]
+    return data, codec, search
