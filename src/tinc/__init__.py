@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .codec import TincCodec
+from .codec import MAX_DECODE_VOXELS, TincCodec
 from .config import TincConfig
-from .errors import TincConfigError, TincError, TincFormatError, TincInputError
+from .errors import TincConfigError, TincError, TincFormatError, TincInputError, TincOutputError
 
 if TYPE_CHECKING:
     from .decode import TincArray
 
 __version__ = "0.1.0"
 __all__ = [
-    "TincCodec", "TincConfig", "TincError", "TincInputError", "TincFormatError", "TincConfigError",
+    "TincCodec", "TincConfig", "TincError", "TincInputError", "TincFormatError", "TincConfigError", "TincOutputError",
     "compress", "decompress", "read", "write",
 ]
 
@@ -26,29 +26,29 @@ def compress(array, ratio: float = 64.0, **options) -> bytes:
 
 
 def decompress(data: bytes, device: str = "cpu", roi: str | tuple[slice, ...] | None = None,
-               scale: float | None = None, shape: tuple[int, ...] | str | None = None) -> np.ndarray:
+               scale: float | None = None, shape: tuple[int, ...] | str | None = None,
+               max_voxels: int = MAX_DECODE_VOXELS) -> np.ndarray:
     """Decode .tinc bytes to an array of the original shape and dtype.
 
     `roi` ("10:50,0:64,:" or a tuple of slices, one per axis) decodes only that region,
     evaluating only the leaf blocks it touches; the result equals the same crop of the full
     decode. `scale` (e.g. 2 or 0.5) or `shape` resamples every leaf block on a finer or
     coarser grid of its local coordinates (see `tinc.decode.Decoder.sampling`); a `roi`
-    then refers to the resampled grid.
+    then refers to the resampled grid. A file declaring more than `max_voxels` output elements
+    (default 2^32) is refused before anything is allocated; pass a larger value to opt in.
     """
-    if roi is None and scale is None and shape is None:
-        return TincCodec(device=device, quiet=True).decode(data)
     from .decode import Decoder
 
-    return Decoder(data, device).decode(roi, scale, shape)
+    return Decoder(data, device, max_voxels).decode(roi, scale, shape)
 
 
-def open(path, device: str = "cpu") -> "TincArray":
+def open(path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "TincArray":
     """Open a .tinc file lazily: `tinc.open(path)[10:50, :, 3]` decodes only the leaf blocks
     that region touches; `.shape`, `.dtype`, `.ndim` and `np.asarray(...)` as for an array.
     Not in `__all__`, so that `from tinc import *` cannot shadow the builtin `open`."""
     from .decode import TincArray
 
-    return TincArray.from_file(path, device)
+    return TincArray.from_file(path, device, max_voxels)
 
 
 def read(path) -> np.ndarray:

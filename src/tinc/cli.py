@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from . import container, metrics
-from .codec import TincCodec, plan_from_header
+from .codec import MAX_DECODE_VOXELS, TincCodec, plan_from_header
 from .config import INTRA_MODES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
 from .io import check_writable, format_of, read_with_metadata, write_bytes
@@ -87,6 +87,9 @@ CONFIG_FLAGS: dict[str, dict] = {
     "seed": dict(type=int, help="random seed (default 0)"),
     "device": dict(help="cpu (default), cuda, cuda:N or auto"),
     "quiet": dict(action="store_true", help="no progress or summary output"),
+    "checkpoint": dict(metavar="PATH", help="save the fit here every --checkpoint-every seconds; a rerun of the same "
+                       "command resumes from it; removed once the output is written"),
+    "checkpoint_every": dict(type=float, metavar="SECONDS", help="seconds between checkpoints (default 60)"),
 }
 
 
@@ -114,6 +117,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     codec = TincCodec(**options)
     data = codec.encode(array, metadata={k: v for k, v in metadata.items() if k != "format"} or None)
     write_bytes(args.output, data)
+    if codec.config.checkpoint:  # the output is safely on disk: the fit is no longer needed
+        os.remove(codec.config.checkpoint)
     if not codec.config.quiet:
         recon = codec.decode(data)
         report = codec.report
@@ -138,7 +143,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     check_writable(args.output)
     with open(_existing(args.input), "rb") as handle:
         data = handle.read()
-    decoder = Decoder(data, device=args.device)
+    decoder = Decoder(data, device=args.device, max_voxels=args.max_voxels)
     shape, dtype = write_decoded(args.output, decoder, roi=args.roi, scale=args.scale, shape=args.shape)
     if not args.quiet:
         leaves = decoder.plan.layout.leaves
@@ -146,11 +151,11 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(data: bytes) -> dict:
+def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     """What `tinc info` shows, as a dict."""
     parsed = container.unpack(data)
     header = parsed.header
-    plan = plan_from_header(header)
+    plan = plan_from_header(header, max_voxels)
     dtype = np.dtype(header["dtype"])
     raw = math.prod(header["shape"]) * dtype.itemsize
     return {
@@ -173,7 +178,7 @@ def describe(data: bytes) -> dict:
 
 def cmd_info(args: argparse.Namespace) -> int:
     with open(_existing(args.input), "rb") as handle:
-        info = describe(handle.read())
+        info = describe(handle.read(), args.max_voxels)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -243,11 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--scale", type=float, help="resample every leaf block on a grid S times finer (e.g. 2) or coarser (0.5)")
     grid.add_argument("--shape", metavar="D0,D1,..", help="resample to this output shape (one size per axis; channels unchanged)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    _add_max_voxels(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe a .tinc file")
     p.add_argument("input")
+    _add_max_voxels(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_info)
 
@@ -269,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_max_voxels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-voxels", type=int, default=MAX_DECODE_VOXELS, metavar="N",
+                        help=f"refuse files declaring more than N output elements, before allocating anything (default 2^32 = {MAX_DECODE_VOXELS})")
+
+
 class Terminated(BaseException):
     """SIGTERM, raised like Ctrl-C so that temporary outputs are removed on the way out."""
 
@@ -287,16 +299,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinc: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tinc: interrupted; no output written", file=sys.stderr)
+        print(f"tinc: interrupted; no output written{_resume_hint(args)}", file=sys.stderr)
         return 130
     except Terminated:
-        print("tinc: terminated; no output written", file=sys.stderr)
+        print(f"tinc: terminated; no output written{_resume_hint(args)}", file=sys.stderr)
         return 143
     except MemoryError:
         print("tinc: error: out of memory", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    checkpoint = getattr(args, "checkpoint", None)
+    return f"; rerun the same command to resume from {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class EncodeReport:
     fit_seconds: float = 0.0
     fit_psnr: float = float("nan")
     stopped_by_time: bool = False
+    resumed_from: int = 0
     log2_quality: float | None = None
     target_search: "TargetSearch | None" = None  # noqa: F821
     """The ratio search of `target_psnr`, if one ran."""
@@ -127,6 +129,7 @@ class TincCodec:
             if progress:
                 progress.close()
         report.steps, report.fit_seconds, report.stopped_by_time = fit_report.steps, fit_report.seconds, fit_report.stopped_by_time
+        report.resumed_from = fit_report.resumed_from
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
             report.fit_psnr = fit_psnr(fit_report.loss, config)
 
@@ -143,28 +146,33 @@ class TincCodec:
         return data
 
     # ------------------------------------------------------------------ decode
-    def decode(self, data, out=None) -> np.ndarray:
-        array, _ = self.decode_with_metadata(data)
+    def decode(self, data, out=None, max_voxels: int = MAX_DECODE_VOXELS) -> np.ndarray:
+        """The array; a file declaring more than `max_voxels` elements is refused unread (a
+        chunk codec passes the chunk's size, so a forged chunk cannot claim a huge array)."""
+        array, _ = self.decode_with_metadata(data, max_voxels)
         if out is not None:
             out[...] = array
             return out
         return array
 
-    def decode_with_metadata(self, data) -> tuple[np.ndarray, dict]:
+    def decode_with_metadata(self, data, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[np.ndarray, dict]:
         from .decode import Decoder  # builds on this module, hence imported here
 
-        decoder = Decoder(data, device=self.config.device)
+        decoder = Decoder(data, device=self.config.device, max_voxels=max_voxels)
         return decoder.decode(), decoder.metadata
 
 
 # ---------------------------------------------------------------------- helpers
-def load_model(parsed: container.Container, device: torch.device) -> tuple[TreePlan, TreeINR]:
+def load_model(parsed: container.Container, device: torch.device, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[TreePlan, TreeINR]:
     """The tree described by an unpacked file, with its decoded weights, on `device`."""
     header = parsed.header
-    plan = plan_from_header(header)
+    plan = plan_from_header(header, max_voxels)
+    check_model_size(plan, len(parsed.weights))
     model = TreeINR(plan, w0=header["w0"])
     tensors = model.tensors()
     values = coding.decode(parsed.weights, [int(mask.sum()) for _, _, mask in tensors])
+    if not all(np.isfinite(v).all() for v in values):
+        raise TincFormatError("the .tinc weights are not finite numbers: the file is corrupted")
     padded = []
     for (_, template, mask), flat in zip(tensors, values):
         full = np.zeros(template.shape, dtype=np.float32)
@@ -176,6 +184,8 @@ def load_model(parsed: container.Container, device: torch.device) -> tuple[TreeP
 
 def check_array(array) -> np.ndarray:
     """The input as an ndarray, or a TincInputError naming what is wrong with it."""
+    if isinstance(array, np.ma.MaskedArray) and np.ma.getmask(array).any():
+        raise TincInputError("masked arrays are not supported: fill the masked values first (array.filled(value))")
     try:
         array = np.asarray(array)
     except Exception as error:
@@ -218,9 +228,13 @@ def restore(normalised: np.ndarray, header: dict) -> np.ndarray:
     low, high = header["range"]
     values = (normalised.astype(np.float64) - a) * ((high - low) / (b - a)) + low
     values = np.clip(values, low, high)
+    if np.isnan(values).any():  # only a forged file's weights can make the networks give NaN
+        raise TincFormatError("the .tinc file decodes to NaN: the file is corrupted")
     dtype = np.dtype(header["dtype"])
     if dtype.kind in "ui":
-        values = np.rint(values)
+        # float64 rounds the largest int64 / uint64 up past the type's end, where a cast wraps
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, np.nextafter(float(info.max), 0) if int(float(info.max)) > info.max else info.max)
     channel_axis = header.get("channel_axis")
     if channel_axis is None:
         values = values[..., 0]
@@ -253,10 +267,17 @@ def make_header(original: np.ndarray, plan: TreePlan, config: TincConfig, low: f
     }
 
 
-def plan_from_header(header: dict) -> TreePlan:
-    """Rebuild the tree from a decoded header, checking every field before allocating."""
+def plan_from_header(header: dict, max_voxels: int = MAX_DECODE_VOXELS) -> TreePlan:
+    """Rebuild the tree from a decoded header, checking every field before allocating.
+
+    An output of more than `max_voxels` elements is refused before anything is allocated;
+    a caller that expects bigger arrays opts in with a higher `max_voxels`."""
     try:
         shape = [int(s) for s in header["shape"]]
+        # numpy parses far more than dtype strings (subarrays, records) and raises whatever it
+        # likes on the rest: only what the encoder writes, e.g. "<u2", "|u1", ">f4", reaches it
+        if not re.fullmatch(r"[<>|=][uif][1248]", header["dtype"]):
+            raise ValueError(f"dtype {header['dtype']!r}")
         dtype = np.dtype(header["dtype"])
         channel_axis = header.get("channel_axis")
         splits = tuple(tuple(int(x) for x in s) for s in header["splits"])
@@ -274,15 +295,21 @@ def plan_from_header(header: dict) -> TreePlan:
     if channel_axis is not None and (not isinstance(channel_axis, int) or not -len(shape) <= channel_axis < len(shape)):
         raise TincFormatError(f"invalid .tinc header (channel axis {channel_axis})")
     voxels = math.prod(shape)
-    if voxels > MAX_DECODE_VOXELS:
-        raise TincFormatError(f"the .tinc header declares {voxels} elements, more than the {MAX_DECODE_VOXELS} tinc decodes")
+    if voxels > max_voxels:
+        raise TincFormatError(f"the .tinc header declares {voxels} elements, more than the {max_voxels} allowed "
+                              "(pass max_voxels= or --max-voxels to decode more)")
     if channel_axis is None:
         spatial, channels = tuple(shape), 1
     else:
         spatial = tuple(s for i, s in enumerate(shape) if i != channel_axis % len(shape))
         channels = shape[channel_axis]
-    if not all(np.isfinite([low, high, a, b, w0])) or low > high or a >= b:
+    if not all(np.isfinite([low, high, a, b, w0, high - low, b - a])) or low > high or a >= b:
         raise TincFormatError("invalid .tinc header (value ranges)")
+    limits = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
+    # the range is the data's minimum and maximum: values of the dtype, as the restored values must be
+    exact = (lambda v: v.is_integer()) if dtype.kind in "ui" else (lambda v: float(dtype.type(v)) == v)
+    if low < float(limits.min) or high > float(limits.max) or not (exact(low) and exact(high)):
+        raise TincFormatError(f"invalid .tinc header (range {low:g}..{high:g} does not fit {dtype})")
     if any(len(s) != len(spatial) or any(x not in (1, 2) for x in s) for s in splits) or len(splits) > 12:
         raise TincFormatError("invalid .tinc header (tree splits)")
     layout = TreeLayout(spatial, splits)
@@ -294,11 +321,24 @@ def plan_from_header(header: dict) -> TreePlan:
         raise TincFormatError("invalid .tinc header (widths)")
     widths = []
     for count, spec in zip(layout.nodes_per_level, width_spec):
-        w = np.full(count, spec, dtype=np.int64) if isinstance(spec, int) else np.asarray(spec, dtype=np.int64)
-        if w.shape != (count,) or w.min() < 1 or w.max() > MAX_WIDTH:
+        values = [spec] * count if isinstance(spec, int) else spec
+        if len(values) != count or any(not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in values):
             raise TincFormatError("invalid .tinc header (widths)")
-        widths.append(w)
+        widths.append(np.asarray(values, dtype=np.int64))
     return TreePlan(layout, layers, tuple(widths), channels)
+
+
+def check_model_size(plan: TreePlan, weight_bytes: int) -> None:
+    """Refuse a tree bigger than any encoder output with `weight_bytes` of weights, before
+    its networks are allocated. The encoder sizes a tree at budget x 8 / weight_bits <= 4 x
+    budget parameters and fills at least 90% of the budget, or codes each weight in > 1 byte;
+    TreeINR stores each level zero-padded to its widest node, which per-node shares clipped
+    to 4x the mean keep within a small factor of the real count."""
+    real = plan.params
+    padded = sum(len(w) * int(w.max()) * (int(w.max()) + plan.layout.ndim + plan.channels + 2) * n
+                 for w, n in zip(plan.widths, plan.layers))
+    if real > 8 * weight_bytes + (1 << 16) or padded > 64 * weight_bytes + (1 << 20):
+        raise TincFormatError(f"the .tinc header declares {real} network parameters, more than {weight_bytes} bytes of weights can hold")
 
 
 def _device(name: str) -> torch.device:

@@ -54,6 +54,10 @@ class TincConfig:
     seed: int = 0
     device: str = "cpu"
     quiet: bool = False
+    checkpoint: str | None = None
+    """File the fit is saved to every `checkpoint_every` seconds; a run with the same input
+    and options resumes from it (see `tinc.training`)."""
+    checkpoint_every: float = 60.0
 
     def __post_init__(self) -> None:
         # lists from JSON configs or the CLI become the tuples the fields are typed as
@@ -97,6 +101,8 @@ class TincConfig:
                 raise TincConfigError(f"bad loss weight {low_w}:{high_w}:{weight}")
         if self.min_width < 1:
             raise TincConfigError("min_width must be >= 1")
+        if not self.checkpoint_every >= 0:
+            raise TincConfigError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every}")
 
     @classmethod
     def from_options(cls, ratio: float | None = None, **options: Any) -> "TincConfig":

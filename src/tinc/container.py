@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 HEAD, WGTS, META = 1, 2, 3
 SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
 _MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory
+_MAX_META_ENTRIES = 256  # nor take seconds to walk: 16 MiB of zeros would be 8 million empty entries
 _MAX_NODES_LISTED = 1 << 20
 
 # HEAD flags
@@ -70,6 +71,8 @@ def unpack(data: bytes) -> Container:
         start = reader.position
         tag = reader.byte()
         payload = reader.take(reader.varint())
+        if tag in sections:  # two HEADs would make the file mean two things
+            raise TincFormatError(f"the .tinc file has two {SECTION_NAMES.get(tag, f'tag {tag}')} sections")
         sections[tag] = payload
         sizes[SECTION_NAMES.get(tag, f"tag{tag}")] = reader.position - start
     if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
@@ -171,6 +174,8 @@ def _decode_metadata(payload: bytes) -> dict:
     metadata = {}
     while not reader.done():
         key = reader.take(reader.varint()).decode("utf-8", "replace")
+        if key in metadata or len(metadata) == _MAX_META_ENTRIES:
+            raise TincFormatError("META section has duplicate or too many entries")
         metadata[key] = reader.take(reader.varint())
     return metadata
 

@@ -47,12 +47,15 @@ class Sampling:
 class Decoder:
     """A parsed `.tinc` file that decodes any region of itself, on any sampling grid."""
 
-    def __init__(self, data: bytes, device: str = "cpu"):
+    def __init__(self, data: bytes, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS):
+        """`max_voxels` caps the elements of any output, checked against the header before
+        anything is allocated; raise it to decode arrays above 2^32 elements."""
         parsed = container.unpack(data)
         self.header = parsed.header
         self.metadata = parsed.metadata
         self.device = _device(device)
-        self.plan, self.model = load_model(parsed, self.device)
+        self.max_voxels = max_voxels
+        self.plan, self.model = load_model(parsed, self.device, max_voxels)
         self.shape = tuple(int(s) for s in self.header["shape"])
         self.dtype = np.dtype(self.header["dtype"])
         axis = self.header.get("channel_axis")
@@ -85,15 +88,16 @@ class Decoder:
                 scale = float(scale)
             except (TypeError, ValueError):
                 raise TincConfigError(f"scale must be a number, got {scale!r}") from None
-            if not math.isfinite(scale) or scale <= 0 or scale > MAX_DECODE_VOXELS:
+            if not math.isfinite(scale) or scale <= 0 or scale > self.max_voxels:
                 raise TincConfigError(f"scale must be a positive number (of sane size), got {scale:g}")
             factors = [scale] * layout.ndim
             target = [max(1, _round(s * scale)) for s in layout.shape]
         # blocks must cover the target even where rounding shrinks them
         block = tuple(max(_round(b * f), -(-t // g), 1) for b, f, t, g in zip(layout.block_shape, factors, target, layout.grid))
         elements = math.prod(target) * self.channels
-        if elements > MAX_DECODE_VOXELS:
-            raise TincConfigError(f"the resampled output {tuple(target)} has {elements} elements, more than the {MAX_DECODE_VOXELS} tinc decodes")
+        if elements > self.max_voxels:
+            raise TincConfigError(f"the resampled output {tuple(target)} has {elements} elements, more than the {self.max_voxels} allowed "
+                                  "(pass max_voxels= or --max-voxels to decode more)")
         return Sampling(block, tuple(target))
 
     def _spatial_target(self, shape: Sequence[int] | str) -> list[int]:
@@ -267,7 +271,7 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
             decoder.decode_into(out, box, sampling)
             out.flush()
             del out  # unmap before the file is renamed into place
-        except TincError:
+        except (TincError, OSError):  # atomic_path names an OSError (disk full, permissions)
             raise
         except Exception as error:
             raise TincInputError(f"{path}: cannot write {kind} ({error})") from None
@@ -305,8 +309,8 @@ class TincArray:
     integers, step-1 slices and `...`; other indices raise `TincConfigError`.
     """
 
-    def __init__(self, data: bytes, device: str = "cpu"):
-        self._decoder = Decoder(data, device)
+    def __init__(self, data: bytes, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS):
+        self._decoder = Decoder(data, device, max_voxels)
         self.shape = self._decoder.shape
         self.dtype = self._decoder.dtype
         self.ndim = len(self.shape)
@@ -314,11 +318,11 @@ class TincArray:
         self.metadata = self._decoder.metadata
 
     @classmethod
-    def from_file(cls, path, device: str = "cpu") -> "TincArray":
+    def from_file(cls, path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "TincArray":
         if not os.path.isfile(path):
             raise TincInputError(f"{path}: no such file")
         with open(path, "rb") as handle:
-            return cls(handle.read(), device)
+            return cls(handle.read(), device, max_voxels)
 
     @property
     def leaves_evaluated(self) -> int:

@@ -15,3 +15,7 @@ class TincFormatError(TincError, ValueError):
 
 class TincConfigError(TincError, ValueError):
     """Options that contradict each other or the data (e.g. a budget too small)."""
+
+
+class TincOutputError(TincError, OSError):
+    """An output cannot be written (disk full, permissions); nothing partial is left behind."""

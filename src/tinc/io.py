@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TincInputError
+from .errors import TincInputError, TincOutputError
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 
@@ -113,23 +113,41 @@ def check_writable(path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path` (same suffix); move it into place only on success."""
+    """Yield a temporary path beside `path` (same suffix); move it into place only on success,
+    after flushing it to disk, so a crash or power loss leaves the old file or the new one.
+    An OSError on the way (disk full, permissions) is a one-line TincOutputError."""
     check_writable(path)
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=directory)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=directory)
+    except OSError as error:
+        raise TincOutputError(f"{path}: cannot write ({error.strerror or error})") from None
     os.close(handle)
     try:
         yield temporary
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes owner-only files
+        _fsync(temporary)
         os.replace(temporary, path)
-    except BaseException:
+        with contextlib.suppress(OSError):  # not every platform can sync a directory
+            _fsync(directory)
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, TincOutputError):
+            raise TincOutputError(f"{path}: cannot write ({error.strerror or error})") from None
         raise
+
+
+def _fsync(path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_bytes(path, data: bytes) -> None:
@@ -146,7 +164,7 @@ def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
     with atomic_path(path) as temporary:
         try:
             _WRITERS[kind](temporary, array, metadata)
-        except TincInputError:
+        except (TincInputError, OSError):  # atomic_path names an OSError (disk full, permissions)
             raise
         except Exception as error:
             raise TincInputError(f"{path}: cannot write {kind} ({error})") from None

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
 from .config import TincConfig
+from .errors import TincConfigError, TincFormatError
+from .io import atomic_path, check_writable
 from .model import TreeINR
+
+# Options that do not change the fitted weights, so a resumed run may differ in them.
+_NOT_FINGERPRINTED = ("quiet", "checkpoint", "checkpoint_every")
 
 
 @dataclass
@@ -18,6 +27,62 @@ class FitReport:
     seconds: float
     loss: float
     stopped_by_time: bool
+    resumed_from: int = 0
+    """Steps restored from a checkpoint (0: a fresh fit)."""
+
+
+class Checkpoint:
+    """A fit saved to a file, atomically, so that a killed compression resumes where it stopped.
+
+    The file holds the model and optimiser state, the sampling generator, the step, the
+    training seconds spent and the last loss, plus a fingerprint of the data and of every
+    option that shapes the fit; a file with another fingerprint is refused, not overwritten.
+    Everything a step depends on is restored, so without a time limit (whose clock is wall
+    time) a resumed fit ends with the same weights, bit for bit, as an uninterrupted one.
+    """
+
+    def __init__(self, path: str, fingerprint: str, every: float):
+        check_writable(path)
+        self.path, self.fingerprint, self.every = path, fingerprint, every
+        self.saved_at = time.perf_counter()
+
+    @staticmethod
+    def fingerprint_of(config: TincConfig, *tensors: torch.Tensor) -> str:
+        digest = hashlib.sha256()
+        options = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_FINGERPRINTED}
+        digest.update(repr(sorted(options.items())).encode())
+        for tensor in tensors:
+            digest.update(repr((tuple(tensor.shape), str(tensor.dtype))).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def restore(self, model: TreeINR, optimiser: torch.optim.Optimizer, generator: torch.Generator) -> tuple[int, float, float]:
+        """(steps done, seconds spent, last loss) from the file; (0, 0, nan) if there is none."""
+        if not os.path.exists(self.path):
+            return 0, 0.0, float("nan")
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)  # no pickled code runs
+            found = state["fingerprint"]
+        except Exception as error:
+            raise TincFormatError(f"{self.path}: unreadable checkpoint ({type(error).__name__}); delete it to start afresh") from None
+        if found != self.fingerprint:
+            raise TincConfigError(f"{self.path} is a checkpoint of another input or other options; delete it or pass another --checkpoint")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        return int(state["step"]), float(state["seconds"]), float(state["loss"])
+
+    def save(self, step: int, seconds: float, loss: float | torch.Tensor, model: TreeINR, optimiser: torch.optim.Optimizer,
+             generator: torch.Generator, due_only: bool = True) -> None:
+        """Write the state after `step`, if `every` seconds have passed since the last write (or always)."""
+        now = time.perf_counter()
+        if due_only and now - self.saved_at < self.every:
+            return
+        state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
+                 "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state()}
+        with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
+            torch.save(state, temporary)
+        self.saved_at = time.perf_counter()
 
 
 def fit(
@@ -33,7 +98,8 @@ def fit(
     Every step draws the same local coordinates in every leaf block, so one step trains all
     leaves at once. The learning rate follows a cosine whose clock is the larger of the
     step fraction and the time fraction, so a run cut short by `time_limit` still ends
-    with a decayed rate.
+    with a decayed rate. With `config.checkpoint` the fit is saved every
+    `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
     """
     leaves, voxels, _ = targets.shape
     samples = min(voxels, max(1, config.batch // leaves))
@@ -42,11 +108,17 @@ def fit(
     optimiser = optimiser_class(model.parameters(), lr=config.lr)
     generator = torch.Generator(device=coords.device).manual_seed(config.seed)
     weight_total = weights.sum() if full_batch else None
-    start = time.perf_counter()
-    loss_value = float("nan")
-    step = 0
+    checkpoint = None
+    done, spent, loss_value = 0, 0.0, float("nan")
+    if config.checkpoint:
+        checkpoint = Checkpoint(config.checkpoint, Checkpoint.fingerprint_of(config, targets, weights, coords), config.checkpoint_every)
+        done, spent, loss_value = checkpoint.restore(model, optimiser, generator)
+        if done and not config.quiet:
+            print(f"tinc: note: resuming from {config.checkpoint} at step {done}", file=sys.stderr)
+    start = time.perf_counter() - spent
+    step = done
     stopped_by_time = False
-    for step in range(1, config.steps + 1):
+    for step in range(done + 1, config.steps + 1):
         elapsed = time.perf_counter() - start
         clock = step / config.steps
         if config.time_limit:
@@ -71,6 +143,10 @@ def fit(
         if progress is not None and (step % 25 == 0 or step == config.steps):
             loss_value = loss.item()
             progress(step, loss_value)
-    if step and loss_value != loss_value:
+        if checkpoint is not None:
+            checkpoint.save(step, time.perf_counter() - start, loss.detach(), model, optimiser, generator)
+    if step > done and loss_value != loss_value:
         loss_value = float(loss.detach())
-    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time)
+    if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
+        checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, due_only=False)
+    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done)
