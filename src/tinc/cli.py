@@ -93,6 +93,15 @@ CONFIG_FLAGS: dict[str, dict] = {
 }
 
 
+# Chunked compression's own flags: how the array is cut and where the work runs, not TincConfig fields.
+CHUNKED_FLAGS: dict[str, dict] = {
+    "chunks": dict(type=_ints, metavar="C or C0,C1,..", help="chunk shape of the .zarr output, one tree per chunk (default 128)"),
+    "halo": dict(type=int, metavar="VOXELS", help="voxels of neighbouring chunks fitted with each chunk, cropped on decode (default 4)"),
+    "scheduler": dict(metavar="ADDRESS", help="dask.distributed scheduler to run on (default: a local cluster)"),
+    "workers": dict(type=int, metavar="N", help="worker processes of the local cluster (default: one per core)"),
+}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, spec in CONFIG_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **spec)
@@ -108,6 +117,13 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    from .chunked import is_zarr_path
+
+    if is_zarr_path(args.input) or is_zarr_path(args.output):
+        return _compress_chunked(args)
+    given = [flag for flag in CHUNKED_FLAGS if getattr(args, flag) is not None]
+    if given:
+        raise TincConfigError(f"--{given[0]} applies to chunked compression, whose output is a .zarr directory")
     started = time.perf_counter()
     check_writable(args.output)
     array, metadata = read_with_metadata(args.input)
@@ -136,11 +152,28 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress_chunked(args: argparse.Namespace) -> int:
+    from .chunked import DEFAULT_CHUNK, DEFAULT_HALO, compress
+
+    summary = compress(args.input, args.output, chunks=DEFAULT_CHUNK if args.chunks is None else args.chunks,
+                       halo=DEFAULT_HALO if args.halo is None else args.halo, scheduler=args.scheduler,
+                       workers=args.workers, **_config_from_args(args))
+    if not args.quiet:
+        print("\n".join(summary.lines()))
+    return 0
+
+
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from .chunked import is_zarr_path
     from .decode import Decoder, write_decoded
 
-    format_of(args.output)
-    check_writable(args.output)
+    if is_zarr_path(args.input):
+        return _decompress_chunked(args)
+    if args.scheduler is not None or args.workers is not None:
+        raise TincConfigError("--scheduler and --workers apply to a chunked .zarr input")
+    if not is_zarr_path(args.output):
+        format_of(args.output)
+        check_writable(args.output)
     with open(_existing(args.input), "rb") as handle:
         data = handle.read()
     decoder = Decoder(data, device=args.device, max_voxels=args.max_voxels)
@@ -148,6 +181,18 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     if not args.quiet:
         leaves = decoder.plan.layout.leaves
         print(f"{args.input} -> {args.output}: {shape} {dtype}, {decoder.leaves_evaluated} of {leaves} leaf blocks evaluated")
+    return 0
+
+
+def _decompress_chunked(args: argparse.Namespace) -> int:
+    from .chunked import decompress
+
+    for flag in ("roi", "scale", "shape"):
+        if getattr(args, flag) is not None:
+            raise TincConfigError(f"--{flag} applies to a .tinc input; slice a chunked array with zarr.open(path)[...]")
+    shape, dtype = decompress(args.input, args.output, scheduler=args.scheduler, workers=args.workers, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{args.input} -> {args.output}: {shape} {dtype}")
     return 0
 
 
@@ -233,15 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tinc {__import__('tinc').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compress", help="compress an array file to .tinc")
-    p.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG")
-    p.add_argument("-o", "--output", required=True, help="output .tinc file")
+    p = sub.add_parser("compress", help="compress an array file to .tinc, or chunk by chunk to a .zarr array")
+    p.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG; .zarr, TIFF or .npy when chunked")
+    p.add_argument("-o", "--output", required=True, help="output .tinc file, or a .zarr directory: one tree per chunk, on Dask")
     _add_config_flags(p)
+    chunked = p.add_argument_group("chunked compression (.zarr output)")
+    for name, spec in CHUNKED_FLAGS.items():
+        chunked.add_argument("--" + name, dest=name, default=None, **spec)
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help="decode a .tinc file")
-    p.add_argument("input", help=".tinc file")
-    p.add_argument("-o", "--output", required=True, help="output .tif, .nii, .nii.gz, .npy or .png")
+    p = sub.add_parser("decompress", help="decode a .tinc file or a chunked .zarr array")
+    p.add_argument("input", help=".tinc file, or a .zarr array written by tinc compress")
+    p.add_argument("-o", "--output", required=True, help="output .tif, .nii, .nii.gz, .npy, .png or .zarr (OME-Zarr multiscale)")
     p.add_argument("--roi", metavar="A:B,C:D,..", help="decode only this region: start:stop per axis of the output "
                    "(channel axis included; ':' or empty for a whole axis); only the leaf blocks it touches are evaluated")
     grid = p.add_mutually_exclusive_group()
@@ -250,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     _add_max_voxels(p)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--scheduler", **CHUNKED_FLAGS["scheduler"])
+    p.add_argument("--workers", **CHUNKED_FLAGS["workers"])
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe a .tinc file")

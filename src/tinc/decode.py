@@ -247,8 +247,14 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
 
     `.npy` and TIFF outputs above `stream_bytes` (as float32) are filled a group of leaf
     blocks at a time through a memory map, so memory stays bounded by the group, not the
-    volume. Other formats and smaller outputs are decoded in memory.
+    volume. Other formats and smaller outputs are decoded in memory. A `.zarr` path gets
+    an OME-Zarr multiscale group, streamed one chunk of leaf blocks at a time.
     """
+    from .chunked import is_zarr_path, write_ome_zarr  # zarr and dask load only when needed
+
+    if is_zarr_path(path):
+        sampling = decoder.sampling(scale, shape)
+        return write_ome_zarr(path, decoder, parse_roi(roi, decoder.output_shape(sampling)), sampling)
     kind = format_of(path)
     stream_bytes = STREAM_BYTES if stream_bytes is None else stream_bytes
     sampling = decoder.sampling(scale, shape)

@@ -1,0 +1,170 @@
+"""`tinc` as a chunk codec: Zarr v3 (array -> bytes) and numcodecs (Zarr v2, generic registry).
+
+Each chunk becomes its own `.tinc` container, fitted with the codec's configuration, so any
+Zarr reader with tinc installed reads an array lazily: `zarr.open(path)[a:b, ...]` decodes
+only the chunks it touches. Both classes are found by name through entry points
+(`zarr.codecs` and `numcodecs.codecs`, declared in pyproject.toml).
+
+`halo`: the stored tree covers the chunk plus `halo` voxels on each side of every spatial
+axis (or `halo[axis]` voxels, one entry per axis), cropped on decode. `tinc.chunked` fills the halo with the neighbouring voxels, so a
+chunk's border voxels are fitted in the middle of its tree's domain rather than at its edge
+(measured in benchmarks/RESULTS.md, section "Chunked"); a chunk written through Zarr itself
+has no neighbours at hand and its halo repeats the chunk's edge voxels. The budget is taken
+from the chunk, not the halo: a chunk's bytes are at most its raw bytes / ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numcodecs.abc import Codec
+from zarr.abc.codec import ArrayBytesCodec
+from zarr.core.common import parse_named_configuration
+
+from .codec import SUPPORTED_KINDS, TincCodec
+from .errors import TincFormatError, TincInputError
+
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer, NDBuffer
+
+CODEC_NAME = "tinc"
+
+# One fit at a time per process: Zarr encodes chunks on a thread pool, and concurrent fits
+# would only fight over the same cores (torch already uses all of them for one fit).
+_FIT_LOCK = threading.Lock()
+
+
+class TincNumcodec(Codec):
+    """numcodecs codec: `encode(chunk) -> .tinc bytes`, `decode(bytes) -> chunk`.
+
+    Options are those of `tinc.TincConfig` (ratio, levels, steps, time_limit, seed, ...)
+    plus `halo`. Progress output is always off: a chunk codec runs inside other programs.
+    """
+
+    codec_id = CODEC_NAME
+
+    def __init__(self, halo: int | Sequence[int] = 0, **options: Any):
+        values = [halo] if isinstance(halo, (int, np.integer)) else list(halo)
+        if not values or any(not isinstance(h, (int, np.integer)) or h < 0 for h in values):
+            raise TincInputError(f"halo must be a non-negative integer or one per axis, got {halo!r}")
+        self.halo: int | list[int] = int(halo) if isinstance(halo, (int, np.integer)) else [int(h) for h in halo]
+        if "ratio" in options:  # 32 and 32.0 are one setting: keep the stored configuration canonical
+            options["ratio"] = float(options["ratio"])
+        self.tinc = TincCodec(**{**options, "quiet": True})
+
+    def get_config(self) -> dict:
+        return {**self.tinc.get_config(), "halo": self.halo}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TincNumcodec":
+        options = dict(config)
+        options.pop("id", None)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"TincNumcodec(ratio={self.tinc.config.ratio:g}, halo={self.halo})"
+
+    def halo_per_axis(self, ndim: int) -> tuple[int, ...]:
+        """Voxels of halo on each side of each axis; none on the channel axis."""
+        if isinstance(self.halo, list):
+            if len(self.halo) != ndim:
+                raise TincInputError(f"halo {self.halo} has {len(self.halo)} entries; the chunk has {ndim} axes")
+            return tuple(self.halo)
+        channel = self.tinc.config.channel_axis
+        return tuple(0 if channel is not None and a == channel % ndim else self.halo for a in range(ndim))
+
+    def encode(self, buf) -> bytes:
+        """Compress one chunk; the halo, if any, repeats the chunk's edge voxels."""
+        chunk = np.asarray(buf)
+        halo = self.halo_per_axis(chunk.ndim)
+        return self.encode_with_halo(np.pad(chunk, [(h, h) for h in halo], mode="edge") if any(halo) else chunk)
+
+    def encode_with_halo(self, region: np.ndarray) -> bytes:
+        """Compress a chunk given with its halo of context on each side (`halo_per_axis`)."""
+        region = np.asarray(region)
+        halo = self.halo_per_axis(region.ndim)
+        chunk_size = math.prod(s - 2 * h for s, h in zip(region.shape, halo))
+        if any(s <= 2 * h for s, h in zip(region.shape, halo)):
+            raise TincInputError(f"region {region.shape} is not larger than its halo {halo} on every axis")
+        # the halo's voxels come on top of the chunk's budget: scale the ratio by the volume
+        ratio = self.tinc.config.ratio * region.size / chunk_size
+        options = {k: v for k, v in self.tinc.get_config().items() if k != "id"}
+        with _FIT_LOCK:
+            return TincCodec(**{**options, "ratio": ratio}).encode(region)
+
+    def decode(self, buf, out=None) -> np.ndarray:
+        """The chunk: the decoded tree without its halo."""
+        array = self.tinc.decode(_as_bytes(buf))
+        halo = self.halo_per_axis(array.ndim)
+        if any(s <= 2 * h for s, h in zip(array.shape, halo)):
+            raise TincFormatError(f"chunk of shape {array.shape} is not larger than the codec's halo {halo}")
+        array = array[tuple(slice(h, s - h) for s, h in zip(array.shape, halo))]
+        if out is not None:
+            out = np.asarray(out)
+            if out.size != array.size:
+                raise TincFormatError(f"decoded chunk has {array.size} elements, the output buffer {out.size}")
+            out.reshape(array.shape)[...] = array
+            return out
+        return array
+
+
+@dataclass(frozen=True)
+class TincZarrCodec(ArrayBytesCodec):
+    """Zarr v3 array-to-bytes codec `tinc`: `zarr.create_array(..., serializer=TincZarrCodec(ratio=64))`.
+
+    The configuration stored in `zarr.json` is the full `TincNumcodec` configuration, so a
+    reader rebuilds exactly the codec that wrote the array.
+    """
+
+    is_fixed_size = False
+    configuration: str  # canonical JSON: the dataclass stays hashable, as Zarr's codecs are
+
+    def __init__(self, **configuration: Any):
+        codec = TincNumcodec.from_config(configuration)  # validates before anything is written
+        config = {k: v for k, v in codec.get_config().items() if k != "id"}
+        object.__setattr__(self, "configuration", json.dumps(config, sort_keys=True))
+
+    @property
+    def codec(self) -> TincNumcodec:
+        return TincNumcodec.from_config(json.loads(self.configuration))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TincZarrCodec":
+        _, configuration = parse_named_configuration(data, CODEC_NAME, require_configuration=False)
+        return cls(**(configuration or {}))
+
+    def to_dict(self) -> dict:
+        return {"name": CODEC_NAME, "configuration": json.loads(self.configuration)}
+
+    def validate(self, *, shape, dtype, chunk_grid) -> None:
+        native = dtype.to_native_dtype()
+        if native.kind not in SUPPORTED_KINDS or native.itemsize > 8:
+            raise TincInputError(f"the tinc codec compresses integer or floating point data, not {native}")
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError("tinc chunks vary in size")
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        data = await asyncio.to_thread(self.codec.encode, chunk_array.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(data)
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        array = await asyncio.to_thread(self.codec.decode, chunk_bytes.to_bytes())
+        expected = chunk_spec.dtype.to_native_dtype()
+        if array.shape != tuple(chunk_spec.shape) or array.dtype.newbyteorder("=") != expected.newbyteorder("="):
+            raise TincFormatError(f"tinc chunk holds {array.shape} {array.dtype}, the array expects {tuple(chunk_spec.shape)} {expected}")
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(array.astype(expected, copy=False))
+
+
+def _as_bytes(buf) -> bytes:
+    if isinstance(buf, bytes):
+        return buf
+    return np.ascontiguousarray(np.asarray(buf)).view(np.uint8).tobytes()

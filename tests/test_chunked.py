@@ -1,0 +1,198 @@
+"""Chunked compression on a Dask LocalCluster: a 256^3 Zarr volume in 64^3 chunks, resumed
+after a kill, read back through plain Zarr, decoded to OME-Zarr and TIFF."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+import tinc
+from tinc import chunked, metrics
+from tinc.cli import main
+
+# 10 steps so that 64 chunks take seconds; fidelity is not what these tests are about
+FLAGS = dict(ratio=32, steps=10, batch=2048, seed=1)
+CLI_FLAGS = ["--ratio", "32", "--steps", "10", "--batch", "2048", "--seed", "1"]
+WORKER_MEMORY_BOUND = 1 << 30  # bytes; torch alone takes about 400 MiB of a worker
+
+
+@pytest.fixture(scope="module")
+def volume(brain64, tmp_path_factory) -> tuple[str, np.ndarray]:
+    """256^3 uint16: the brain crop tiled 4x4x4, stored in 64^3 Zarr chunks."""
+    data = np.tile(brain64, (4, 4, 4))
+    path = str(tmp_path_factory.mktemp("chunked") / "big.zarr")
+    zarr.create_array(path, shape=data.shape, chunks=(64, 64, 64), dtype=data.dtype)[:] = data
+    return path, data
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> str:
+    """A 2-worker LocalCluster shared by this module's tests, reached by its address as
+    `--scheduler` reaches any dask.distributed cluster (one start-up instead of many)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def compressed(volume, scheduler, tmp_path_factory) -> tuple[str, chunked.CompressSummary]:
+    """The volume compressed without interruption by the 2-worker LocalCluster."""
+    source, _ = volume
+    output = str(tmp_path_factory.mktemp("chunked") / "out.zarr")
+    summary = chunked.compress(source, output, chunks=64, scheduler=scheduler, quiet=True, **FLAGS)
+    return output, summary
+
+
+def test_two_workers_compress_256_cubed_in_bounded_memory(volume, compressed):
+    _, data = volume
+    output, summary = compressed
+    assert len(summary.results) == 64 and not any(r.resumed for r in summary.results)
+    assert summary.ratio >= 32
+    assert len(summary.worker_peak_rss) == 2
+    print("peak RSS per worker (MiB):", sorted(v >> 20 for v in summary.worker_peak_rss.values()))
+    assert max(summary.worker_peak_rss.values()) < WORKER_MEMORY_BOUND
+    restored = zarr.open(output, mode="r")[:]  # plain Zarr; the codec comes from the entry point
+    assert restored.shape == data.shape and restored.dtype == data.dtype
+    assert metrics.psnr(data, restored) == pytest.approx(summary.psnr, abs=1e-6)
+    assert summary.psnr > 35
+    attributes = zarr.open(output, mode="r").attrs["tinc"]
+    assert attributes["complete"] is True and len(attributes["chunk_psnr"]) == 64
+    worst = summary.worst(1)[0]
+    box = tuple(slice(i * 64, i * 64 + 64) for i in worst.index)
+    assert metrics.psnr(data[box], restored[box]) == pytest.approx(worst.psnr, abs=1e-6)
+    assert min(attributes["chunk_psnr"].values()) == pytest.approx(worst.psnr)
+
+
+def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
+    source, _ = volume
+    reference, _ = compressed
+    output = tmp_path / "resumed.zarr"
+    command = [sys.executable, "-m", "tinc.cli", "compress", source, "-o", str(output), "--chunks", "64",
+               "--workers", "2", "--quiet", *CLI_FLAGS]
+    run = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _chunk_files(output) < 12 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # the CLI and its Dask workers, mid-run
+    run.wait()
+    written = _chunk_files(output)
+    assert 12 <= written < 64, "the run was not killed midway"
+
+    assert main(["decompress", str(output), "-o", str(tmp_path / "early.tif")]) == 2  # incomplete: refused
+    assert not (tmp_path / "early.tif").exists()
+
+    finished = subprocess.run([c for c in command if c != "--quiet"], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    kept = int(re.search(r"\((\d+) kept from an earlier run\)", finished.stdout).group(1))
+    assert kept >= written - 2  # a chunk being renamed at the kill may be refitted, none lost
+    assert not list(output.rglob(chunked.TEMPORARY_PREFIX + "*"))
+    differing = [str(c.relative_to(reference)) for c in Path(reference).rglob("c/*/*/*")
+                 if (output / c.relative_to(reference)).read_bytes() != c.read_bytes()]
+    assert not differing, differing
+    assert np.array_equal(zarr.open(str(output), mode="r")[:], zarr.open(reference, mode="r")[:])
+
+
+def _chunk_files(store: Path) -> int:
+    return sum(1 for p in store.rglob("c/*/*/*") if not p.name.startswith(chunked.TEMPORARY_PREFIX))
+
+
+def test_decompress_to_ome_zarr_and_tiff(compressed, scheduler, tmp_path):
+    output, _ = compressed
+    expected = zarr.open(output, mode="r")[:]
+    recon = tmp_path / "recon.zarr"
+    assert main(["decompress", output, "-o", str(recon), "--scheduler", scheduler, "--quiet"]) == 0
+    group = zarr.open_group(str(recon), mode="r")
+    multiscales = group.attrs["ome"]["multiscales"][0]
+    assert [d["path"] for d in multiscales["datasets"]] == ["0", "1", "2"]
+    assert [a["name"] for a in multiscales["axes"]] == ["z", "y", "x"]
+    assert multiscales["datasets"][2]["coordinateTransformations"][0]["scale"] == [4.0, 4.0, 4.0]
+    level0, level1 = group["0"][:], group["1"][:]
+    assert np.array_equal(level0, expected)
+    means = expected.astype(np.float64).reshape(128, 2, 128, 2, 128, 2).mean(axis=(1, 3, 5))
+    assert np.array_equal(level1, np.rint(means).astype(expected.dtype))
+    assert group["2"].shape == (64, 64, 64)
+    assert main(["decompress", output, "-o", str(recon), "--quiet"]) == 2  # exists: not overwritten
+
+    tiff = tmp_path / "recon.tif"
+    assert main(["decompress", output, "-o", str(tiff), "--scheduler", scheduler, "--quiet"]) == 0
+    assert np.array_equal(tifffile.imread(tiff), expected)
+
+
+def test_edge_chunks_repeat_the_edge_and_tiff_input(scheduler, tmp_path):
+    """A TIFF input whose shape is no multiple of the chunks: edge chunks fit as well as others."""
+    z, y, x = np.meshgrid(np.arange(40), np.arange(50), np.arange(36), indexing="ij")
+    data = (3000 + 1000 * np.sin(z / 6) * np.cos(y / 8) + 20 * x).astype(np.uint16)
+    source = tmp_path / "odd.tif"
+    tifffile.imwrite(source, data)
+    summary = chunked.compress(str(source), str(tmp_path / "odd.zarr"), chunks=32, scheduler=scheduler, quiet=True, **FLAGS)
+    restored = zarr.open(str(tmp_path / "odd.zarr"), mode="r")[:]
+    assert np.array_equal(restored[:32, :32, :32], tinc.decompress(
+        (tmp_path / "odd.zarr" / "c" / "0" / "0" / "0").read_bytes())[4:36, 4:36, 4:36])  # halo 4, cropped
+    psnrs = {r.index: r.psnr for r in summary.results}
+    assert min(psnrs.values()) > max(psnrs.values()) - 10
+    assert metrics.psnr(data, restored) > 35
+
+
+def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
+    data = np.arange(5 * 6, dtype=np.int16).reshape(5, 6)
+    np.save(tmp_path / "a.npy", data)
+    volume = chunked.Volume(tmp_path / "a.npy")
+    region = chunked.read_with_halo(volume, ((4, 8), (0, 4)), (1, 2))  # an edge box reaching past row 5
+    assert region.shape == (6, 8)
+    assert np.array_equal(region[1, 2:6], data[4, 0:4])
+    assert np.array_equal(region[0, 2:6], data[3, 0:4])
+    assert np.array_equal(region[2:, 2:6], np.repeat(data[4:5, 0:4], 4, axis=0))  # rows past the end repeat row 4
+    assert np.array_equal(region[:, 0], region[:, 2])  # columns before 0 repeat column 0
+    assert chunked.pyramid_shapes((256, 200, 100), (64, 64, 64)) == [(256, 200, 100), (128, 100, 50), (64, 50, 25)]
+
+
+def test_chunked_cli_errors_are_one_line(volume, compressed, tmp_path, capsys):
+    source, _ = volume
+    output, _ = compressed
+    cases = [
+        (["compress", str(tmp_path / "missing.zarr"), "-o", str(tmp_path / "x.zarr")], "no such file"),
+        (["compress", "skimage:camera", "-o", str(tmp_path / "x.zarr")], "reads .zarr, .tif/.tiff or .npy"),
+        (["compress", source, "-o", output, "--chunks", "32", *CLI_FLAGS], "exists with other settings"),
+        (["compress", source, "-o", str(tmp_path / "x.zarr"), "--chunks", "0"], "chunk sizes must be positive"),
+        (["compress", source, "-o", str(tmp_path / "x.zarr"), "--chunks", "8,8"], "has 2 entries"),
+        (["compress", source, "-o", str(tmp_path / "x.tinc")], "chunked compression writes a .zarr directory"),
+        (["compress", str(tmp_path / "a.tif"), "-o", str(tmp_path / "x.tinc"), "--workers", "2"], "--workers applies to chunked"),
+        (["decompress", source, "-o", str(tmp_path / "y.tif")], "not compressed with the tinc codec"),
+        (["decompress", output, "-o", str(tmp_path / "y.png")], "decompresses to .zarr"),
+        (["decompress", output, "-o", str(tmp_path / "y.zarr"), "--roi", "0:1,:,:"], "--roi applies to a .tinc input"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tinc: error:") and message in err and "\n" not in err, (argv, err)
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
+
+
+def test_nan_chunk_is_named_and_leaves_an_incomplete_store(scheduler, tmp_path, capsys):
+    data = np.ones((16, 16, 32), dtype=np.float32)
+    data[3, 4, 20] = np.nan
+    np.save(tmp_path / "nan.npy", data)
+    output = tmp_path / "nan.zarr"
+    assert main(["compress", str(tmp_path / "nan.npy"), "-o", str(output), "--chunks", "16", "--scheduler", scheduler, *CLI_FLAGS]) == 2
+    assert "chunk (0, 0, 1) (c/0/0/1): input contains 1 NaN" in capsys.readouterr().err
+    assert zarr.open(str(output), mode="r").attrs["tinc"]["complete"] is False
+
+
+def test_tinc_file_streams_into_ome_zarr(brain32, tmp_path):
+    data = tinc.compress(brain32, ratio=16, levels=1, steps=30, batch=4096, quiet=True)
+    (tmp_path / "b.tinc").write_bytes(data)
+    assert main(["decompress", str(tmp_path / "b.tinc"), "-o", str(tmp_path / "b.zarr"), "--quiet"]) == 0
+    group = zarr.open_group(str(tmp_path / "b.zarr"), mode="r")
+    assert np.array_equal(group["0"][:], tinc.decompress(data))
+    assert group["0"].chunks == (32, 32, 32)
+    assert main(["decompress", str(tmp_path / "b.tinc"), "-o", str(tmp_path / "roi.zarr"), "--roi", "4:20,:,8:30", "--quiet"]) == 0
+    assert np.array_equal(zarr.open_group(str(tmp_path / "roi.zarr"), mode="r")["0"][:], tinc.decompress(data)[4:20, :, 8:30])
