@@ -465,8 +465,6 @@ def run_atheris(args, seeds: list[Seed]) -> None:
     """libFuzzer's coverage-guided mutations. The first input byte picks the seed whose
     array an unchanged file must give and whether the harness fixes the CRC-32 (so the
     mutations reach past the checksum); the rest is the file (without its CRC if fixed)."""
-    import atexit
-
     import atheris
 
     tally = Tally()
@@ -483,6 +481,10 @@ def run_atheris(args, seeds: list[Seed]) -> None:
         if data == seed.data:
             expectation = "same"
         run_one(data, expectation, "atheris-resealed" if resealed else "atheris-intact", seed, tally, args, baseline)
+        if tally.inputs == args.inputs:  # libFuzzer ends the process without returning: report here
+            report(tally, time.perf_counter() - started)
+            sys.stdout.flush()
+            os._exit(1 if tally.failures else 0)
 
     MUTATIONS.update({"atheris-intact": None, "atheris-resealed": None})
     corpus = os.path.join(args.crashes, "atheris-corpus")
@@ -491,8 +493,8 @@ def run_atheris(args, seeds: list[Seed]) -> None:
         for flag in (0, 0x80):
             with open(os.path.join(corpus, f"{seed.name}-{flag}"), "wb") as handle:
                 handle.write(bytes([index | flag]) + (seed.data[:-4] if flag else seed.data))
-    atexit.register(lambda: report(tally, time.perf_counter() - started))
-    atheris.Setup([sys.argv[0], f"-runs={args.inputs}", "-max_len=4096", corpus], one_input)
+    atheris.instrument_all()  # coverage feedback from every loaded Python function, tinc's included
+    atheris.Setup([sys.argv[0], "-max_len=4096", corpus], one_input)
     atheris.Fuzz()
 
 

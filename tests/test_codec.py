@@ -124,3 +124,43 @@ def test_decoder_rejects_damaged_and_hostile_files(brain32):
         hostile = container.pack({**header, **change}, weights)
         with pytest.raises(TincFormatError):
             tinc.decompress(hostile)
+
+
+def test_decode_is_identical_across_runs_and_cpu_thread_counts(brain64):
+    import torch
+
+    data = tinc.compress(brain64, ratio=64, levels=2, **FAST)
+    threads = torch.get_num_threads()
+    try:
+        decodes = []
+        for count in (1, 2, 1, 2):
+            torch.set_num_threads(count)
+            decodes.append(tinc.decompress(data))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(decodes[0], other) for other in decodes[1:])
+
+
+def test_encode_gives_the_same_bytes_with_one_or_two_cpu_threads(brain32):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        files = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            files.append(tinc.compress(brain32, ratio=16, **FAST))
+    finally:
+        torch.set_num_threads(threads)
+    assert files[0] == files[1]
+
+
+def test_cuda_decode_differs_from_cpu_by_at_most_a_thousandth_of_the_range(brain32):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device (this bound has not been measured on a GPU yet)")
+    data = tinc.compress(brain32, ratio=16, **FAST)
+    cpu = tinc.decompress(data).astype(np.float64)
+    gpu = tinc.decompress(data, device="cuda").astype(np.float64)
+    assert np.abs(cpu - gpu).max() <= 1e-3 * (brain32.max() - brain32.min()) + 1

@@ -100,7 +100,8 @@ class TincCodec:
         for _ in range(2):
             params = max(budget - overhead, 0) * 8 / config.weight_bits
             if params <= 0:
-                raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; use a lower --ratio")
+                hint = "use a lower --ratio" if original.nbytes > overhead else f"the array ({original.nbytes} bytes) is too small to compress"
+                raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; {hint}")
             plan, note = plan_tree(spatial, params, config, channels, layout_data)
             header = make_header(original, plan, config, low, high)
             n_tensors = 2 * (sum(plan.layers) + 1)
