@@ -120,7 +120,8 @@ def test_sigterm_while_the_output_is_half_written_leaves_nothing(files):
 def test_ctrl_c_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes(files):
     checkpoint, output = files / "fit.ckpt", files / "out.tinc"
     command = [sys.executable, "-m", "tinc.cli", "compress", str(files / "cube.npy"), "-o", str(output), "--ratio", "8",
-               "--steps", "150", "--batch", "1024", "--checkpoint", str(checkpoint), "--checkpoint-every", "0.2", "--quiet"]
+               "--steps", "100000", "--time-limit", "6", "--batch", "1024", "--checkpoint", str(checkpoint), "--checkpoint-every", "0.2", "--quiet"]
+    # the fit runs for 6 s, so the interrupt lands in it even on a loaded machine
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and time.monotonic() < deadline:
