@@ -31,10 +31,10 @@ def test_volume_round_trip_fits_budget_and_learns(brain32):
 
 
 def test_fidelity_regression_on_real_volume(brain32):
-    # 300 steps on a real 32^3 crop at 32x measured 28.86 dB range-PSNR when written;
-    # a change that loses more than 1 dB here fails.
-    restored = tinc.decompress(tinc.compress(brain32, ratio=32, steps=300, batch=1 << 15, quiet=True))
-    assert psnr_range(brain32, restored) > 27.86
+    # 300 steps of a depth-1 tree on a real 32^3 crop at 32x measured 27.55 dB range-PSNR
+    # (widths 12/8); a change that loses more than 1 dB here fails.
+    restored = tinc.decompress(tinc.compress(brain32, ratio=32, levels=1, steps=300, batch=1 << 15, quiet=True))
+    assert psnr_range(brain32, restored) > 26.55
 
 
 def test_odd_shape_2d_image():

@@ -119,16 +119,26 @@ def node_shares(layout: TreeLayout, blocks: np.ndarray | None, valid: np.ndarray
     return shares
 
 
+def auto_floor(depth: int, min_width: int) -> int:
+    """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
+
+    Measured at equal training compute (benchmarks/depth.py, RESULTS.md section 8): a first
+    split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs, while
+    splitting again at such widths gains nothing and costs time, so depths past 1 wait
+    until every MLP is twice `min_width`.
+    """
+    return min_width if depth <= 1 else 2 * min_width
+
+
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None) -> tuple[TreePlan, str | None]:
     """Choose the depth and widths for `params` parameters.
 
     `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
-    is the requested one, or the deepest whose plain (equal-share) widths all reach twice
-    `min_width` (a single network needs only `min_width`); a requested depth the budget cannot feed falls back to a shallower tree,
-    and the returned note says so.
+    is the requested one, or the deepest whose plain (equal-share) widths all reach
+    `auto_floor(depth)`; a requested depth the budget cannot feed falls back to a shallower
+    tree, and the returned note says so.
     """
     requested = config.requested_depth()
-    floor = config.min_width if requested is not None else 2 * config.min_width
     note = None
     for depth in range(MAX_AUTO_DEPTH if requested is None else requested, -1, -1):
         layout = TreeLayout(tuple(shape), choose_splits(tuple(shape), depth))
@@ -138,7 +148,8 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         level_weights = config.level_weights_for(depth)
         plain = allocate(layout, params, layers, level_weights, [np.ones(n) for n in layout.nodes_per_level], channels)
         narrowest = min(int(w.min()) for w in plain.widths)
-        if narrowest < (floor if depth else config.min_width):
+        floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
+        if narrowest < floor:
             if depth == requested:
                 note = f"the budget cannot feed depth {requested} (narrowest MLP {narrowest} < {floor})"
             continue
