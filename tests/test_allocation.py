@@ -82,6 +82,6 @@ def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_twice_it():
     assert plan.depth == 1 and min(int(w.min()) for w in plan.widths) < 16
     # ...but not with min_width 12
     assert plan_tree(shape, 3000, TincConfig(min_width=12), 1)[0].depth == 0
-    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under twice min_width
+    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 1.5 x min_width
     assert plan_tree(shape, 20000, TincConfig(levels=2), 1)[0].depth == 2
     assert plan_tree(shape, 20000, TincConfig(), 1)[0].depth == 1

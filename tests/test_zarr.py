@@ -11,10 +11,11 @@ import zarr
 import zarr.registry
 
 import tinc
+import tinc.codec as tinc_codec
 from tinc import metrics
 from tinc.zarr_codec import TincNumcodec, TincZarrCodec
 
-FAST = dict(steps=30, batch=4096)
+FAST = dict(steps=30, batch=4096, levels=0)  # one network: 30 steps already fit a smooth chunk
 
 
 def smooth(shape, dtype=np.uint16) -> np.ndarray:
@@ -51,7 +52,7 @@ def test_slicing_decodes_only_the_chunks_it_touches(written, monkeypatch):
     full = zarr.open(path, mode="r")[:]
     decoded = []
     original = TincNumcodec.decode
-    monkeypatch.setattr(TincNumcodec, "decode", lambda self, buf, out=None: decoded.append(1) or original(self, buf, out))
+    monkeypatch.setattr(TincNumcodec, "decode", lambda self, buf, out=None, **kw: decoded.append(1) or original(self, buf, out, **kw))
     array = zarr.open(path, mode="r")
     assert np.array_equal(array[3:5, 40:45, 0:3], full[3:5, 40:45, 0:3])
     assert len(decoded) == 1
@@ -136,3 +137,20 @@ def test_unsupported_dtype_and_bad_halo_are_refused(tmp_path):
         TincNumcodec(halo=-1)
     with pytest.raises(tinc.TincConfigError, match="ratio"):
         TincZarrCodec(ratio=0.5)
+
+
+def test_a_chunk_declaring_more_than_its_chunk_is_refused_before_decoding(written, tmp_path, monkeypatch):
+    # a valid .tinc file of a far bigger array, put where a 32^3 chunk belongs: the chunk's
+    # own shape bounds the declared array, so the networks are never built
+    path, _ = written
+    copy = tmp_path / "swapped.zarr"
+    shutil.copytree(path, copy)
+    (copy / "c" / "0" / "0" / "0").write_bytes(tinc.compress(smooth((96, 96, 96)), ratio=64, quiet=True, **FAST))
+    def never(*args, **kwargs):
+        raise AssertionError("the oversized tree was built")
+
+    monkeypatch.setattr(tinc_codec, "TreeINR", never)
+    with pytest.raises(tinc.TincError, match="elements"):
+        zarr.open(str(copy), mode="r")[0:8, 0:8, 0:8]
+    with pytest.raises(tinc.TincError, match="elements"):
+        TincNumcodec(ratio=16).decode((copy / "c" / "0" / "0" / "0").read_bytes(), out=np.empty((32, 32, 32), np.uint16))

@@ -123,11 +123,11 @@ def auto_floor(depth: int, min_width: int) -> int:
     """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
 
     Measured at equal training compute (benchmarks/depth.py, RESULTS.md section 8): a first
-    split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs, while
-    splitting again at such widths gains nothing and costs time, so depths past 1 wait
-    until every MLP is twice `min_width`.
+    split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs; a
+    second split gains 0.5 dB at 13 wide but loses 0.2-0.3 dB at 8-9 wide, so depths past 1
+    need every MLP at least 1.5 x `min_width`.
     """
-    return min_width if depth <= 1 else 2 * min_width
+    return min_width if depth <= 1 else math.ceil(1.5 * min_width)
 
 
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None) -> tuple[TreePlan, str | None]:

@@ -28,7 +28,7 @@ from numcodecs.abc import Codec
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from .codec import SUPPORTED_KINDS, TincCodec
+from .codec import MAX_DECODE_VOXELS, SUPPORTED_KINDS, TincCodec
 from .errors import TincFormatError, TincInputError
 
 if TYPE_CHECKING:
@@ -100,9 +100,15 @@ class TincNumcodec(Codec):
         with _FIT_LOCK:
             return TincCodec(**{**options, "ratio": ratio}).encode(region)
 
-    def decode(self, buf, out=None) -> np.ndarray:
-        """The chunk: the decoded tree without its halo."""
-        array = self.tinc.decode(_as_bytes(buf))
+    def decode(self, buf, out=None, chunk_shape: Sequence[int] | None = None) -> np.ndarray:
+        """The chunk: the decoded tree without its halo. The chunk's shape (`chunk_shape`, or
+        that of a shaped `out`) bounds the array a forged chunk may declare, before decoding."""
+        if chunk_shape is None and out is not None and np.ndim(out) > 1:
+            chunk_shape = np.shape(out)
+        max_voxels = MAX_DECODE_VOXELS
+        if chunk_shape is not None:
+            max_voxels = math.prod(s + 2 * h for s, h in zip(chunk_shape, self.halo_per_axis(len(chunk_shape))))
+        array = self.tinc.decode(_as_bytes(buf), max_voxels=max_voxels)
         halo = self.halo_per_axis(array.ndim)
         if any(s <= 2 * h for s, h in zip(array.shape, halo)):
             raise TincFormatError(f"chunk of shape {array.shape} is not larger than the codec's halo {halo}")
@@ -157,7 +163,7 @@ class TincZarrCodec(ArrayBytesCodec):
         return chunk_spec.prototype.buffer.from_bytes(data)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        array = await asyncio.to_thread(self.codec.decode, chunk_bytes.to_bytes())
+        array = await asyncio.to_thread(self.codec.decode, chunk_bytes.to_bytes(), chunk_shape=tuple(chunk_spec.shape))
         expected = chunk_spec.dtype.to_native_dtype()
         if array.shape != tuple(chunk_spec.shape) or array.dtype.newbyteorder("=") != expected.newbyteorder("="):
             raise TincFormatError(f"tinc chunk holds {array.shape} {array.dtype}, the array expects {tuple(chunk_spec.shape)} {expected}")
