@@ -40,6 +40,22 @@ step6() {  # Training and decoding speed against the machine's limits and a per-
   python benchmarks/speed.py | tee "$out/speed.md"
 }
 
+step7() {  # Chunked compression on Dask: throughput on 1 and 2 workers, seams with and without a halo.
+  python benchmarks/scale.py --size 128 --chunk 64 --steps 200 --ratio 64 | tee "$out/scale.md"
+}
+
+step8() {  # Tree depth at equal training compute, one thread.
+  {
+    python benchmarks/depth.py "$data/brain64.tif" --ratio 128 --variants 0,0x2,1,2
+    python benchmarks/depth.py "$data/brain64.tif" --ratio 256 --variants 0,0x2,1
+    python benchmarks/depth.py "$data/tinc_test.tif" --ratio 128 --variants 0,0x2,1,2
+    python benchmarks/depth.py "$data/tinc_test.tif" --ratio 256 --variants 0,0x2,1
+    python benchmarks/depth.py "$data/tinc_test.tif" --ratio 64 --steps 1000 --variants 1,1x2,2
+    python benchmarks/depth.py nibabel:example4d.nii.gz --ratio 128 --steps 400 --variants 1,1x2,2
+    python benchmarks/depth.py nibabel:example4d.nii.gz --ratio 256 --steps 400 --variants 1,1x2,2
+  } | tee "$out/depth.md"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8)
 for s in "${steps[@]}"; do "step$s"; done

@@ -124,7 +124,7 @@ def auto_floor(depth: int, min_width: int) -> int:
 
     Measured at equal training compute (benchmarks/depth.py, RESULTS.md section 8): a first
     split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs; a
-    second split gains 0.5 dB at 13 wide but loses 0.2-0.3 dB at 8-9 wide, so depths past 1
+    second split gains 0.5-0.9 dB at 13 wide and nothing at 8-11 wide, so depths past 1
     need every MLP at least 1.5 x `min_width`.
     """
     return min_width if depth <= 1 else math.ceil(1.5 * min_width)
