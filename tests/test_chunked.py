@@ -196,3 +196,16 @@ def test_tinc_file_streams_into_ome_zarr(brain32, tmp_path):
     assert group["0"].chunks == (32, 32, 32)
     assert main(["decompress", str(tmp_path / "b.tinc"), "-o", str(tmp_path / "roi.zarr"), "--roi", "4:20,:,8:30", "--quiet"]) == 0
     assert np.array_equal(zarr.open_group(str(tmp_path / "roi.zarr"), mode="r")["0"][:], tinc.decompress(data)[4:20, :, 8:30])
+
+
+def test_interrupted_chunked_run_says_the_store_is_kept_for_resuming(tmp_path, monkeypatch, capsys):
+    source, output = tmp_path / "in.npy", tmp_path / "out.zarr"
+    np.save(source, np.zeros((8, 8, 8), np.uint16))
+
+    def interrupted(path, out, **kwargs):
+        os.mkdir(out)  # some chunks were written when Ctrl-C came
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chunked, "compress", interrupted)
+    assert main(["compress", str(source), "-o", str(output), *CLI_FLAGS]) == 130
+    assert capsys.readouterr().err.strip() == f"tinc: interrupted; the chunks written so far are kept; rerun the same command to finish {output}"

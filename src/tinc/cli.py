@@ -349,10 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinc: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tinc: interrupted; no output written{_resume_hint(args)}", file=sys.stderr)
+        print(f"tinc: interrupted; {_what_was_left(args)}", file=sys.stderr)
         return 130
     except Terminated:
-        print(f"tinc: terminated; no output written{_resume_hint(args)}", file=sys.stderr)
+        print(f"tinc: terminated; {_what_was_left(args)}", file=sys.stderr)
         return 143
     except MemoryError:
         print("tinc: error: out of memory", file=sys.stderr)
@@ -361,9 +361,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _resume_hint(args: argparse.Namespace) -> str:
+def _what_was_left(args: argparse.Namespace) -> str:
+    """The end of the one-line message after an interrupt: what the user can do next."""
+    from .chunked import is_zarr_path
+
+    output = getattr(args, "output", None)
+    if args.command == "compress" and output and is_zarr_path(output) and os.path.isdir(output):
+        return f"the chunks written so far are kept; rerun the same command to finish {output}"
     checkpoint = getattr(args, "checkpoint", None)
-    return f"; rerun the same command to resume from {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+    hint = f"; rerun the same command to resume from {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+    return "no output written" + hint
 
 
 if __name__ == "__main__":
