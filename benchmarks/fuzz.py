@@ -337,17 +337,22 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def decode_file(data: bytes) -> np.ndarray:
-    """What `tinc info` and `tinc decompress` do with a file, under the fuzzer's output cap."""
+def decode_file(data: bytes, expected_shape: tuple[int, ...]) -> np.ndarray:
+    """What `tinc info` and `tinc decompress` do with a file, under the fuzzer's output cap
+    (a file's reader has no expected shape, so `expected_shape` is not used)."""
     describe(data, MAX_VOXELS)
     return Decoder(data, max_voxels=MAX_VOXELS).decode()
 
 
-def decode_zarr_chunk(data: bytes) -> np.ndarray:
-    """A Zarr chunk's bytes through the chunk codec (tinc.zarr_codec) as Zarr calls it."""
+def decode_zarr_chunk(data: bytes, expected_shape: tuple[int, ...]) -> np.ndarray:
+    """A Zarr chunk's bytes through the chunk codec (tinc.zarr_codec) as Zarr calls it: the
+    chunk's shape bounds the declared array, and a chunk of another shape is refused."""
     from tinc.zarr_codec import TincNumcodec
 
-    return TincNumcodec().decode(data)
+    array = TincNumcodec().decode(data, chunk_shape=expected_shape)
+    if array.shape != tuple(expected_shape):
+        raise TincFormatError(f"tinc chunk holds {array.shape}, the array expects {tuple(expected_shape)}")
+    return array
 
 
 TARGETS = {"decoder": decode_file, "zarr": decode_zarr_chunk}
@@ -358,7 +363,7 @@ def check(data: bytes, expectation: str, seed: Seed, time_bound: float, decode=d
     signal.setitimer(signal.ITIMER_REAL, time_bound)
     try:
         try:
-            array = decode(data)
+            array = decode(data, seed.array.shape)
         except TincFormatError:
             if expectation == "same":
                 raise Failure("a file with the seed's meaning was rejected") from None
@@ -518,7 +523,7 @@ def main() -> None:
     torch.set_num_threads(1)  # one core: the decodes are tiny, and the machine is shared
     seeds = make_seeds()
     print("seeds: " + ", ".join(f"{s.name} ({len(s.data)} B, {s.array.shape} {s.array.dtype})" for s in seeds))
-    cap = f"max_voxels={MAX_VOXELS}" if args.target == "decoder" else "the codec's default max_voxels"
+    cap = f"max_voxels={MAX_VOXELS}" if args.target == "decoder" else "the chunk's shape"
     print(f"target {args.target}, output cap {cap}; time bound {args.time_bound} s per input")
     started = time.perf_counter()
     if args.engine == "atheris":
