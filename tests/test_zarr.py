@@ -154,3 +154,16 @@ def test_a_chunk_declaring_more_than_its_chunk_is_refused_before_decoding(writte
         zarr.open(str(copy), mode="r")[0:8, 0:8, 0:8]
     with pytest.raises(tinc.TincError, match="elements"):
         TincNumcodec(ratio=16).decode((copy / "c" / "0" / "0" / "0").read_bytes(), out=np.empty((32, 32, 32), np.uint16))
+
+
+def test_eval_reads_zarr_arrays(written, tmp_path, capsys):
+    from tinc.cli import main
+    from tinc.io import read_with_metadata
+
+    path, volume = written
+    array, metadata = read_with_metadata(path)
+    assert metadata["format"] == "zarr" and np.array_equal(array, zarr.open(path, mode="r")[:])
+    np.save(tmp_path / "original.npy", volume)
+    assert main(["eval", str(tmp_path / "original.npy"), path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["psnr"] == pytest.approx(metrics.psnr(volume, array))
+    assert main(["eval", str(tmp_path / "original.npy"), str(tmp_path / "missing.zarr")]) == 2

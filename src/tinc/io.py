@@ -51,6 +51,8 @@ def resolve(path) -> str:
 def read_with_metadata(path) -> tuple[np.ndarray, dict]:
     """The array in `path` and what is needed to write it back alike (e.g. a NIfTI header)."""
     path = resolve(path)
+    if path.rstrip("/\\").lower().endswith(".zarr"):
+        return _read_zarr(path), {"format": "zarr"}
     kind = format_of(path)
     if not os.path.exists(path):
         raise TincInputError(f"{path}: no such file")
@@ -65,6 +67,22 @@ def read_with_metadata(path) -> tuple[np.ndarray, dict]:
         raise TincInputError(f"{path}: cannot read as {kind} ({message})") from None
     metadata["format"] = kind
     return array, metadata
+
+
+def _read_zarr(path) -> np.ndarray:
+    """A whole Zarr array (or an OME-Zarr group's full-resolution level) in memory, for
+    `tinc eval`; chunked compression reads Zarr chunk by chunk instead."""
+    from .chunked import _open_zarr
+
+    if not os.path.isdir(path):
+        raise TincInputError(f"{path}: no such Zarr directory")
+    try:
+        return np.asarray(_open_zarr(path)[...])
+    except TincInputError:
+        raise
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TincInputError(f"{path}: cannot read as zarr ({message})") from None
 
 
 def _read_tiff(path):
