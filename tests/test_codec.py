@@ -164,3 +164,14 @@ def test_cuda_decode_differs_from_cpu_by_at_most_a_thousandth_of_the_range(brain
     cpu = tinc.decompress(data).astype(np.float64)
     gpu = tinc.decompress(data, device="cuda").astype(np.float64)
     assert np.abs(cpu - gpu).max() <= 1e-3 * (brain32.max() - brain32.min()) + 1
+
+
+def test_a_time_limit_without_steps_trains_until_the_time_is_spent(brain32):
+    from tinc.config import DEFAULT_STEPS, TincConfig
+
+    assert TincConfig().step_count() == DEFAULT_STEPS
+    assert TincConfig(time_limit=30).step_count() is None
+    assert TincConfig(time_limit=30, steps=7).step_count() == 7
+    codec = tinc.TincCodec(ratio=32, time_limit=1.5, batch=1 << 10, quiet=True)
+    codec.encode(brain32)
+    assert codec.report.stopped_by_time and codec.report.steps > 0

@@ -74,7 +74,7 @@ CONFIG_FLAGS: dict[str, dict] = {
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
     "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
-    "steps": dict(type=int, help="training steps (default 5000)"),
+    "steps": dict(type=int, help="training steps (default 5000; with --time-limit, as many as fit in it)"),
     "batch": dict(type=int, help="voxels per training step (default 65536)"),
     "lr": dict(type=float, help="learning rate (default 2e-3)"),
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),

@@ -369,7 +369,7 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.config = config
-        self.bar = tqdm(total=config.steps, desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=config.step_count(), desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
         self.done = 0
 
     def update_fit(self, step: int, loss: float) -> None:

@@ -10,6 +10,7 @@ from .errors import TincConfigError
 
 INTRA_MODES = ("equal", "aoi", "variance")
 OPTIMIZERS = ("adam", "adamax")
+DEFAULT_STEPS = 5000
 
 
 @dataclass
@@ -33,8 +34,8 @@ class TincConfig:
     """Intensity above which a voxel is 'of interest' for intra='aoi' (default: the mean)."""
     loss_weight: tuple[tuple[float, float, float], ...] = ()
     """(low, high, weight) triples: voxels with intensity in [low, high] weigh `weight`."""
-    steps: int = 5000
-    """Training steps."""
+    steps: int | None = None
+    """Training steps. None: `DEFAULT_STEPS`, or as many as fit in `time_limit` when one is set."""
     batch: int = 1 << 16
     """Voxels per training step (all leaves together)."""
     lr: float = 2e-3
@@ -80,7 +81,7 @@ class TincConfig:
             raise TincConfigError(f"intra must be one of {', '.join(INTRA_MODES)}, got {self.intra!r}")
         if self.optimizer not in OPTIMIZERS:
             raise TincConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.steps < 0:
+        if self.steps is not None and self.steps < 0:
             raise TincConfigError(f"steps must be >= 0, got {self.steps}")
         if self.batch < 1:
             raise TincConfigError(f"batch must be >= 1, got {self.batch}")
@@ -114,6 +115,12 @@ class TincConfig:
         if ratio is not None:
             options["ratio"] = ratio
         return cls(**options)
+
+    def step_count(self) -> int | None:
+        """The steps to run; None when only `time_limit` bounds the fit."""
+        if self.steps is not None:
+            return self.steps
+        return None if self.time_limit else DEFAULT_STEPS
 
     def replace(self, **changes: Any) -> "TincConfig":
         return dataclasses.replace(self, **changes)

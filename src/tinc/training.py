@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import os
 import sys
@@ -118,9 +119,10 @@ def fit(
     start = time.perf_counter() - spent
     step = done
     stopped_by_time = False
-    for step in range(done + 1, config.steps + 1):
+    planned = config.step_count()  # None: the time limit alone ends the fit
+    for step in range(done + 1, planned + 1) if planned is not None else itertools.count(done + 1):
         elapsed = time.perf_counter() - start
-        clock = step / config.steps
+        clock = step / planned if planned else 0.0
         if config.time_limit:
             clock = max(clock, elapsed / config.time_limit)
             if elapsed >= config.time_limit:
@@ -140,7 +142,7 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        if progress is not None and (step % 25 == 0 or step == config.steps):
+        if progress is not None and (step % 25 == 0 or step == planned):
             loss_value = loss.item()
             progress(step, loss_value)
         if checkpoint is not None:
