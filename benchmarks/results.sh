@@ -56,6 +56,13 @@ step8() {  # Tree depth at equal training compute, one thread.
   } | tee "$out/depth.md"
 }
 
+step9() {  # The four inputs at 128-512x again after the automatic-depth change, against the classic codecs again, 60 s per tinc run.
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" --ratios 128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-depth2" --quiet
+  tinc bench nibabel:example4d.nii.gz skimage:cell --ratios 128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-depth3" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9)
 for s in "${steps[@]}"; do "step$s"; done
