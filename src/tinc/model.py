@@ -148,19 +148,6 @@ class TreeINR(nn.Module):
         for param, value in zip(params, values, strict=True):
             param.copy_(torch.as_tensor(value, dtype=param.dtype))
 
-    def forward_leaves(self, coords: torch.Tensor, leaves: np.ndarray) -> torch.Tensor:
-        """coords [samples, ndim], sorted unique leaf indices [k] -> [k, samples, channels].
-
-        Evaluates only the selected leaves and their ancestors, each ancestor once and shared
-        by its selected children. Every node runs the same float32 ops as in `forward` (a bmm
-        of the same per-node shape, only over fewer nodes), so on CPU each selected leaf's
-        output is bit-identical to its row of `forward(coords)` when the samples are a
-        multiple of `ALIGN_ROWS` (as `render` and `render_leaves` arrange).
-        """
-        kept, rows, order = self._selection(leaves)
-        out = self._evaluate(coords, self.layer_tensors(kept), rows)
-        return out if order is None else out.index_select(0, order)
-
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of
         the kept children among all children of the kept parents; the selected leaves' rows."""
@@ -190,28 +177,26 @@ class TreeINR(nn.Module):
     @torch.no_grad()
     def render(self, coords: torch.Tensor, max_elements: int | None = None) -> torch.Tensor:
         """Evaluate every leaf on `coords` in chunks that keep activations under `max_elements`."""
-        chunk, samples = self.chunk_size(max_elements), coords.shape[0]
-        coords = _pad_rows(coords)
-        tensors = self.layer_tensors()
-        out = torch.empty(self.plan.layout.leaves, coords.shape[0], self.plan.channels, device=coords.device)
-        for start in range(0, coords.shape[0], chunk):
-            out[:, start:start + chunk] = self._evaluate(coords[start:start + chunk], tensors)
-        return out[:, :samples]
+        return self.render_leaves(coords, None, max_elements=max_elements)
 
     @torch.no_grad()
-    def render_leaves(self, coords: torch.Tensor, leaves: np.ndarray, needed: np.ndarray | None = None,
+    def render_leaves(self, coords: torch.Tensor, leaves: np.ndarray | None, needed: np.ndarray | None = None,
                       max_elements: int | None = None) -> torch.Tensor:
-        """`render` restricted to `leaves` -> [k, samples, channels], bit-identical on CPU.
+        """`render` restricted to sorted unique `leaves` (None: all) -> [k, samples, channels].
 
-        Same chunks as `render`; `needed` (bool per coordinate) skips chunks holding no
-        needed coordinate, whose entries are left uninitialised.
+        Only the selected leaves and their ancestors are evaluated, each ancestor once. Every
+        node runs the same float32 ops as in a full render (a bmm of the same per-node shape
+        over fewer nodes, on the same chunks of coordinates, a multiple of `ALIGN_ROWS`), so on
+        CPU each selected leaf is bit-identical to its row of the full render. `needed` (bool
+        per coordinate) skips chunks holding no needed coordinate, left uninitialised.
         """
         chunk, samples = self.chunk_size(max_elements), coords.shape[0]
         coords = _pad_rows(coords)
-        kept, rows, order = self._selection(leaves)
+        kept, rows, order = (None, None, None) if leaves is None else self._selection(leaves)
         tensors = self.layer_tensors(kept)
-        out = torch.empty(len(leaves), coords.shape[0], self.plan.channels, device=coords.device)
-        for start in range(0, samples, chunk):
+        count = self.plan.layout.leaves if leaves is None else len(leaves)
+        out = torch.empty(count, coords.shape[0], self.plan.channels, device=coords.device)
+        for start in range(0, coords.shape[0], chunk):
             if needed is None or needed[start:start + chunk].any():
                 values = self._evaluate(coords[start:start + chunk], tensors, rows)
                 out[:, start:start + chunk] = values if order is None else values.index_select(0, order)
