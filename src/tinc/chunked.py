@@ -32,6 +32,7 @@ import numpy as np
 
 from . import container, metrics
 from .errors import TincConfigError, TincError, TincFormatError, TincInputError
+from .io import is_zarr_path
 from .zarr_codec import CODEC_NAME, TincNumcodec, TincZarrCodec
 
 if TYPE_CHECKING:
@@ -44,11 +45,6 @@ DEFAULT_HALO = 4
 TEMPORARY_PREFIX = ".tinc-part-"  # chunk files being written; a killed run may leave them, a resume removes them
 OME_AXES = {2: "yx", 3: "zyx", 4: "tzyx", 5: "tczyx"}  # NGFF axis order; only z, y, x are downsampled
 MAX_LEVELS = 8
-
-
-def is_zarr_path(path) -> bool:
-    """Whether `path` names a Zarr store (a directory ending in .zarr)."""
-    return str(path).rstrip("/\\").lower().endswith(".zarr")
 
 
 # ---------------------------------------------------------------------- input

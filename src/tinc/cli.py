@@ -17,7 +17,7 @@ from . import container, metrics
 from .codec import MAX_DECODE_VOXELS, TincCodec, plan_from_header
 from .config import INTRA_MODES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
-from .io import check_writable, format_of, read_with_metadata, write_bytes
+from .io import check_writable, format_of, is_zarr_path, read_with_metadata, write_bytes
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -117,8 +117,6 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .chunked import is_zarr_path
-
     if is_zarr_path(args.input) or is_zarr_path(args.output):
         return _compress_chunked(args)
     given = [flag for flag in CHUNKED_FLAGS if getattr(args, flag) is not None]
@@ -164,7 +162,6 @@ def _compress_chunked(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .chunked import is_zarr_path
     from .decode import Decoder, write_decoded
 
     if is_zarr_path(args.input):
@@ -363,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _what_was_left(args: argparse.Namespace) -> str:
     """The end of the one-line message after an interrupt: what the user can do next."""
-    from .chunked import is_zarr_path
-
     output = getattr(args, "output", None)
     if args.command == "compress" and output and is_zarr_path(output) and os.path.isdir(output):
         return f"the chunks written so far are kept; rerun the same command to finish {output}"

@@ -22,7 +22,7 @@ import torch
 from . import container
 from .codec import MAX_DECODE_VOXELS, _device, load_model, restore
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, write
+from .io import atomic_path, format_of, is_zarr_path, write
 from .partition import grid_coordinates
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
@@ -250,9 +250,9 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     volume. Other formats and smaller outputs are decoded in memory. A `.zarr` path gets
     an OME-Zarr multiscale group, streamed one chunk of leaf blocks at a time.
     """
-    from .chunked import is_zarr_path, write_ome_zarr  # zarr and dask load only when needed
-
     if is_zarr_path(path):
+        from .chunked import write_ome_zarr  # zarr and dask load only when needed
+
         sampling = decoder.sampling(scale, shape)
         return write_ome_zarr(path, decoder, parse_roi(roi, decoder.output_shape(sampling)), sampling)
     kind = format_of(path)

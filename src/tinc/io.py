@@ -14,6 +14,11 @@ from .errors import TincInputError, TincOutputError
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 
 
+def is_zarr_path(path) -> bool:
+    """Whether `path` names a Zarr store (a directory ending in .zarr)."""
+    return str(path).rstrip("/\\").lower().endswith(".zarr")
+
+
 def format_of(path) -> str:
     name = Path(path).name.lower()
     for suffix in sorted(FORMATS, key=len, reverse=True):
@@ -51,7 +56,7 @@ def resolve(path) -> str:
 def read_with_metadata(path) -> tuple[np.ndarray, dict]:
     """The array in `path` and what is needed to write it back alike (e.g. a NIfTI header)."""
     path = resolve(path)
-    if path.rstrip("/\\").lower().endswith(".zarr"):
+    if is_zarr_path(path):
         return _read_zarr(path), {"format": "zarr"}
     kind = format_of(path)
     if not os.path.exists(path):
