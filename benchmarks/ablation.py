@@ -1,8 +1,9 @@
 """Ablation: each option changed alone from the defaults, same input, ratio and time.
 
     python benchmarks/ablation.py ../shared/data/brain64.tif --ratio 64 --time-limit 40
+    python benchmarks/ablation.py IN1 IN2 --ratio 128,256 --only "defaults,lr 1e-3"
 
-Prints one markdown row per variant: PSNR (dtype peak), PSNR over the data range, the
+Prints, per input and ratio, one markdown row per variant: PSNR (dtype peak), PSNR over the data range, the
 tree chosen, steps reached and the quantization quality the rate control settled on.
 """
 
@@ -23,7 +24,11 @@ VARIANTS = {
     "lr 1e-3": {"lr": 1e-3},
     "lr 4e-3": {"lr": 4e-3},
     "lr 8e-3": {"lr": 8e-3},
-    "sized for 6-bit weights": {"weight_bits": 6},
+    "no quantization-aware training": {"qat_fraction": 0.0},
+    "quantization-aware training over the last 20%": {"qat_fraction": 0.2},
+    "sized for 5-bit weights": {"weight_bits": 5},
+    "sized for 8-bit weights": {"weight_bits": 8},
+    "sized for 8-bit weights without quantization-aware training": {"weight_bits": 8, "qat_fraction": 0.0},
     "sized for 10-bit weights": {"weight_bits": 10},
     "one network (depth 0)": {"levels": 0},
     "depth 2": {"levels": 2},
@@ -35,28 +40,32 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input")
-    parser.add_argument("--ratio", type=float, default=64)
+    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("--ratio", default="64", help="one ratio or several, comma-separated")
     parser.add_argument("--time-limit", type=float, default=40)
     parser.add_argument("--only", help="comma-separated variant names to run (names hold no commas)")
     args = parser.parse_args()
-    array = tinc.read(args.input)
     names = args.only.split(",") if args.only else list(VARIANTS)
-    print(f"{args.input}, ratio {args.ratio:g}, {args.time_limit:g} s per run\n")
-    print("| variant | PSNR (dB) | PSNR range (dB) | depth | widths | steps | log2 quality | bytes | s |")
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
-    for name in names:
-        options = VARIANTS[name]
-        started = time.perf_counter()
-        codec = tinc.TincCodec(ratio=args.ratio, time_limit=args.time_limit, steps=100000, quiet=True, **options)
-        data = codec.encode(array)
-        restored = tinc.decompress(data)
-        report = codec.report
-        widths = "/".join(str(int(w.max())) for w in report.plan.widths)
-        quality = "raw" if report.log2_quality is None else f"{report.log2_quality:.2f}"
-        print(f"| {name} | {psnr(array, restored):.2f} | {psnr_range(array, restored):.2f} | {report.plan.depth} | {widths} | "
-              f"{report.steps} | {quality} | {len(data)} | {time.perf_counter() - started:.0f} |", flush=True)
+    for path in args.inputs:
+        array = tinc.read(path)
+        for ratio in (float(r) for r in args.ratio.split(",")):
+            print(f"\n{path}, ratio {ratio:g}, {args.time_limit:g} s per run\n")
+            print("| variant | PSNR (dB) | PSNR range (dB) | depth | widths | steps | log2 quality | bytes | s |")
+            print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+            for name in names:
+                print(row(name, array, ratio, args.time_limit), flush=True)
 
+
+def row(name: str, array, ratio: float, time_limit: float) -> str:
+    started = time.perf_counter()
+    codec = tinc.TincCodec(ratio=ratio, time_limit=time_limit, steps=100000, quiet=True, **VARIANTS[name])
+    data = codec.encode(array)
+    restored = tinc.decompress(data)
+    report = codec.report
+    widths = "/".join(str(int(w.max())) for w in report.plan.widths)
+    quality = "raw" if report.log2_quality is None else f"{report.log2_quality:.2f}"
+    return (f"| {name} | {psnr(array, restored):.2f} | {psnr_range(array, restored):.2f} | {report.plan.depth} | {widths} | "
+            f"{report.steps} | {quality} | {len(data)} | {time.perf_counter() - started:.0f} |")
 
 if __name__ == "__main__":
     main()

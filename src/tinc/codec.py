@@ -121,11 +121,23 @@ class TincCodec:
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
-        from .training import fit
+        from .training import fit, weight_sensitivities
 
+        def step_scales(model: TreeINR) -> np.ndarray:
+            sensitivities = weight_sensitivities(model, weights, coords, config.batch // plan.layout.leaves + 1, config.seed)
+            return coding.sensitivity_scales(stored_tensors(model), sensitivities)
+
+        def quantization(model: TreeINR) -> list[float]:
+            """The steps the weights would be coded with now, to the budget: QAT trains through them."""
+            tensors, scales = stored_tensors(model), step_scales(model)
+            _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales)
+            report.log2_quality = log2_quality
+            return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
+
+        quantize = quantization if config.weight_bits != 32 and config.qat_fraction > 0 else None
         progress = _progress_bar(config)
         try:
-            fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit)
+            fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit, quantization=quantize)
         finally:
             if progress:
                 progress.close()
@@ -134,13 +146,20 @@ class TincCodec:
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
             report.fit_psnr = fit_psnr(fit_report.loss, config)
 
-        tensors = [values[mask] for _, values, mask in model.tensors()]
+        tensors = stored_tensors(model)
+        coded = None
         if config.weight_bits == 32:
             coded = coding.encode(tensors, None)
             if len(coded) > weight_budget:
                 raise TincConfigError(f"float32 weights need {len(coded)} bytes, the budget leaves {weight_budget}; use a lower --ratio")
-        else:
-            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget)
+        elif model.quantization_steps is not None:
+            # the steps trained through, as long as the tuned weights still fit the budget
+            codes = [round(256 * math.log2(step)) for step in model.quantization_steps]
+            coded = coding.encode_with_steps(tensors, codes)
+            if len(coded) > weight_budget:
+                coded = None
+        if coded is None:
+            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model))
         data = container.pack(header, coded, metadata)
         report.nbytes = len(data)
         self.report = report
@@ -164,6 +183,11 @@ class TincCodec:
 
 
 # ---------------------------------------------------------------------- helpers
+def stored_tensors(model: TreeINR) -> list[np.ndarray]:
+    """The real (unpadded) weights and biases, flat, in the order the coder stores them."""
+    return [values[mask] for _, values, mask in model.tensors()]
+
+
 def load_model(parsed: container.Container, device: torch.device, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[TreePlan, TreeINR]:
     """The tree described by an unpacked file, with its decoded weights, on `device`."""
     header = parsed.header

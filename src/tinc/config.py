@@ -44,8 +44,11 @@ class TincConfig:
     """Seconds of training after which the fit stops early (a valid file is still written)."""
     w0: float = 30.0
     """SIREN frequency of every sine layer."""
-    weight_bits: int = 8
+    weight_bits: int = 6
     """Bits per weight assumed when sizing the networks; 32 stores raw float32 weights."""
+    qat_fraction: float = 0.1
+    """Last fraction of the fit (of its steps or time) trained through the weights rounded as
+    the coder will store them (quantization-aware training); 0 turns it off."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     """Range the data is scaled to for the fit."""
     min_width: int = 8
@@ -89,6 +92,8 @@ class TincConfig:
             raise TincConfigError(f"time_limit must be >= 0, got {self.time_limit}")
         if self.weight_bits not in (32,) and not 2 <= self.weight_bits <= 16:
             raise TincConfigError(f"weight_bits must be 2..16 or 32, got {self.weight_bits}")
+        if not 0 <= self.qat_fraction < 1:
+            raise TincConfigError(f"qat_fraction must be in [0, 1), got {self.qat_fraction}")
         if self.level_weights is not None and any(w <= 0 for w in self.level_weights):
             raise TincConfigError("level weights must be positive")
         layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)

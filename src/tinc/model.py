@@ -49,6 +49,9 @@ class TreeINR(nn.Module):
             self.register_buffer(f"weight_mask_{index}", weight_mask)
             self.register_buffer(f"bias_mask_{index}", bias_mask)
         self.n_layers = len(masks)
+        self.quantization_steps: list[float] | None = None
+        """Per tensor (weights, biases, layer by layer), the step the coder will round to; once set,
+        the forward pass sees rounded weights (quantization-aware training)."""
 
     def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator):
         nodes = len(fan_out)
@@ -91,6 +94,9 @@ class TreeINR(nn.Module):
             nodes = None if kept is None else torch.as_tensor(kept[level], device=device)
             for layer in range(plan.layers[level] + (level == plan.depth)):
                 weight, bias = self.weights[index], self.biases[index]
+                if self.quantization_steps is not None:
+                    weight = _fake_quantize(weight, self.quantization_steps[2 * index])
+                    bias = _fake_quantize(bias, self.quantization_steps[2 * index + 1])
                 scale = 1.0 if index == self.n_layers - 1 else self.w0
                 if layer == 0 and level > 0:
                     c = children[level - 1]
@@ -201,6 +207,12 @@ class TreeINR(nn.Module):
                 values = self._evaluate(coords[start:start + chunk], tensors, rows)
                 out[:, start:start + chunk] = values if order is None else values.index_select(0, order)
         return out[:, :samples]
+
+
+def _fake_quantize(values: torch.Tensor, step: float) -> torch.Tensor:
+    """`values` rounded to multiples of `step` going forward, unrounded going backward (the
+    straight-through estimator), so the latent weights keep learning below one step."""
+    return values + (torch.round(values / step) * step - values).detach()
 
 
 # Decoding (no autograd) updates fresh activations in place: one memory pass less per layer,

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .config import TincConfig
@@ -71,6 +72,7 @@ class Checkpoint:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         generator.set_state(state["generator"])
+        model.quantization_steps = state.get("quantization_steps")
         return int(state["step"]), float(state["seconds"]), float(state["loss"])
 
     def save(self, step: int, seconds: float, loss: float | torch.Tensor, model: TreeINR, optimiser: torch.optim.Optimizer,
@@ -80,7 +82,8 @@ class Checkpoint:
         if due_only and now - self.saved_at < self.every:
             return
         state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
-                 "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state()}
+                 "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+                 "quantization_steps": model.quantization_steps}
         with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
             torch.save(state, temporary)
         self.saved_at = time.perf_counter()
@@ -93,13 +96,16 @@ def fit(
     coords: torch.Tensor,
     config: TincConfig,
     progress=None,
+    quantization=None,
 ) -> FitReport:
     """Minimise the weighted MSE of `model(coords)` against `targets` [leaves, voxels, C].
 
     Every step draws the same local coordinates in every leaf block, so one step trains all
     leaves at once. The learning rate follows a cosine whose clock is the larger of the
     step fraction and the time fraction, so a run cut short by `time_limit` still ends
-    with a decayed rate. With `config.checkpoint` the fit is saved every
+    with a decayed rate. `quantization(model) -> steps` gives the steps the coder will round
+    each tensor to; from clock `1 - config.qat_fraction` on, the model trains through them.
+    With `config.checkpoint` the fit is saved every
     `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
     """
     leaves, voxels, _ = targets.shape
@@ -129,8 +135,11 @@ def fit(
                 stopped_by_time = True
                 step -= 1
                 break
+        if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
+            model.quantization_steps = quantization(model)
+        rate = config.lr * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
         for group in optimiser.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
+            group["lr"] = rate
         if full_batch:
             batch_coords, batch_targets, batch_weights, total = coords, targets, weights, weight_total
         else:
@@ -152,3 +161,27 @@ def fit(
     if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
         checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, due_only=False)
     return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done)
+
+
+def weight_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, samples: int, seed: int,
+                         probes: int = 8) -> np.ndarray:
+    """Per stored tensor (the order of `model.tensors()`), the mean curvature of the weighted
+    squared error along one of its weights: the diagonal of the Gauss-Newton matrix,
+    sum over voxels of weight x (d output / d parameter)^2, averaged over the real entries.
+
+    Estimated on `samples` random local coordinates with `probes` random-sign projections
+    of the output (their squared gradients average to that diagonal), so it costs `probes`
+    training steps.
+    """
+    generator = torch.Generator(device=coords.device).manual_seed(seed)
+    index = torch.randint(0, coords.shape[0], (min(samples, coords.shape[0]),), device=coords.device, generator=generator)
+    batch_coords, root_weights = coords[index], weights[:, index].sqrt().unsqueeze(-1)
+    params = [p for layer in range(model.n_layers) for p in (model.weights[layer], model.biases[layer])]
+    totals = [torch.zeros_like(p) for p in params]
+    for _ in range(probes):
+        output = model(batch_coords)
+        signs = torch.randint(0, 2, output.shape, device=output.device, generator=generator, dtype=output.dtype) * 2 - 1
+        for total, grad in zip(totals, torch.autograd.grad((output * signs * root_weights).sum(), params)):
+            total += grad.square()
+    masks = [mask for layer in range(model.n_layers) for mask in model.masks(layer)]
+    return np.array([float(total[mask.bool()].mean()) / probes if mask.any() else 0.0 for total, mask in zip(totals, masks)])
