@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure in benchmarks/RESULTS.md. Run from the repository root after `make install`:
-#   bash benchmarks/results.sh            # all steps, about 50 minutes on 2 CPU cores
+#   bash benchmarks/results.sh            # all steps, about 90 minutes on 2 CPU cores
 #   bash benchmarks/results.sh 3 5        # only some steps
 # Output goes to bench-output/ (ignored by git).
 set -euo pipefail
@@ -63,6 +63,20 @@ step9() {  # The four inputs at 128-512x again after the automatic-depth change,
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-depth3" --quiet
 }
 
+step10() {  # Quantization: one fit coded with std and with sensitivity steps; bits and quantization-aware training, 30 s each.
+  python benchmarks/quantization.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 128 --time-limit 30 | tee "$out/quantization.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 128,256,512 --time-limit 30 \
+      --only "defaults,no quantization-aware training,sized for 8-bit weights without quantization-aware training" \
+      | tee "$out/ablation-bits.md"
+}
+
+step11() {  # The scoreboard again with sensitivity steps, 6-bit sizing and quantization-aware training, 60 s per tinc run.
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-quantization" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11)
 for s in "${steps[@]}"; do "step$s"; done
