@@ -67,5 +67,6 @@ def row(name: str, array, ratio: float, time_limit: float) -> str:
     return (f"| {name} | {psnr(array, restored):.2f} | {psnr_range(array, restored):.2f} | {report.plan.depth} | {widths} | "
             f"{report.steps} | {quality} | {len(data)} | {time.perf_counter() - started:.0f} |")
 
+
 if __name__ == "__main__":
     main()

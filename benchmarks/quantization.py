@@ -18,10 +18,9 @@ import torch
 
 import tinc
 from tinc import coding, container
-from tinc.codec import load_model, loss_weights, stored_tensors
+from tinc.codec import load_model, loss_weights, step_scales, stored_tensors
 from tinc.config import TincConfig
 from tinc.metrics import psnr
-from tinc.training import weight_sensitivities
 
 
 def main() -> None:
@@ -30,7 +29,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=128)
     parser.add_argument("--time-limit", type=float, default=30)
     args = parser.parse_args()
-    print(f"ratio {args.ratio:g}, {args.time_limit:g} s fit per input, one fit coded three ways\n")
+    print(f"ratio {args.ratio:g}, {args.time_limit:g} s fit per input, one fit: float32, and coded two ways\n")
     print("| input | tensors | float32 network (dB) | std steps (dB) | sensitivity steps (dB) | bytes |")
     print("|---|---:|---:|---:|---:|---:|")
     for path in args.inputs:
@@ -42,16 +41,16 @@ def main() -> None:
         budget = int(array.nbytes // args.ratio) - (len(float_file) - len(parsed.weights))
         plan, model = load_model(parsed, torch.device("cpu"))
         tensors = stored_tensors(model)
-        spatial = array[..., None] if parsed.header["channel_axis"] is None else np.moveaxis(array, parsed.header["channel_axis"], -1)
-        weights = torch.as_tensor(loss_weights(spatial, plan.layout, TincConfig()))
-        coords = torch.as_tensor(plan.layout.block_coordinates())
+        channels_last = array[..., None] if parsed.header["channel_axis"] is None else np.moveaxis(array, parsed.header["channel_axis"], -1)
         config = TincConfig()
-        sensitivities = weight_sensitivities(model, weights, coords, config.batch // plan.layout.leaves + 1, config.seed)
+        weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config))
+        coords = torch.as_tensor(plan.layout.block_coordinates())
         row = [psnr(array, tinc.decompress(float_file))]
-        for scales in (None, coding.sensitivity_scales(tensors, sensitivities)):
+        for scales in (None, step_scales(model, weights, coords, config)):
             coded, _ = coding.encode_to_budget(tensors, budget, scales)
-            row.append(psnr(array, tinc.decompress(container.pack(parsed.header, coded, parsed.metadata))))
-        size = len(container.pack(parsed.header, coded, parsed.metadata))
+            data = container.pack(parsed.header, coded, parsed.metadata)
+            row.append(psnr(array, tinc.decompress(data)))
+        size = len(data)
         print(f"| {path} | {len(tensors)} | {row[0]:.2f} | {row[1]:.2f} | {row[2]:.2f} | {size} |", flush=True)
 
 

@@ -121,15 +121,11 @@ class TincCodec:
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
-        from .training import fit, weight_sensitivities
-
-        def step_scales(model: TreeINR) -> np.ndarray:
-            sensitivities = weight_sensitivities(model, weights, coords, config.batch // plan.layout.leaves + 1, config.seed)
-            return coding.sensitivity_scales(stored_tensors(model), sensitivities)
+        from .training import fit
 
         def quantization(model: TreeINR) -> list[float]:
             """The steps the weights would be coded with now, to the budget: QAT trains through them."""
-            tensors, scales = stored_tensors(model), step_scales(model)
+            tensors, scales = stored_tensors(model), step_scales(model, weights, coords, config)
             _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales)
             report.log2_quality = log2_quality
             return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
@@ -159,7 +155,7 @@ class TincCodec:
             if len(coded) > weight_budget:
                 coded = None
         if coded is None:
-            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model))
+            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config))
         data = container.pack(header, coded, metadata)
         report.nbytes = len(data)
         self.report = report
@@ -186,6 +182,14 @@ class TincCodec:
 def stored_tensors(model: TreeINR) -> list[np.ndarray]:
     """The real (unpadded) weights and biases, flat, in the order the coder stores them."""
     return [values[mask] for _, values, mask in model.tensors()]
+
+
+def step_scales(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, config: TincConfig) -> np.ndarray:
+    """Per stored tensor, the scale of its quantization step, from the loss's curvature."""
+    from .training import weight_sensitivities
+
+    sensitivities = weight_sensitivities(model, weights, coords, config.batch // model.plan.layout.leaves + 1, config.seed)
+    return coding.sensitivity_scales(stored_tensors(model), sensitivities)
 
 
 def load_model(parsed: container.Container, device: torch.device, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[TreePlan, TreeINR]:
