@@ -21,6 +21,8 @@ VARIANTS = {
     "data scaled to 0..1": {"value_range": (0.0, 1.0)},
     "batch 262144 and lr 1e-3 (first defaults)": {"batch": 1 << 18, "lr": 1e-3},
     "batch 16384": {"batch": 1 << 14},
+    "batch 65536": {"batch": 1 << 16},
+    "equal level weights": {"level_weights": "equal"},
     "lr 1e-3": {"lr": 1e-3},
     "lr 4e-3": {"lr": 4e-3},
     "lr 8e-3": {"lr": 8e-3},

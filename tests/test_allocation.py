@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinc.allocation import allocate, node_params, node_shares, plan_tree, solve_width
+from tinc.allocation import allocate, level_weights, node_params, node_shares, plan_tree, solve_width
 from tinc.config import TincConfig
 from tinc.errors import TincConfigError
 from tinc.partition import TreeLayout, choose_splits
@@ -85,3 +85,29 @@ def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_twice_it():
     # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 1.5 x min_width
     assert plan_tree(shape, 20000, TincConfig(levels=2), 1)[0].depth == 2
     assert plan_tree(shape, 20000, TincConfig(), 1)[0].depth == 1
+
+
+def test_auto_level_weights_give_each_level_the_square_root_of_its_nodes():
+    shape = (128, 96, 24)  # splits y and x twice: 1 + 4 + 16 nodes
+    layout = TreeLayout(shape, choose_splits(shape, 2))
+    assert level_weights(layout, TincConfig()) == pytest.approx((4.0, 2.0, 1.0))
+    assert level_weights(layout, TincConfig(level_weights="equal")) == (1.0, 1.0, 1.0)
+    auto, _ = plan_tree(shape, 12000, TincConfig(levels=2), 1)
+    equal, _ = plan_tree(shape, 12000, TincConfig(levels=2, level_weights="equal"), 1)
+    per_node = [p / n for p, n in zip(auto.params_per_level(), layout.nodes_per_level)]
+    assert per_node[0] > per_node[1] > per_node[2]
+    assert auto.widths[0][0] > equal.widths[0][0] and auto.widths[2][0] < equal.widths[2][0]
+    assert 0.9 * 12000 < auto.params <= 12000
+
+
+def test_automatic_depth_does_not_depend_on_the_level_weights():
+    for params in (3000, 20000, 200000):
+        depths = {plan_tree((64, 64, 64), params, TincConfig(level_weights=rule), 1)[0].depth for rule in ("auto", "equal")}
+        assert len(depths) == 1
+
+
+def test_unknown_level_weight_rule_is_refused():
+    with pytest.raises(TincConfigError, match="level_weights"):
+        TincConfig(level_weights="similar")
+    with pytest.raises(TincConfigError, match="positive"):
+        TincConfig(level_weights=(1.0, 0.0))

@@ -42,8 +42,9 @@ def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["levels"] == 1 and info["nodes_per_level"] == [1, 8] and info["bytes"] == out.stat().st_size
     assert sum(info["section_bytes"].values()) == info["bytes"]
+    assert info["level_weights"][1] == 1.0 and 0.4 < info["level_weights"][0] < 0.9  # asked for 1 : 1.5
     assert main(["info", str(out)]) == 0
-    assert "level  nodes" in capsys.readouterr().out
+    assert "share  weight" in capsys.readouterr().out
     plot = tmp_path / "cmp.png"
     assert main(["eval", str(volume_tif), str(tmp_path / "r.tif"), "--tinc", str(out), "--threshold", "20000", "--json", "--plot", str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -13,6 +13,9 @@ from .partition import TreeLayout, choose_splits
 
 MAX_AUTO_DEPTH = 6
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
+# A node's automatic weight is (leaves below it) ** this; 0.5 gives each level parameters in
+# proportion to the square root of its node count (measured in RESULTS.md, section 11).
+AUTO_LEVEL_EXPONENT = 0.5
 
 
 def node_params(width: int, fan_in: int, layers: int, fan_out: int) -> int:
@@ -119,6 +122,18 @@ def node_shares(layout: TreeLayout, blocks: np.ndarray | None, valid: np.ndarray
     return shares
 
 
+def level_weights(layout: TreeLayout, config: TincConfig) -> tuple[float, ...]:
+    """Relative parameters per node of each level.
+
+    "auto": a node weighs `(leaves below it) ** AUTO_LEVEL_EXPONENT`. A shallow node serves
+    every leaf beneath it, and its width is the input width of its children; with equal
+    weights a depth-2 tree of 1 + 4 + 16 nodes gives its root 5% of the budget.
+    """
+    if config.level_weights == "auto":
+        return tuple(float(layout.leaves / n) ** AUTO_LEVEL_EXPONENT for n in layout.nodes_per_level)
+    return config.level_weights_for(layout.depth)
+
+
 def auto_floor(depth: int, min_width: int) -> int:
     """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
 
@@ -134,9 +149,9 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
     """Choose the depth and widths for `params` parameters.
 
     `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
-    is the requested one, or the deepest whose plain (equal-share) widths all reach
-    `auto_floor(depth)`; a requested depth the budget cannot feed falls back to a shallower
-    tree, and the returned note says so.
+    is the requested one, or the deepest whose plain widths (equal weights and shares, as
+    the floor was measured) all reach `auto_floor(depth)`; a requested depth the budget
+    cannot feed falls back to a shallower tree, and the returned note says so.
     """
     requested = config.requested_depth()
     note = None
@@ -145,8 +160,8 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         if layout.depth != depth:
             continue
         layers = config.layers_for(depth)
-        level_weights = config.level_weights_for(depth)
-        plain = allocate(layout, params, layers, level_weights, [np.ones(n) for n in layout.nodes_per_level], channels)
+        equal = [np.ones(n) for n in layout.nodes_per_level]
+        plain = allocate(layout, params, layers, (1.0,) * (depth + 1), equal, channels)
         narrowest = min(int(w.min()) for w in plain.widths)
         floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
         if narrowest < floor:
@@ -158,14 +173,14 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         blocks, valid = data(layout) if (data is not None and config.intra != "equal") else (None, None)
         shares = node_shares(layout, blocks, valid, config.intra, config.aoi_threshold)
         # Raising starved nodes to min_width spends extra parameters: shrink the rest to pay.
-        target = params
-        for _ in range(8):
-            plan = allocate(layout, target, layers, level_weights, shares, channels)
+        # Every node at min_width fits (the plain widths reach it), so the shrinking ends.
+        target, weights = params, level_weights(layout, config)
+        while True:
+            plan = allocate(layout, target, layers, weights, shares, channels)
             plan = TreePlan(layout, layers, tuple(np.maximum(w, config.min_width) for w in plan.widths), channels)
             if plan.params <= params:
-                break
-            target *= params / plan.params
-        return plan, note
+                return plan, note
+            target *= min(params / plan.params, 0.99)
     raise TincConfigError(
         f"ratio too high for this array: {int(params)} parameters cannot make even one network "
         f"{config.min_width} wide; use a lower --ratio"

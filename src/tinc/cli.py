@@ -15,7 +15,7 @@ import numpy as np
 
 from . import container, metrics
 from .codec import MAX_DECODE_VOXELS, TincCodec, plan_from_header
-from .config import INTRA_MODES, OPTIMIZERS, TincConfig
+from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
 from .io import check_writable, format_of, is_zarr_path, read_with_metadata, write_bytes
 
@@ -44,6 +44,10 @@ def _levels(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
+def _level_weights(text: str) -> tuple[float, ...] | str:
+    return text if text in LEVEL_WEIGHT_RULES else _floats(text)
+
+
 def _loss_weight(text: str) -> tuple[float, float, float]:
     try:
         low, high, weight = (float(x) for x in text.split(":"))
@@ -69,13 +73,14 @@ CONFIG_FLAGS: dict[str, dict] = {
     "target_psnr": dict(type=float, metavar="DB", help="smallest file reaching this PSNR (dB, peak of the dtype): searches the "
                         "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
-    "level_weights": dict(type=_floats, help="relative parameters per node of each level, e.g. 1,0.8,1.5"),
+    "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
+                          "or 'auto' (default: a node weighs the square root of the leaves below it)"),
     "layers": dict(type=_ints, help="sine layers per node: one value or one per level (default 2)"),
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
     "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
     "steps": dict(type=int, help="training steps (default 5000; with --time-limit, as many as fit in it)"),
-    "batch": dict(type=int, help="voxels per training step (default 65536)"),
+    "batch": dict(type=int, help="voxels per step, all leaves together (default 8192)"),
     "lr": dict(type=float, help="learning rate (default 2e-3)"),
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
     "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
@@ -202,6 +207,7 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     plan = plan_from_header(header, max_voxels)
     dtype = np.dtype(header["dtype"])
     raw = math.prod(header["shape"]) * dtype.itemsize
+    per_node = [p / n for p, n in zip(plan.params_per_level(), plan.layout.nodes_per_level)]
     return {
         "shape": header["shape"],
         "dtype": str(dtype),
@@ -211,6 +217,7 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "layers_per_level": list(plan.layers),
         "widths_per_level": [_width_text(w) for w in plan.widths],
         "parameters_per_level": plan.params_per_level(),
+        "level_weights": [round(p / per_node[-1], 2) for p in per_node],  # per node, relative to a leaf
         "parameters": plan.params,
         "block_shape": list(plan.layout.block_shape),
         "bytes": len(data),
@@ -229,10 +236,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{args.input}: {info['bytes']} bytes, ratio {info['ratio']:.2f}x, format v{info['format_version']}")
     print(f"  array     {tuple(info['shape'])} {info['dtype']}")
     print(f"  tree      depth {info['levels']}, leaf blocks {tuple(info['block_shape'])}, {info['parameters']} parameters")
-    print("  level  nodes  layers  width      parameters")
+    print("  level  nodes  layers  width      parameters  share  weight")
     for level in range(info["levels"] + 1):
+        params = info["parameters_per_level"][level]
         print(f"  {level:5d}  {info['nodes_per_level'][level]:5d}  {info['layers_per_level'][level]:6d}  "
-              f"{info['widths_per_level'][level]:<9}  {info['parameters_per_level'][level]:10d}")
+              f"{info['widths_per_level'][level]:<9}  {params:10d}  {100 * params / info['parameters']:4.0f}%  "
+              f"{info['level_weights'][level]:6.2f}")
     print("  sections  " + ", ".join(f"{name} {size} B" for name, size in info["section_bytes"].items()))
     return 0
 

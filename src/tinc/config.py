@@ -9,6 +9,7 @@ from typing import Any
 from .errors import TincConfigError
 
 INTRA_MODES = ("equal", "aoi", "variance")
+LEVEL_WEIGHT_RULES = ("auto", "equal")
 OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
 
@@ -24,8 +25,9 @@ class TincConfig:
     the dtype); `ratio` is where the search starts."""
     levels: int | None = None
     """Tree depth L (0 = one network). None chooses it from the data size and budget."""
-    level_weights: tuple[float, ...] | None = None
-    """Relative parameters per node, one per level (L+1 values). None: all equal."""
+    level_weights: tuple[float, ...] | str = "auto"
+    """Relative parameters per node, one per level (L+1 values); "equal"; or "auto": a node
+    weighs the square root of the leaves below it (see `allocation.auto_level_weights`)."""
     layers: tuple[int, ...] | int = 2
     """Sine layers per node (one value, or one per level)."""
     intra: str = "equal"
@@ -36,7 +38,7 @@ class TincConfig:
     """(low, high, weight) triples: voxels with intensity in [low, high] weigh `weight`."""
     steps: int | None = None
     """Training steps. None: `DEFAULT_STEPS`, or as many as fit in `time_limit` when one is set."""
-    batch: int = 1 << 16
+    batch: int = 1 << 13
     """Voxels per training step (all leaves together)."""
     lr: float = 2e-3
     optimizer: str = "adam"
@@ -65,7 +67,7 @@ class TincConfig:
 
     def __post_init__(self) -> None:
         # lists from JSON configs or the CLI become the tuples the fields are typed as
-        if self.level_weights is not None:
+        if not isinstance(self.level_weights, str):
             self.level_weights = tuple(float(w) for w in self.level_weights)
         if not isinstance(self.layers, int):
             self.layers = tuple(int(n) for n in self.layers)
@@ -94,7 +96,10 @@ class TincConfig:
             raise TincConfigError(f"weight_bits must be 2..16 or 32, got {self.weight_bits}")
         if not 0 <= self.qat_fraction < 1:
             raise TincConfigError(f"qat_fraction must be in [0, 1), got {self.qat_fraction}")
-        if self.level_weights is not None and any(w <= 0 for w in self.level_weights):
+        if isinstance(self.level_weights, str):
+            if self.level_weights not in LEVEL_WEIGHT_RULES:
+                raise TincConfigError(f"level_weights must be numbers or one of {', '.join(LEVEL_WEIGHT_RULES)}, got {self.level_weights!r}")
+        elif not self.level_weights or any(not w > 0 for w in self.level_weights):
             raise TincConfigError("level weights must be positive")
         layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
         if not layers or any(n < 1 for n in layers):
@@ -134,7 +139,7 @@ class TincConfig:
         """The depth asked for, explicitly or implied by per-level lists; None for automatic."""
         if self.levels is not None:
             return self.levels
-        if self.level_weights is not None:
+        if not isinstance(self.level_weights, str):
             return len(self.level_weights) - 1
         if not isinstance(self.layers, int):
             return len(tuple(self.layers)) - 1
@@ -145,7 +150,8 @@ class TincConfig:
         return _per_level(self.layers, depth, "layers")
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
-        return _per_level(1.0 if self.level_weights is None else self.level_weights, depth, "level_weights")
+        """Numbers or "equal", one per level; "auto" depends on the layout (`allocation.level_weights`)."""
+        return _per_level(1.0 if isinstance(self.level_weights, str) else self.level_weights, depth, "level_weights")
 
 
 def _per_level(value, depth: int, name: str) -> tuple:
