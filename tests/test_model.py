@@ -132,3 +132,30 @@ def test_weight_sensitivities_equal_the_gauss_newton_diagonal():
     assert expected.shape == estimated.shape and (expected > 0).all()
     # random-sign probes: unbiased, a few per cent off after 400 of them
     assert np.allclose(estimated, expected, rtol=0.25)
+
+
+def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
+    from tinc.training import DivergenceGuard
+
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    guard = DivergenceGuard(model, optimiser)
+    window = DivergenceGuard.WINDOW
+
+    def run_window(loss: float) -> None:
+        for _ in range(window):
+            guard.update(torch.tensor(loss))
+
+    run_window(1.0)  # healthy: snapshotted
+    healthy = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # what a collapse does to the weights
+    run_window(2.0)  # worse, not diverged: nothing restored, no snapshot either
+    assert guard.recoveries == 0 and guard.rate_scale == 1.0
+    assert not torch.equal(next(iter(model.parameters())), healthy[0])
+    run_window(5.0)  # beyond DIVERGED x the best window
+    assert guard.recoveries == 1 and guard.rate_scale == 0.5
+    assert all(torch.equal(p, h) for p, h in zip(model.parameters(), healthy))
+    run_window(float("nan"))
+    assert guard.recoveries == 2 and guard.rate_scale == 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import itertools
@@ -31,6 +32,49 @@ class FitReport:
     stopped_by_time: bool
     resumed_from: int = 0
     """Steps restored from a checkpoint (0: a fresh fit)."""
+    recoveries: int = 0
+    """Times the fit diverged and went back to its last healthy state (see `DivergenceGuard`)."""
+
+
+class DivergenceGuard:
+    """Undoes a collapse of the fit: restores the last healthy state and halves the rate.
+
+    Sine networks trained on small batches can collapse: the loss jumps back to where it
+    started and never comes down again (RESULTS.md, section 11). The mean loss of every
+    `WINDOW` steps is compared with the best window so far: a window within `HEALTHY` x
+    the best is snapshotted (model and optimiser); one above `DIVERGED` x the best restores
+    the snapshot and halves the learning rate for the rest of the fit. Losses are summed on
+    the device and read once per window, so the guard costs one sync per `WINDOW` steps.
+    """
+
+    WINDOW, HEALTHY, DIVERGED = 25, 1.5, 4.0
+
+    def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, rate_scale: float = 1.0, best: float = math.inf):
+        self.model, self.optimiser = model, optimiser
+        self.rate_scale, self.best, self.recoveries = rate_scale, best, 0
+        self.total, self.count = None, 0
+        self.snapshot = self._state()
+
+    def _state(self):
+        return copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimiser.state_dict())
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.total = loss.detach() if self.total is None else self.total + loss.detach()
+        self.count += 1
+        if self.count < self.WINDOW:
+            return
+        mean = float(self.total) / self.count
+        self.total, self.count = None, 0
+        if not math.isfinite(mean) or mean > self.DIVERGED * self.best:
+            model_state, optimiser_state = self.snapshot
+            self.model.load_state_dict(model_state)
+            self.optimiser.load_state_dict(copy.deepcopy(optimiser_state))
+            self.rate_scale /= 2
+            self.recoveries += 1
+            return
+        self.best = min(self.best, mean)
+        if mean <= self.HEALTHY * self.best:
+            self.snapshot = self._state()
 
 
 class Checkpoint:
@@ -47,6 +91,7 @@ class Checkpoint:
         check_writable(path)
         self.path, self.fingerprint, self.every = path, fingerprint, every
         self.saved_at = time.perf_counter()
+        self.guard = (1.0, math.inf)  # the divergence guard's rate scale and best loss, as restored
 
     @staticmethod
     def fingerprint_of(config: TincConfig, *tensors: torch.Tensor) -> str:
@@ -73,17 +118,18 @@ class Checkpoint:
         optimiser.load_state_dict(state["optimiser"])
         generator.set_state(state["generator"])
         model.quantization_steps = state.get("quantization_steps")
+        self.guard = (float(state.get("rate_scale", 1.0)), float(state.get("best_loss", math.inf)))
         return int(state["step"]), float(state["seconds"]), float(state["loss"])
 
     def save(self, step: int, seconds: float, loss: float | torch.Tensor, model: TreeINR, optimiser: torch.optim.Optimizer,
-             generator: torch.Generator, due_only: bool = True) -> None:
+             generator: torch.Generator, guard: DivergenceGuard, due_only: bool = True) -> None:
         """Write the state after `step`, if `every` seconds have passed since the last write (or always)."""
         now = time.perf_counter()
         if due_only and now - self.saved_at < self.every:
             return
         state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
                  "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-                 "quantization_steps": model.quantization_steps}
+                 "quantization_steps": model.quantization_steps, "rate_scale": guard.rate_scale, "best_loss": guard.best}
         with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
             torch.save(state, temporary)
         self.saved_at = time.perf_counter()
@@ -122,6 +168,7 @@ def fit(
         done, spent, loss_value = checkpoint.restore(model, optimiser, generator)
         if done and not config.quiet:
             print(f"tinc: note: resuming from {config.checkpoint} at step {done}", file=sys.stderr)
+    guard = DivergenceGuard(model, optimiser, *(checkpoint.guard if checkpoint is not None else ()))
     start = time.perf_counter() - spent
     step = done
     stopped_by_time = False
@@ -137,7 +184,7 @@ def fit(
                 break
         if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
-        rate = config.lr * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
+        rate = config.lr * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
         for group in optimiser.param_groups:
             group["lr"] = rate
         if full_batch:
@@ -151,16 +198,17 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        guard.update(loss)
         if progress is not None and (step % 25 == 0 or step == planned):
             loss_value = loss.item()
             progress(step, loss_value)
         if checkpoint is not None:
-            checkpoint.save(step, time.perf_counter() - start, loss.detach(), model, optimiser, generator)
+            checkpoint.save(step, time.perf_counter() - start, loss.detach(), model, optimiser, generator, guard)
     if step > done and loss_value != loss_value:
         loss_value = float(loss.detach())
     if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
-        checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, due_only=False)
-    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done)
+        checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, guard, due_only=False)
+    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done, recoveries=guard.recoveries)
 
 
 def weight_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, samples: int, seed: int,
