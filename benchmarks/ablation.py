@@ -2,6 +2,7 @@
 
     python benchmarks/ablation.py ../shared/data/brain64.tif --ratio 64 --time-limit 40
     python benchmarks/ablation.py IN1 IN2 --ratio 128,256 --only "defaults,lr 1e-3"
+    python benchmarks/ablation.py IN --ratio 64 --steps 5000 --only "defaults,batch 65536"   # no time limit
 
 Prints, per input and ratio, one markdown row per variant: PSNR (dtype peak), PSNR over the data range, the
 tree chosen, steps reached and the quantization quality the rate control settled on.
@@ -32,6 +33,7 @@ VARIANTS = {
     "sized for 8-bit weights": {"weight_bits": 8},
     "sized for 8-bit weights without quantization-aware training": {"weight_bits": 8, "qat_fraction": 0.0},
     "sized for 10-bit weights": {"weight_bits": 10},
+    "20000 steps": {"steps": 20000},
     "one network (depth 0)": {"levels": 0},
     "depth 2": {"levels": 2},
     "intra-level shares by variance": {"intra": "variance"},
@@ -45,22 +47,25 @@ def main() -> None:
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--ratio", default="64", help="one ratio or several, comma-separated")
     parser.add_argument("--time-limit", type=float, default=40)
+    parser.add_argument("--steps", type=int, help="fit this many steps (a variant may change it) with no time limit")
     parser.add_argument("--only", help="comma-separated variant names to run (names hold no commas)")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(VARIANTS)
     for path in args.inputs:
         array = tinc.read(path)
         for ratio in (float(r) for r in args.ratio.split(",")):
-            print(f"\n{path}, ratio {ratio:g}, {args.time_limit:g} s per run\n")
+            bound = f"{args.steps} steps" if args.steps else f"{args.time_limit:g} s"
+            print(f"\n{path}, ratio {ratio:g}, {bound} per run\n")
             print("| variant | PSNR (dB) | PSNR range (dB) | depth | widths | steps | log2 quality | bytes | s |")
             print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
             for name in names:
-                print(row(name, array, ratio, args.time_limit), flush=True)
+                print(row(name, array, ratio, args.time_limit, args.steps), flush=True)
 
 
-def row(name: str, array, ratio: float, time_limit: float) -> str:
+def row(name: str, array, ratio: float, time_limit: float, steps: int | None = None) -> str:
     started = time.perf_counter()
-    codec = tinc.TincCodec(ratio=ratio, time_limit=time_limit, steps=100000, quiet=True, **VARIANTS[name])
+    bound = {"steps": steps, "time_limit": None} if steps else {"steps": 100000, "time_limit": time_limit}
+    codec = tinc.TincCodec(ratio=ratio, quiet=True, **{**bound, **VARIANTS[name]})
     data = codec.encode(array)
     restored = tinc.decompress(data)
     report = codec.report

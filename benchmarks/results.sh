@@ -77,6 +77,18 @@ step11() {  # The scoreboard again with sensitivity steps, 6-bit sizing and quan
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-quantization" --quiet
 }
 
+step12() {  # Batch 8192 and automatic level weights against the earlier defaults, 30 s per run.
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 128,256,512 --time-limit 30 --only "defaults,equal level weights,batch 65536" | tee "$out/ablation-batch.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 64 --time-limit 30 --only "defaults,equal level weights" | tee "$out/ablation-batch-64.md"
+}
+
+step13() {  # The scoreboard with batch 8192, automatic level weights and the divergence guard, 60 s per tinc run.
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-guard" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13)
 for s in "${steps[@]}"; do "step$s"; done

@@ -159,3 +159,19 @@ def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
     assert all(torch.equal(p, h) for p, h in zip(model.parameters(), healthy))
     run_window(float("nan"))
     assert guard.recoveries == 2 and guard.rate_scale == 0.25
+
+
+def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
+    from tinc.model import NYQUIST_FRACTION, first_layer_bounds
+
+    block, w0 = (8, 64, 64), 30.0
+    bounds = first_layer_bounds(block, w0)
+    nyquist = np.pi * (np.array(block) - 1) / 2
+    assert np.all(w0 * bounds <= NYQUIST_FRACTION * nyquist + 1e-5)
+    assert bounds[0] < 1 / 3 and np.allclose(bounds[1:], 1 / 3)  # only the thin axis is capped
+    layout = TreeLayout((8, 128, 128), choose_splits((8, 128, 128), 1))
+    plan, _ = plan_tree((8, 128, 128), 4000, TincConfig(levels=1), 1)
+    assert plan.layout.block_shape == layout.block_shape == block
+    model = TreeINR(plan, w0=w0, generator=torch.Generator().manual_seed(0))
+    largest = model.weights[0][0].abs().amax(dim=1).detach().numpy()  # per coordinate axis
+    assert np.all(largest <= bounds + 1e-6) and largest[0] < 0.7 / 3

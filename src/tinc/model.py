@@ -22,6 +22,22 @@ from .allocation import TreePlan
 # wants large launches instead.
 MAX_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
+# The root's first layer starts with frequencies of at most this fraction of each axis's
+# Nyquist frequency. SIREN's 1/fan_in bound puts a thin axis (8 slices of a stack, in a
+# block of 8 x 64 x 64) at 0.9 of it, near aliasing; capping it gained tinc_test 2 dB
+# (RESULTS.md, section 11) and leaves axes longer than about 20 voxels unchanged.
+NYQUIST_FRACTION = 0.5
+
+
+def first_layer_bounds(block_shape: tuple[int, ...], w0: float) -> np.ndarray:
+    """Per coordinate axis, the init bound of the root's first-layer weights (before `w0`)."""
+    fan = len(block_shape)
+    if fan == 0 or not w0:  # no coordinates (a channel-only header), or a degenerate w0
+        return np.full(fan, 1 / max(fan, 1), dtype=np.float32)
+    nyquist = np.pi * (np.asarray(block_shape, dtype=np.float64) - 1) / 2  # rad per unit of the [-1, 1] coordinate
+    capped = np.minimum(1 / fan, NYQUIST_FRACTION * nyquist / abs(w0))
+    return np.where(nyquist > 0, capped, 1 / fan).astype(np.float32)
+
 
 class TreeINR(nn.Module):
     """f(local coordinate) -> [leaves, samples, channels] for a `TreePlan`."""
@@ -63,7 +79,11 @@ class TreeINR(nn.Module):
         fan = torch.as_tensor(np.asarray(fan_in, dtype=np.float32)).view(-1, 1, 1)
         # SIREN initialisation: the first layer spreads coordinates over many periods, later
         # layers keep pre-activations of unit-ish scale after the w0 multiplier.
-        bound = 1 / fan if first else torch.sqrt(6 / fan) / self.w0
+        if first:
+            bound = torch.zeros(1, in_pad, 1)
+            bound[0, :, 0] = torch.as_tensor(first_layer_bounds(self.plan.layout.block_shape, self.w0))
+        else:
+            bound = torch.sqrt(6 / fan) / self.w0
         uniform = torch.rand(nodes, in_pad, out_pad, generator=generator) * 2 - 1
         weight = uniform * bound * weight_mask
         bias = (torch.rand(nodes, 1, out_pad, generator=generator) * 2 - 1) / torch.sqrt(fan) / self.w0 * bias_mask
