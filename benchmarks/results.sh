@@ -82,11 +82,13 @@ step12() {  # Batch 8192 and automatic level weights against the earlier default
       --ratio 128,256,512 --time-limit 30 --only "defaults,equal level weights,batch 65536" | tee "$out/ablation-batch.md"
   python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
       --ratio 64 --time-limit 30 --only "defaults,equal level weights" | tee "$out/ablation-batch-64.md"
+  python benchmarks/ablation.py "$data/brain64.tif" --ratio 64 --steps 5000 --only "defaults,batch 65536,20000 steps" \
+      | tee "$out/ablation-steps.md"
 }
 
-step13() {  # The scoreboard with batch 8192, automatic level weights and the divergence guard, 60 s per tinc run.
+step13() {  # The scoreboard with batch 8192, automatic level weights, the divergence guard and the Nyquist-capped first layer, 60 s per tinc run.
   tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
-      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-guard" --quiet
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-nyquist" --quiet
 }
 
 steps=("$@")
