@@ -27,7 +27,7 @@ class TincConfig:
     """Tree depth L (0 = one network). None chooses it from the data size and budget."""
     level_weights: tuple[float, ...] | str = "auto"
     """Relative parameters per node, one per level (L+1 values); "equal"; or "auto": a node
-    weighs the square root of the leaves below it (see `allocation.auto_level_weights`)."""
+    weighs the square root of the leaves below it (see `allocation.level_weights`)."""
     layers: tuple[int, ...] | int = 2
     """Sine layers per node (one value, or one per level)."""
     intra: str = "equal"
