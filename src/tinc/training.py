@@ -56,7 +56,8 @@ class DivergenceGuard:
         self.snapshot = self._state()
 
     def _state(self):
-        return copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimiser.state_dict())
+        # parameters only: the model's other buffers (the padding masks) never change
+        return [p.detach().clone() for p in self.model.parameters()], copy.deepcopy(self.optimiser.state_dict())
 
     def update(self, loss: torch.Tensor) -> None:
         self.total = loss.detach() if self.total is None else self.total + loss.detach()
@@ -66,8 +67,10 @@ class DivergenceGuard:
         mean = float(self.total) / self.count
         self.total, self.count = None, 0
         if not math.isfinite(mean) or mean > self.DIVERGED * self.best:
-            model_state, optimiser_state = self.snapshot
-            self.model.load_state_dict(model_state)
+            params, optimiser_state = self.snapshot
+            with torch.no_grad():
+                for param, saved in zip(self.model.parameters(), params):
+                    param.copy_(saved)
             self.optimiser.load_state_dict(copy.deepcopy(optimiser_state))
             self.rate_scale /= 2
             self.recoveries += 1
