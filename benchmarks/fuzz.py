@@ -212,7 +212,7 @@ def m_lying_length(seed: Seed, rng: random.Random):
 
 def m_version(seed: Seed, rng: random.Random):
     body = bytearray(seed.data[:-4])
-    body[4] = rng.choice([0, 2, 3, 127, 255])
+    body[4] = rng.choice([0, container.FORMAT_VERSION + 1, container.FORMAT_VERSION + 2, 127, 255])
     return seal(bytes(body)), "resealed"
 
 

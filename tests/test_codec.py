@@ -1,4 +1,6 @@
 import os
+import struct
+import zlib
 
 import nibabel
 import numpy as np
@@ -8,6 +10,7 @@ from nibabel.testing import data_path
 
 import tinc
 from tinc import container
+from tinc.decode import Decoder
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
 from tinc.metrics import psnr_range
 
@@ -177,3 +180,31 @@ def test_a_time_limit_without_steps_trains_until_the_time_is_spent(brain32):
     codec = tinc.TincCodec(ratio=32, time_limit=1.5, batch=1 << 10, quiet=True)
     codec.encode(brain32)
     assert codec.report.stopped_by_time and codec.report.steps > 0
+
+
+def test_length_one_axes_are_not_coordinates(brain32):
+    # a TIFF's trailing length-1 axis must not change the fit: the same data with and without
+    # it decodes to the same values, and the root's first layer has one input per long axis
+    image = brain32[:, :, 16].astype(np.float32)
+    flat = tinc.decompress(tinc.compress(image, ratio=4, **FAST))
+    data = tinc.compress(image[:, None, :, None], ratio=4, **FAST)
+    decoder = Decoder(data)
+    assert decoder.plan.input_axes == (0, 2) and decoder.plan.fan_in(0).tolist() == [2]
+    padded = decoder.decode()
+    assert padded.shape == (32, 1, 32, 1)
+    assert abs(psnr_range(image, padded[:, 0, :, 0]) - psnr_range(image, flat)) < 0.2
+    assert tinc.decompress(data, scale=2).shape == (64, 1, 64, 1)
+
+
+def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
+    image = brain32[:, :, :1]
+    data = tinc.compress(image, ratio=4, **FAST)
+    header = container.unpack(data).header
+    assert header["format_version"] == container.FORMAT_VERSION == 2
+    assert tinc.codec.plan_from_header(header).input_axes == (0, 1)
+    legacy = tinc.codec.plan_from_header({**header, "format_version": 1})
+    assert legacy.input_axes == (0, 1, 2) and legacy.fan_in(0).tolist() == [3]
+    # without a length-1 axis both formats mean the same: a format-1 file decodes as before
+    current = tinc.compress(brain32[:16], ratio=16, **FAST)
+    body = current[:4] + bytes([1]) + current[5:-4]
+    assert np.array_equal(tinc.decompress(body + struct.pack("<I", zlib.crc32(body))), tinc.decompress(current))

@@ -14,7 +14,7 @@ def sample() -> bytes:
 def test_round_trip_and_section_sizes():
     data = sample()
     parsed = container.unpack(data)
-    assert parsed.header == HEADER and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": b"abc"}
+    assert parsed.header == {**HEADER, "format_version": container.FORMAT_VERSION} and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": b"abc"}
     assert sum(parsed.sizes.values()) == len(data)
 
 

@@ -46,15 +46,26 @@ class TreePlan:
     layers: tuple[int, ...]
     widths: tuple[np.ndarray, ...]
     channels: int
+    singleton_inputs: bool = False
+    """Format 1 fed length-1 axes to the root as constant coordinates; later formats skip them."""
 
     @property
     def depth(self) -> int:
         return self.layout.depth
 
+    @property
+    def input_axes(self) -> tuple[int, ...]:
+        """The spatial axes the root takes as coordinates: those longer than 1 (a trailing
+        length-1 axis of a TIFF is no dimension of the data)."""
+        every = tuple(range(self.layout.ndim))
+        if self.singleton_inputs:
+            return every
+        return tuple(axis for axis in every if self.layout.shape[axis] > 1) or every
+
     def fan_in(self, level: int) -> np.ndarray:
         """Input width of every node of `level`: coordinates for the root, else the parent's width."""
         if level == 0:
-            return np.array([self.layout.ndim])
+            return np.array([len(self.input_axes)])
         return np.repeat(self.widths[level - 1], self.layout.children[level - 1])
 
     def params_per_level(self) -> list[int]:
@@ -85,7 +96,7 @@ def allocate(
     for level, count in enumerate(counts):
         fan_out = channels if level == layout.depth else 0
         if level == 0:
-            fan_in = np.array([layout.ndim])
+            fan_in = TreePlan(layout, layers, (), channels).fan_in(0)
         else:
             fan_in = np.repeat(widths[-1], layout.children[level - 1])
         per_node = params * level_weights[level] * shares[level] / denominator

@@ -320,6 +320,7 @@ def plan_from_header(header: dict, max_voxels: int = MAX_DECODE_VOXELS) -> TreeP
         low, high = (float(v) for v in header["range"])
         a, b = (float(v) for v in header["value_range"])
         w0 = float(header["w0"])
+        version = int(header.get("format_version", container.FORMAT_VERSION))
     except (KeyError, TypeError, ValueError) as error:
         raise TincFormatError(f"invalid .tinc header ({error})") from None
     if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
@@ -359,7 +360,7 @@ def plan_from_header(header: dict, max_voxels: int = MAX_DECODE_VOXELS) -> TreeP
         if len(values) != count or any(not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in values):
             raise TincFormatError("invalid .tinc header (widths)")
         widths.append(np.asarray(values, dtype=np.int64))
-    return TreePlan(layout, layers, tuple(widths), channels)
+    return TreePlan(layout, layers, tuple(widths), channels, singleton_inputs=version < 2)
 
 
 def check_model_size(plan: TreePlan, weight_bytes: int) -> None:

@@ -6,6 +6,10 @@ Sections: HEAD (the tree description, binary), WGTS (coded weights) and an optio
 (zlib-compressed name -> bytes pairs, e.g. a NIfTI header). Every byte counts against the
 budget at high ratios, hence varints and a binary header rather than JSON. Unknown tags
 are skipped, so later versions can add sections that older readers ignore.
+
+Version 2 changed what the weights mean, not the layout: the root takes only the spatial
+axes longer than 1 as coordinates (version 1 gave a length-1 axis a constant input too).
+`unpack` puts the version in the header as "format_version" for `plan_from_header`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from .errors import TincFormatError
 
 MAGIC = b"TINC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEAD, WGTS, META = 1, 2, 3
 SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
 _MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory
@@ -81,6 +85,7 @@ def unpack(data: bytes) -> Container:
         if required not in sections:
             raise TincFormatError(f"the .tinc file has no {SECTION_NAMES[required]} section")
     header = decode_header(sections[HEAD])
+    header["format_version"] = version
     metadata = _decode_metadata(sections[META]) if META in sections else {}
     return Container(header, sections[WGTS], metadata, sizes)
 

@@ -65,7 +65,7 @@ class Decoder:
 
     # ------------------------------------------------------------------ geometry
     def sampling(self, scale: float | None = None, shape: Sequence[int] | str | None = None) -> Sampling:
-        """The grid for `scale` (one factor for every spatial axis) or an output `shape`.
+        """The grid for `scale` (one factor for every spatial axis longer than 1) or an output `shape`.
 
         Local coordinates are block-local, so this resamples each leaf block on its own:
         a block of b samples becomes round(b * factor) samples (more where needed to cover
@@ -90,8 +90,9 @@ class Decoder:
                 raise TincConfigError(f"scale must be a number, got {scale!r}") from None
             if not math.isfinite(scale) or scale <= 0 or scale > self.max_voxels:
                 raise TincConfigError(f"scale must be a positive number (of sane size), got {scale:g}")
-            factors = [scale] * layout.ndim
-            target = [max(1, _round(s * scale)) for s in layout.shape]
+            # a length-1 axis is no dimension of the data (a TIFF's trailing axis): it stays
+            factors = [scale if s > 1 else 1.0 for s in layout.shape]
+            target = [max(1, _round(s * f)) for s, f in zip(layout.shape, factors)]
         # blocks must cover the target even where rounding shrinks them
         block = tuple(max(_round(b * f), -(-t // g), 1) for b, f, t, g in zip(layout.block_shape, factors, target, layout.grid))
         elements = math.prod(target) * self.channels

@@ -65,6 +65,8 @@ class TreeINR(nn.Module):
             self.register_buffer(f"weight_mask_{index}", weight_mask)
             self.register_buffer(f"bias_mask_{index}", bias_mask)
         self.n_layers = len(masks)
+        inputs = plan.input_axes
+        self.register_buffer("input_axes", None if inputs == tuple(range(plan.layout.ndim)) else torch.as_tensor(inputs), persistent=False)
         self.quantization_steps: list[float] | None = None
         """Per tensor (weights, biases, layer by layer), the step the coder will round to; once set,
         the forward pass sees rounded weights (quantization-aware training)."""
@@ -81,7 +83,8 @@ class TreeINR(nn.Module):
         # layers keep pre-activations of unit-ish scale after the w0 multiplier.
         if first:
             bound = torch.zeros(1, in_pad, 1)
-            bound[0, :, 0] = torch.as_tensor(first_layer_bounds(self.plan.layout.block_shape, self.w0))
+            block = self.plan.layout.block_shape
+            bound[0, :, 0] = torch.as_tensor(first_layer_bounds(tuple(block[a] for a in self.plan.input_axes), self.w0))
         else:
             bound = torch.sqrt(6 / fan) / self.w0
         uniform = torch.rand(nodes, in_pad, out_pad, generator=generator) * 2 - 1
@@ -134,7 +137,8 @@ class TreeINR(nn.Module):
 
     def _evaluate(self, coords: torch.Tensor, tensors: list[tuple[torch.Tensor, torch.Tensor]],
                   rows: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Run `layer_tensors` on coords [samples, ndim] -> [nodes, samples, channels].
+        """Run `layer_tensors` on coords [samples, ndim] -> [nodes, samples, channels]; the
+        columns of `plan.input_axes` are the root's inputs.
 
         Activations are feature-major, [nodes, features, samples]: the children laid side
         by side by a first layer are then already one contiguous block each, with no copy.
@@ -142,6 +146,8 @@ class TreeINR(nn.Module):
         """
         plan = self.plan
         samples = coords.shape[0]
+        if self.input_axes is not None:
+            coords = coords.index_select(1, self.input_axes)
         h = coords.t().contiguous().unsqueeze(0)  # one parent (a virtual one above the root)
         index = 0
         for level in range(plan.depth + 1):
