@@ -11,6 +11,8 @@ from tinc.partition import TreeLayout, choose_splits
 def per_node_reference(model: TreeINR, coords: torch.Tensor) -> torch.Tensor:
     """The tree evaluated leaf by leaf along its root-to-leaf path, the slow obvious way."""
     plan = model.plan
+    stored = model.split(model.flat)
+    weights, biases = stored[0::2], stored[1::2]
     outputs = []
     for leaf in range(plan.layout.leaves):
         path, node = [], leaf
@@ -23,12 +25,12 @@ def per_node_reference(model: TreeINR, coords: torch.Tensor) -> torch.Tensor:
             fan_in = h.shape[1]
             for _ in range(plan.layers[level]):
                 width = int(plan.widths[level][node])
-                weight = model.weights[index][node][:fan_in, :width]
-                bias = model.biases[index][node][0, :width]
+                weight = weights[index][node][:fan_in, :width]
+                bias = biases[index][node][0, :width]
                 h = torch.sin(model.w0 * (h @ weight + bias))
                 fan_in = width
                 index += 1
-        outputs.append(h @ model.weights[index][leaf][: h.shape[1]] + model.biases[index][leaf])
+        outputs.append(h @ weights[index][leaf][: h.shape[1]] + biases[index][leaf])
     return torch.stack(outputs)
 
 
@@ -58,10 +60,11 @@ def test_parameter_count_matches_the_plan_and_padding_stays_zero():
         loss.backward()
         optimiser.step()
     # padded entries receive no gradient, so they never leave zero
+    stored = model.split(model.flat.detach())
     for index in range(model.n_layers):
         weight_mask, bias_mask = model.masks(index)
-        assert torch.all(model.weights[index][weight_mask == 0] == 0)
-        assert torch.all(model.biases[index][bias_mask == 0] == 0)
+        assert torch.all(stored[2 * index][weight_mask == 0] == 0)
+        assert torch.all(stored[2 * index + 1][bias_mask == 0] == 0)
 
 
 def test_render_in_chunks_matches_one_pass():
@@ -93,9 +96,7 @@ def test_quantization_steps_round_the_forward_pass_and_pass_gradients_straight_t
     steps = [0.05] * (2 * model.n_layers)
     rounded = TreeINR(unequal_plan())
     with torch.no_grad():
-        for index in range(model.n_layers):
-            rounded.weights[index].copy_(torch.round(model.weights[index] / 0.05) * 0.05)
-            rounded.biases[index].copy_(torch.round(model.biases[index] / 0.05) * 0.05)
+        rounded.flat.copy_(torch.round(model.flat / 0.05) * 0.05)
     unrounded = model(coords).detach()
     model.quantization_steps = steps
     output = model(coords)
@@ -104,9 +105,9 @@ def test_quantization_steps_round_the_forward_pass_and_pass_gradients_straight_t
     # the latent weights get the gradient taken at the rounded ones
     output.square().sum().backward()
     rounded(coords).square().sum().backward()
-    for index in range(model.n_layers):
-        assert torch.allclose(model.weights[index].grad, rounded.weights[index].grad, atol=1e-6)
-        assert model.weights[index].grad.abs().sum() > 0
+    assert torch.allclose(model.flat.grad, rounded.flat.grad, atol=1e-6)
+    for grad in model.split(model.flat.grad)[0::2]:
+        assert grad.abs().sum() > 0
 
 
 def test_weight_sensitivities_equal_the_gauss_newton_diagonal():
@@ -118,14 +119,13 @@ def test_weight_sensitivities_equal_the_gauss_newton_diagonal():
     leaves = model.plan.layout.leaves
     loss_weights = torch.rand(leaves, 1) + 0.5
     # exact: sum over every output of weight x (d output / d parameter)^2, mean over real entries
-    params = [p for index in range(model.n_layers) for p in (model.weights[index], model.biases[index])]
-    exact = [torch.zeros_like(p) for p in params]
+    exact = torch.zeros_like(model.flat)
     output = model(coords)
     for leaf in range(leaves):
         for channel in range(output.shape[-1]):
-            grads = torch.autograd.grad(output[leaf, 0, channel], params, retain_graph=True)
-            for total, grad in zip(exact, grads):
-                total += loss_weights[leaf, 0] * grad.square()
+            grad = torch.autograd.grad(output[leaf, 0, channel], [model.flat], retain_graph=True)[0]
+            exact += loss_weights[leaf, 0] * grad.square()
+    exact = model.split(exact)
     masks = [mask.bool() for index in range(model.n_layers) for mask in model.masks(index)]
     expected = np.array([float(total[mask].mean()) for total, mask in zip(exact, masks)])
     estimated = weight_sensitivities(model, loss_weights, coords, samples=1, seed=0, probes=400)
@@ -173,5 +173,5 @@ def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
     plan, _ = plan_tree((8, 128, 128), 4000, TincConfig(levels=1), 1)
     assert plan.layout.block_shape == layout.block_shape == block
     model = TreeINR(plan, w0=w0, generator=torch.Generator().manual_seed(0))
-    largest = model.weights[0][0].abs().amax(dim=1).detach().numpy()  # per coordinate axis
+    largest = model.split(model.flat)[0][0].abs().amax(dim=1).detach().numpy()  # per coordinate axis
     assert np.all(largest <= bounds + 1e-6) and largest[0] < 0.7 / 3

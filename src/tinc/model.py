@@ -10,6 +10,8 @@ output a stack of per-child blocks without a copy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -46,9 +48,7 @@ class TreeINR(nn.Module):
         super().__init__()
         self.plan = plan
         self.w0 = w0
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        self.shapes: list[tuple[int, int, int]] = []  # (level, layer, kind) bookkeeping per tensor
+        initial: list[torch.Tensor] = []  # weight, bias per layer: the order of `tensors()`
         masks = []
         for level, widths in enumerate(plan.widths):
             fan_in = plan.fan_in(level)
@@ -58,9 +58,14 @@ class TreeINR(nn.Module):
                 layer_in = fan_in if layer == 0 else widths
                 layer_in_pad = in_pad if layer == 0 else width_pad
                 first = level == 0 and layer == 0
-                masks.append(self._add_layer(layer_in, widths, layer_in_pad, width_pad, first, generator))
+                masks.append(self._add_layer(layer_in, widths, layer_in_pad, width_pad, first, generator, initial))
         leaf_widths = plan.widths[-1]
-        masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False, generator))
+        masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False,
+                                     generator, initial))
+        # One flat parameter, viewed per tensor: the optimiser then updates one tensor per step
+        # instead of two per layer (Adam went from 22% to 5% of a step, RESULTS.md section 12)
+        self.tensor_shapes = [tuple(t.shape) for t in initial]
+        self.flat = nn.Parameter(torch.cat([t.ravel() for t in initial]))
         for index, (weight_mask, bias_mask) in enumerate(masks):
             self.register_buffer(f"weight_mask_{index}", weight_mask)
             self.register_buffer(f"bias_mask_{index}", bias_mask)
@@ -71,7 +76,7 @@ class TreeINR(nn.Module):
         """Per tensor (weights, biases, layer by layer), the step the coder will round to; once set,
         the forward pass sees rounded weights (quantization-aware training)."""
 
-    def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator):
+    def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator, initial):
         nodes = len(fan_out)
         weight_mask = torch.zeros(nodes, in_pad, out_pad)
         bias_mask = torch.zeros(nodes, 1, out_pad)
@@ -90,12 +95,17 @@ class TreeINR(nn.Module):
         uniform = torch.rand(nodes, in_pad, out_pad, generator=generator) * 2 - 1
         weight = uniform * bound * weight_mask
         bias = (torch.rand(nodes, 1, out_pad, generator=generator) * 2 - 1) / torch.sqrt(fan) / self.w0 * bias_mask
-        self.weights.append(nn.Parameter(weight))
-        self.biases.append(nn.Parameter(bias))
+        initial += [weight, bias]
         return weight_mask, bias_mask
 
     def masks(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"weight_mask_{index}"), getattr(self, f"bias_mask_{index}")
+
+    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """`flat` (the parameter, or anything shaped like it, e.g. its gradient) as one view
+        per stored tensor: weight, bias, layer by layer."""
+        sizes = [math.prod(shape) for shape in self.tensor_shapes]
+        return [piece.view(shape) for piece, shape in zip(torch.split(flat, sizes), self.tensor_shapes)]
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [samples, ndim] -> [leaves, samples, channels]."""
@@ -111,12 +121,13 @@ class TreeINR(nn.Module):
         to those nodes, keeping all children of kept parents in the first layer.
         """
         plan, children = self.plan, self.plan.layout.children
-        device = self.weights[0].device
+        device = self.flat.device
+        stored = self.split(self.flat)
         tensors, index = [], 0
         for level in range(plan.depth + 1):
             nodes = None if kept is None else torch.as_tensor(kept[level], device=device)
             for layer in range(plan.layers[level] + (level == plan.depth)):
-                weight, bias = self.weights[index], self.biases[index]
+                weight, bias = stored[2 * index], stored[2 * index + 1]
                 if self.quantization_steps is not None:
                     weight = _fake_quantize(weight, self.quantization_steps[2 * index])
                     bias = _fake_quantize(bias, self.quantization_steps[2 * index + 1])
@@ -166,19 +177,19 @@ class TreeINR(nn.Module):
 
     def tensors(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Every weight and bias as (name, values, mask) in a fixed order, for the coder."""
+        stored = self.split(self.flat.detach().cpu())
         result = []
         for index in range(self.n_layers):
             weight_mask, bias_mask = self.masks(index)
-            result.append((f"w{index}", self.weights[index].detach().cpu().numpy(), weight_mask.cpu().numpy().astype(bool)))
-            result.append((f"b{index}", self.biases[index].detach().cpu().numpy(), bias_mask.cpu().numpy().astype(bool)))
+            result.append((f"w{index}", stored[2 * index].numpy(), weight_mask.cpu().numpy().astype(bool)))
+            result.append((f"b{index}", stored[2 * index + 1].numpy(), bias_mask.cpu().numpy().astype(bool)))
         return result
 
     @torch.no_grad()
     def load_tensors(self, values: list[np.ndarray]) -> None:
         """Inverse of `tensors`: set weights and biases (padded arrays) in the same order."""
-        params = [p for index in range(self.n_layers) for p in (self.weights[index], self.biases[index])]
-        for param, value in zip(params, values, strict=True):
-            param.copy_(torch.as_tensor(value, dtype=param.dtype))
+        for view, value in zip(self.split(self.flat), values, strict=True):
+            view.copy_(torch.as_tensor(value, dtype=view.dtype))
 
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of
@@ -189,7 +200,7 @@ class TreeINR(nn.Module):
         kept = [_at_least_two(leaves, counts[-1])]
         for level in range(plan.depth - 1, -1, -1):
             kept.insert(0, _at_least_two(np.unique(kept[0] // children[level]), counts[level]))
-        device = self.weights[0].device
+        device = self.flat.device
         rows: list[torch.Tensor | None] = [None]
         for level in range(1, plan.depth + 1):
             c, parents = children[level - 1], kept[level - 1]
@@ -201,7 +212,7 @@ class TreeINR(nn.Module):
         """Coordinates per `render` call: a multiple of `ALIGN_ROWS`, and a function of the tree
         and device alone, so partial decodes split coordinates exactly like full ones."""
         if max_elements is None:
-            max_elements = MAX_ELEMENTS.get(self.weights[0].device.type, MAX_ELEMENTS["cpu"])
+            max_elements = MAX_ELEMENTS.get(self.flat.device.type, MAX_ELEMENTS["cpu"])
         widest = max(int(w.max()) for w in self.plan.widths)
         chunk = max_elements // (self.plan.layout.leaves * max(widest, self.plan.channels))
         return max(ALIGN_ROWS, chunk // ALIGN_ROWS * ALIGN_ROWS)

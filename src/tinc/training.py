@@ -117,8 +117,11 @@ class Checkpoint:
             raise TincFormatError(f"{self.path}: unreadable checkpoint ({type(error).__name__}); delete it to start afresh") from None
         if found != self.fingerprint:
             raise TincConfigError(f"{self.path} is a checkpoint of another input or other options; delete it or pass another --checkpoint")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
+        try:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+        except (RuntimeError, ValueError, KeyError):  # same fingerprint, other model layout: an older tinc wrote it
+            raise TincFormatError(f"{self.path}: a checkpoint from another version of tinc; delete it to start afresh") from None
         generator.set_state(state["generator"])
         model.quantization_steps = state.get("quantization_steps")
         self.guard = (float(state.get("rate_scale", 1.0)), float(state.get("best_loss", math.inf)))
@@ -227,12 +230,11 @@ def weight_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Te
     generator = torch.Generator(device=coords.device).manual_seed(seed)
     index = torch.randint(0, coords.shape[0], (min(samples, coords.shape[0]),), device=coords.device, generator=generator)
     batch_coords, root_weights = coords[index], weights[:, index].sqrt().unsqueeze(-1)
-    params = [p for layer in range(model.n_layers) for p in (model.weights[layer], model.biases[layer])]
-    totals = [torch.zeros_like(p) for p in params]
+    total = torch.zeros_like(model.flat)
     for _ in range(probes):
         output = model(batch_coords)
         signs = torch.randint(0, 2, output.shape, device=output.device, generator=generator, dtype=output.dtype) * 2 - 1
-        for total, grad in zip(totals, torch.autograd.grad((output * signs * root_weights).sum(), params)):
-            total += grad.square()
+        total += torch.autograd.grad((output * signs * root_weights).sum(), [model.flat])[0].square()
+    totals = model.split(total)
     masks = [mask for layer in range(model.n_layers) for mask in model.masks(layer)]
     return np.array([float(total[mask.bool()].mean()) / probes if mask.any() else 0.0 for total, mask in zip(totals, masks)])
