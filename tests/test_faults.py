@@ -179,3 +179,16 @@ def test_a_checkpoint_of_other_data_or_options_is_refused_and_kept(cube, tmp_pat
     checkpoint.write_bytes(saved[: len(saved) // 2])
     with pytest.raises(TincFormatError, match="unreadable checkpoint"):
         tinc.compress(cube, checkpoint=str(checkpoint), **CODEC)
+
+
+def test_a_checkpoint_from_another_model_layout_is_a_format_error(cube, tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "fit.ckpt"
+    tinc.compress(cube, checkpoint=str(checkpoint), **CODEC)
+    state = torch.load(checkpoint, weights_only=True)
+    flat = state["model"].pop("flat")  # as an older tinc stored it: one parameter per tensor
+    state["model"]["weights.0"] = flat[:10]
+    torch.save(state, checkpoint)
+    with pytest.raises(TincFormatError, match="another version of tinc"):
+        tinc.compress(cube, checkpoint=str(checkpoint), **CODEC)

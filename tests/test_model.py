@@ -159,6 +159,37 @@ def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
     assert all(torch.equal(p, h) for p, h in zip(model.parameters(), healthy))
     run_window(float("nan"))
     assert guard.recoveries == 2 and guard.rate_scale == 0.25
+    # rounded weights (quantization-aware training) raise the loss for good: not a collapse
+    guard.new_objective()
+    run_window(50.0)
+    run_window(60.0)
+    assert guard.recoveries == 2 and guard.best == 50.0
+
+
+def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it_exactly():
+    from tinc import coding
+
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    steps = [coding.step_of(-1000 + 37 * i) for i in range(2 * model.n_layers)]
+    with torch.no_grad():  # latent weights half a step between two values, where QAT leaves many
+        for view, step in zip(model.split(model.flat), steps):
+            view.copy_((torch.round(view / step) + 0.5) * step)
+    model.quantization_steps = steps
+    coords = torch.rand(64, 3) * 2 - 1
+    trained = model(coords).detach()
+    codes = [round(256 * np.log2(step)) for step in steps]
+
+    def coded(tensors):
+        stored = [v[m].copy() for _, v, m in tensors]
+        return stored, coding.decode(coding.encode_with_steps(stored, codes), [len(v) for v in stored])
+
+    latent, decoded = coded(model.tensors())
+    forward = [torch.round(torch.as_tensor(v) / step).numpy() * step for v, step in zip(latent, steps)]
+    assert not all(np.array_equal(d, f) for d, f in zip(decoded, forward))  # the coder alone rounds some the other way
+    model.round_to_steps()
+    assert torch.equal(model(coords).detach(), trained)
+    stored, decoded = coded(model.tensors())
+    assert all(np.array_equal(d, v) for d, v in zip(decoded, stored))
 
 
 def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():

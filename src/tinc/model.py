@@ -191,6 +191,18 @@ class TreeINR(nn.Module):
         for view, value in zip(self.split(self.flat), values, strict=True):
             view.copy_(torch.as_tensor(value, dtype=view.dtype))
 
+    @torch.no_grad()
+    def round_to_steps(self) -> None:
+        """Set the weights to the rounded values the forward pass uses under `quantization_steps`.
+
+        Quantization-aware training leaves many latent weights exactly half a step between
+        two values (the gradient pushes each across the boundary from either side); whether
+        such a weight then rounds up depends on float precision, and the coder's float64 and
+        the forward pass's float32 disagree. Rounding here, with the forward pass's op, makes
+        the coded network the trained one (RESULTS.md section 12)."""
+        for view, step in zip(self.split(self.flat), self.quantization_steps, strict=True):
+            view.copy_(torch.round(view / step) * step)
+
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of
         the kept children among all children of the kept parents; the selected leaves' rows."""

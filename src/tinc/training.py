@@ -79,6 +79,11 @@ class DivergenceGuard:
         if mean <= self.HEALTHY * self.best:
             self.snapshot = self._state()
 
+    def new_objective(self) -> None:
+        """Forget the best loss: rounded weights (quantization-aware training) raise the loss
+        for good, and against the unrounded best that would read as a collapse."""
+        self.best, self.total, self.count = math.inf, None, 0
+
 
 class Checkpoint:
     """A fit saved to a file, atomically, so that a killed compression resumes where it stopped.
@@ -190,6 +195,7 @@ def fit(
                 break
         if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
+            guard.new_objective()
         rate = config.lr * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
         for group in optimiser.param_groups:
             group["lr"] = rate
