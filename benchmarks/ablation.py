@@ -39,6 +39,7 @@ VARIANTS = {
     "intra-level shares by variance": {"intra": "variance"},
     "3 layers per node": {"layers": 3},
     "w0 = 20": {"w0": 20.0},
+    "w0 = 45": {"w0": 45.0},
 }
 
 

@@ -91,6 +91,16 @@ step13() {  # The scoreboard with batch 8192, automatic level weights, the diver
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-nyquist" --quiet
 }
 
+step14() {  # Rounding to the trained steps: where fidelity goes, the scoreboard at 60 s, the weak cells at 300 s, the reference.
+  python benchmarks/fidelity_path.py skimage:cell --ratio 64 --time-limit 60 | tee "$out/fidelity-path.md"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-rounding" --quiet
+  tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs tinc --time-limit 300 --out "$out/long-example4d" --quiet
+  tinc bench "$data/tinc_test.tif" --ratios 512 --codecs tinc --time-limit 300 --out "$out/long-tinc_test" --quiet
+  tinc bench skimage:cell --ratios 128 --codecs tinc --time-limit 300 --out "$out/long-cell" --quiet
+  tinc bench "$data/brain64.tif" --ratios 64,256 --codecs tinc,tinc-reference,siren --time-limit 60 --out "$out/reference" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
 for s in "${steps[@]}"; do "step$s"; done

@@ -63,7 +63,7 @@ class TreeINR(nn.Module):
         masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False,
                                      generator, initial))
         # One flat parameter, viewed per tensor: the optimiser then updates one tensor per step
-        # instead of two per layer (Adam went from 22% to 5% of a step, RESULTS.md section 12)
+        # instead of two per layer (11-17% more steps in the same time, RESULTS.md section 12)
         self.tensor_shapes = [tuple(t.shape) for t in initial]
         self.flat = nn.Parameter(torch.cat([t.ravel() for t in initial]))
         for index, (weight_mask, bias_mask) in enumerate(masks):

@@ -1,0 +1,66 @@
+"""Where fidelity goes between the fit and the file: one default compression, four PSNRs.
+
+    python benchmarks/fidelity_path.py skimage:cell --ratio 64 --time-limit 20,60,180
+
+For each time limit, one `TincCodec` run with default options; the fitted model is taken
+as `fit` returns it. Prints PSNR over the data range of
+- `float`: the fitted network with unrounded weights,
+- `trained`: the same with the rounding that quantization-aware training ran with,
+- `coded`: the network decoded from the file (before restoring the dtype),
+- `file`: the decoded array, clipped and cast to the input's dtype,
+all over every voxel (weighted by the fit's loss weights, except `file`). `trained` above `coded` means the coder stored another network than
+the one trained; `coded` above `file` is what casting to the dtype (e.g. uint8) costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import tinc
+from tinc import codec as codec_module
+from tinc import container, training
+from tinc.metrics import psnr_range
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input")
+    parser.add_argument("--ratio", type=float, default=64)
+    parser.add_argument("--time-limit", default="60", help="one or several seconds, comma-separated")
+    args = parser.parse_args()
+    array = tinc.read(args.input)
+    seen = {}
+    fit = training.fit
+
+    def psnr_of(network, blocks, weights, coords, config) -> float:
+        with torch.no_grad():
+            error = (network.render(coords) - blocks).square().mean(-1)
+            return codec_module.fit_psnr(float((error * weights).sum() / weights.sum()), config)
+
+    def fit_and_measure(model, blocks, weights, coords, config, **options):
+        report = fit(model, blocks, weights, coords, config, **options)
+        steps = model.quantization_steps
+        seen["trained"] = psnr_of(model, blocks, weights, coords, config) if steps is not None else float("nan")
+        model.quantization_steps = None
+        seen["float"] = psnr_of(model, blocks, weights, coords, config)
+        model.quantization_steps = steps
+        seen["grid"] = (blocks, weights, coords, config)
+        return report
+
+    training.fit = fit_and_measure  # the codec imports `fit` from the module at each encode
+    print(f"{args.input}, ratio {args.ratio:g}, PSNR over the data range (dB)\n")
+    print("| time limit (s) | steps | float | trained | coded | file |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for limit in (float(x) for x in args.time_limit.split(",")):
+        codec = tinc.TincCodec(ratio=args.ratio, time_limit=limit, quiet=True)
+        data = codec.encode(array)
+        _, decoded = codec_module.load_model(container.unpack(data), seen["grid"][2].device)
+        coded = psnr_of(decoded, *seen["grid"])
+        print(f"| {limit:g} | {codec.report.steps} | {seen['float']:.2f} | {seen['trained']:.2f} | {coded:.2f} "
+              f"| {psnr_range(array, tinc.decompress(data)):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
