@@ -145,3 +145,12 @@ def test_sigterm_exits_143_and_leaves_nothing(tmp_path, volume_tif):
     assert process.returncode == 143
     assert err.strip().splitlines()[-1].split("\r")[-1].strip() == "tinc: terminated; no output written"
     assert listing(tmp_path) == ["vol.tif"]
+
+
+def test_layers_flag_takes_auto_or_numbers(tmp_path, volume_tif, capsys):
+    out = tmp_path / "vol.tinc"
+    for flag, expected in (("auto", [4]), ("3", [3])):
+        assert main(["compress", str(volume_tif), "-o", str(out), "--ratio", "64", "--levels", "0", "--layers", flag, *FAST]) == 0
+        capsys.readouterr()
+        assert main(["info", str(out), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["layers_per_level"] == expected

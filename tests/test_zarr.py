@@ -15,7 +15,7 @@ import tinc.codec as tinc_codec
 from tinc import metrics
 from tinc.zarr_codec import TincNumcodec, TincZarrCodec
 
-FAST = dict(steps=30, batch=4096, levels=0)  # one network: 30 steps already fit a smooth chunk
+FAST = dict(steps=30, batch=4096, levels=0, layers=2)  # one 2-layer network: 30 steps already fit a smooth chunk
 
 
 def smooth(shape, dtype=np.uint16) -> np.ndarray:

@@ -170,11 +170,13 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         layout = TreeLayout(tuple(shape), choose_splits(tuple(shape), depth))
         if layout.depth != depth:
             continue
-        layers = config.layers_for(depth)
         equal = [np.ones(n) for n in layout.nodes_per_level]
-        plain = allocate(layout, params, layers, (1.0,) * (depth + 1), equal, channels)
-        narrowest = min(int(w.min()) for w in plain.widths)
         floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
+        for layers in config.layer_choices(depth):
+            plain = allocate(layout, params, layers, (1.0,) * (depth + 1), equal, channels)
+            narrowest = min(int(w.min()) for w in plain.widths)
+            if narrowest >= floor:
+                break
         if narrowest < floor:
             if depth == requested:
                 note = f"the budget cannot feed depth {requested} (narrowest MLP {narrowest} < {floor})"

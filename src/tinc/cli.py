@@ -44,6 +44,10 @@ def _levels(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
+def _layers(text: str) -> tuple[int, ...] | int | str:
+    return text if text == "auto" else _ints(text)
+
+
 def _level_weights(text: str) -> tuple[float, ...] | str:
     return text if text in LEVEL_WEIGHT_RULES else _floats(text)
 
@@ -75,7 +79,8 @@ CONFIG_FLAGS: dict[str, dict] = {
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
     "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
                           "or 'auto' (default: a node weighs the square root of the leaves below it)"),
-    "layers": dict(type=_ints, help="sine layers per node: one value or one per level (default 2)"),
+    "layers": dict(type=_layers, help="sine layers per node: one value, one per level, or auto (default): "
+                                      "2 per node in a tree, 4 in a single network where its width allows"),
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
     "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),

@@ -10,6 +10,9 @@ from .errors import TincConfigError
 
 INTRA_MODES = ("equal", "aoi", "variance")
 LEVEL_WEIGHT_RULES = ("auto", "equal")
+# A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x (RESULTS.md section
+# 12); in trees, 3 layers per node lost (section 12, cell at 64x).
+AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS = 2, 4
 OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
 
@@ -28,8 +31,9 @@ class TincConfig:
     level_weights: tuple[float, ...] | str = "auto"
     """Relative parameters per node, one per level (L+1 values); "equal"; or "auto": a node
     weighs the square root of the leaves below it (see `allocation.level_weights`)."""
-    layers: tuple[int, ...] | int = 2
-    """Sine layers per node (one value, or one per level)."""
+    layers: tuple[int, ...] | int | str = "auto"
+    """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
+    in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where its width allows."""
     intra: str = "equal"
     """How nodes of one level share that level's parameters: equal, aoi or variance."""
     aoi_threshold: float | None = None
@@ -69,7 +73,7 @@ class TincConfig:
         # lists from JSON configs or the CLI become the tuples the fields are typed as
         if not isinstance(self.level_weights, str):
             self.level_weights = tuple(float(w) for w in self.level_weights)
-        if not isinstance(self.layers, int):
+        if not isinstance(self.layers, (int, str)):
             self.layers = tuple(int(n) for n in self.layers)
         self.loss_weight = tuple(tuple(float(x) for x in triple) for triple in self.loss_weight)
         self.value_range = tuple(float(x) for x in self.value_range)
@@ -101,9 +105,13 @@ class TincConfig:
                 raise TincConfigError(f"level_weights must be numbers or one of {', '.join(LEVEL_WEIGHT_RULES)}, got {self.level_weights!r}")
         elif not self.level_weights or any(not w > 0 for w in self.level_weights):
             raise TincConfigError("level weights must be positive")
-        layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
-        if not layers or any(n < 1 for n in layers):
-            raise TincConfigError(f"layers must be >= 1, got {self.layers}")
+        if isinstance(self.layers, str):
+            if self.layers != "auto":
+                raise TincConfigError(f"layers must be numbers or auto, got {self.layers!r}")
+        else:
+            layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
+            if not layers or any(n < 1 for n in layers):
+                raise TincConfigError(f"layers must be >= 1, got {self.layers}")
         low, high = self.value_range
         if not low < high:
             raise TincConfigError(f"value_range must be increasing, got {self.value_range}")
@@ -141,13 +149,17 @@ class TincConfig:
             return self.levels
         if not isinstance(self.level_weights, str):
             return len(self.level_weights) - 1
-        if not isinstance(self.layers, int):
+        if not isinstance(self.layers, (int, str)):
             return len(tuple(self.layers)) - 1
         return None
 
-    def layers_for(self, depth: int) -> tuple[int, ...]:
-        """Sine layers of each level's nodes for a tree of `depth` levels below the root."""
-        return _per_level(self.layers, depth, "layers")
+    def layer_choices(self, depth: int) -> list[tuple[int, ...]]:
+        """Sine layers of each level's nodes for a tree of `depth` levels below the root, in
+        order of preference: the first whose widths the budget can feed is used."""
+        if self.layers != "auto":
+            return [_per_level(self.layers, depth, "layers")]
+        tree = (AUTO_TREE_LAYERS,) * (depth + 1)
+        return [(AUTO_SINGLE_NETWORK_LAYERS,), tree] if depth == 0 else [tree]
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
         """Numbers or "equal", one per level; "auto" depends on the layout (`allocation.level_weights`)."""

@@ -201,7 +201,7 @@ class TreeINR(nn.Module):
         the forward pass's float32 disagree. Rounding here, with the forward pass's op, makes
         the coded network the trained one (RESULTS.md section 12)."""
         for view, step in zip(self.split(self.flat), self.quantization_steps, strict=True):
-            view.copy_(torch.round(view / step) * step)
+            view.copy_(_rounded(view, step))
 
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of
@@ -261,7 +261,11 @@ class TreeINR(nn.Module):
 def _fake_quantize(values: torch.Tensor, step: float) -> torch.Tensor:
     """`values` rounded to multiples of `step` going forward, unrounded going backward (the
     straight-through estimator), so the latent weights keep learning below one step."""
-    return values + (torch.round(values / step) * step - values).detach()
+    return values + (_rounded(values, step) - values).detach()
+
+
+def _rounded(values: torch.Tensor, step: float) -> torch.Tensor:
+    return torch.round(values / step) * step
 
 
 # Decoding (no autograd) updates fresh activations in place: one memory pass less per layer,
