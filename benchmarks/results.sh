@@ -99,6 +99,10 @@ step14() {  # Rounding to the trained steps: where fidelity goes, the scoreboard
   tinc bench "$data/tinc_test.tif" --ratios 512 --codecs tinc --time-limit 300 --out "$out/long-tinc_test" --quiet
   tinc bench skimage:cell --ratios 128 --codecs tinc --time-limit 300 --out "$out/long-cell" --quiet
   tinc bench "$data/brain64.tif" --ratios 64,256 --codecs tinc,tinc-reference,siren --time-limit 60 --out "$out/reference" --quiet
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" skimage:cell --ratio 512 --time-limit 30 \
+      --only "defaults,2 layers per node" | tee "$out/ablation-layers.md"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-layers" --quiet
 }
 
 steps=("$@")
