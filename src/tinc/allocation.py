@@ -38,6 +38,15 @@ def solve_width(params: float, fan_in: int, layers: int, fan_out: int) -> int:
     return width
 
 
+def input_axes(shape: tuple[int, ...], singleton_inputs: bool = False) -> tuple[int, ...]:
+    """The spatial axes the root takes as coordinates: those longer than 1 (a trailing
+    length-1 axis of a TIFF is no dimension of the data), or all of them in format 1."""
+    every = tuple(range(len(shape)))
+    if singleton_inputs:
+        return every
+    return tuple(axis for axis in every if shape[axis] > 1) or every
+
+
 @dataclass(frozen=True)
 class TreePlan:
     """A tree's shape and the width of every node, level by level."""
@@ -55,12 +64,7 @@ class TreePlan:
 
     @property
     def input_axes(self) -> tuple[int, ...]:
-        """The spatial axes the root takes as coordinates: those longer than 1 (a trailing
-        length-1 axis of a TIFF is no dimension of the data)."""
-        every = tuple(range(self.layout.ndim))
-        if self.singleton_inputs:
-            return every
-        return tuple(axis for axis in every if self.layout.shape[axis] > 1) or every
+        return input_axes(self.layout.shape, self.singleton_inputs)
 
     def fan_in(self, level: int) -> np.ndarray:
         """Input width of every node of `level`: coordinates for the root, else the parent's width."""
@@ -96,7 +100,7 @@ def allocate(
     for level, count in enumerate(counts):
         fan_out = channels if level == layout.depth else 0
         if level == 0:
-            fan_in = TreePlan(layout, layers, (), channels).fan_in(0)
+            fan_in = np.array([len(input_axes(layout.shape))])
         else:
             fan_in = np.repeat(widths[-1], layout.children[level - 1])
         per_node = params * level_weights[level] * shares[level] / denominator

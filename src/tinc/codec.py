@@ -147,6 +147,8 @@ class TincCodec:
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
             report.fit_psnr = fit_psnr(fit_report.loss, config)
 
+        if model.quantization_steps is not None:
+            model.round_to_steps()  # store the weights the forward pass trained with
         tensors = stored_tensors(model)
         coded = None
         if config.weight_bits == 32:
@@ -155,8 +157,6 @@ class TincCodec:
                 raise TincConfigError(f"float32 weights need {len(coded)} bytes, the budget leaves {weight_budget}; use a lower --ratio")
         elif model.quantization_steps is not None:
             # the steps trained through, as long as the tuned weights still fit the budget
-            model.round_to_steps()
-            tensors = stored_tensors(model)
             codes = [round(256 * math.log2(step)) for step in model.quantization_steps]
             coded = coding.encode_with_steps(tensors, codes)
             if len(coded) > weight_budget:

@@ -37,7 +37,8 @@ def first_layer_bounds(block_shape: tuple[int, ...], w0: float) -> np.ndarray:
     if fan == 0 or not w0:  # no coordinates (a channel-only header), or a degenerate w0
         return np.full(fan, 1 / max(fan, 1), dtype=np.float32)
     nyquist = np.pi * (np.asarray(block_shape, dtype=np.float64) - 1) / 2  # rad per unit of the [-1, 1] coordinate
-    capped = np.minimum(1 / fan, NYQUIST_FRACTION * nyquist / abs(w0))
+    with np.errstate(over="ignore"):  # a tiny w0 overflows to inf: the SIREN bound is the smaller
+        capped = np.minimum(1 / fan, NYQUIST_FRACTION * nyquist / abs(w0))
     return np.where(nyquist > 0, capped, 1 / fan).astype(np.float32)
 
 
