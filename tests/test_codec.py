@@ -117,6 +117,8 @@ def test_impossible_ratio_and_unknown_option_are_config_errors(brain32):
         tinc.compress(brain32, ratio=50000, **FAST)
     with pytest.raises(TincConfigError, match="unknown option"):
         tinc.compress(brain32, ratio=8, colour="blue")
+    with pytest.raises(TincConfigError, match="qat_damping"):
+        tinc.compress(brain32, ratio=8, qat_damping=-1)
 
 
 def test_decoder_rejects_damaged_and_hostile_files(brain32):

@@ -152,18 +152,22 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
     monkeypatch.setattr(TreeINR, "forward", forward)
 
 
-def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch):
-    uninterrupted = tinc.compress(cube, **CODEC)
+# Forward passes before training step 17: 16 steps; with rounding from step 15 on, also 8
+# curvature probes and 2 loss evaluations (the rounding cost) before step 15.
+@pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 17), (0.5, 27)], ids=["before-rounding", "while-rounding"])
+def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch, qat_fraction, interrupted_call):
+    options = dict(CODEC, qat_fraction=qat_fraction)
+    uninterrupted = tinc.compress(cube, **options)
     checkpoint = str(tmp_path / "fit.ckpt")
     with monkeypatch.context() as patch:
-        interrupt_at_step(patch, 17)
+        interrupt_at_step(patch, interrupted_call)
         with pytest.raises(KeyboardInterrupt):
-            tinc.compress(cube, checkpoint=checkpoint, checkpoint_every=0, **CODEC)
-    codec = tinc.TincCodec(checkpoint=checkpoint, checkpoint_every=0, **CODEC)
+            tinc.compress(cube, checkpoint=checkpoint, checkpoint_every=0, **options)
+    codec = tinc.TincCodec(checkpoint=checkpoint, checkpoint_every=0, **options)
     assert codec.encode(cube) == uninterrupted
     assert codec.report.resumed_from == 16 and codec.report.steps == 30
     # the finished checkpoint, met again, skips the fit and still gives the same file
-    again = tinc.TincCodec(checkpoint=checkpoint, **CODEC)
+    again = tinc.TincCodec(checkpoint=checkpoint, **options)
     assert again.encode(cube) == uninterrupted and again.report.resumed_from == 30
 
 

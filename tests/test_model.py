@@ -192,6 +192,73 @@ def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it
     assert all(np.array_equal(d, v) for d, v in zip(decoded, stored))
 
 
+def test_rounding_penalty_is_the_mean_squared_distance_from_the_rounded_weights_in_steps():
+    from tinc import coding
+
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    steps = [coding.step_of(-1000 + 37 * i) for i in range(2 * model.n_layers)]
+    masks = [mask for index in range(model.n_layers) for mask in model.masks(index)]
+    with torch.no_grad():  # every real weight a quarter step above a rounded value; padding stays 0
+        for view, step, mask in zip(model.split(model.flat), steps, masks):
+            view.copy_((torch.round(view / step) + 0.25) * step * mask)
+    model.quantization_steps = steps
+    penalty = model.rounding_penalty()
+    assert penalty.item() == pytest.approx(1 / 16, rel=1e-4)  # the mean over real weights, not padded ones
+    penalty.backward()
+    for grad, mask, step in zip(model.split(model.flat.grad), masks, steps):
+        assert torch.all(grad[mask == 0] == 0)
+        assert torch.allclose(grad[mask == 1], torch.full_like(grad[mask == 1], 0.5 / step / count_parameters(model)), rtol=1e-3)
+    model.quantization_steps = [step / 2 for step in steps]  # now half a step from either neighbour
+    assert model.rounding_penalty().item() == pytest.approx(1 / 4, rel=1e-4)
+    model.quantization_steps = steps
+    with torch.no_grad():
+        model.round_to_steps()
+    assert model.rounding_penalty().item() == 0
+
+
+def test_rounding_cost_is_the_relative_rise_of_the_loss_under_rounding():
+    from tinc.training import rounding_cost
+
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    coords = torch.rand(1, 3) * 2 - 1  # one coordinate: every sample draws it
+    leaves = model.plan.layout.leaves
+    targets = torch.rand(leaves, 1, 1)
+    weights = torch.rand(leaves, 1) + 0.5
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(((model(coords) - targets).square().mean(-1) * weights).sum())
+
+    unrounded = loss()
+    steps = [0.05] * (2 * model.n_layers)
+    model.quantization_steps = steps
+    rounded = loss()
+    assert rounded != unrounded
+    assert rounding_cost(model, targets, weights, coords, samples=4, seed=0) == pytest.approx(max(rounded / unrounded - 1, 0), abs=1e-4)
+    assert model.quantization_steps is steps  # left as it was
+    model.quantization_steps = [1e-9] * (2 * model.n_layers)
+    assert rounding_cost(model, targets, weights, coords, samples=4, seed=0) < 1e-5
+
+
+def test_damping_settles_the_weights_near_their_rounded_values():
+    from tinc.training import fit
+
+    plan = unequal_plan()
+    coords = torch.as_tensor(plan.layout.block_coordinates())
+    targets = torch.sin(3 * coords.sum(-1)).expand(plan.layout.leaves, -1).unsqueeze(-1) * torch.linspace(0.2, 1, plan.layout.leaves).view(-1, 1, 1)
+    weights = torch.ones(targets.shape[:2])
+    steps = [0.02] * (2 * TreeINR(plan).n_layers)
+    penalties = {}
+    for damping in (0.0, 20.0):
+        model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
+        config = TincConfig(steps=200, batch=1024, qat_fraction=0.5, qat_damping=damping, quiet=True)
+        fit(model, targets, weights, coords, config, quantization=lambda m: steps)
+        assert (model.rounding_pull > 0) == (damping > 0)
+        with torch.no_grad():
+            penalties[damping] = model.rounding_penalty().item()
+    assert penalties[20.0] < 0.5 * penalties[0.0]
+
+
 def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
     from tinc.model import NYQUIST_FRACTION, first_layer_bounds
 

@@ -93,6 +93,8 @@ CONFIG_FLAGS: dict[str, dict] = {
     "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 6)"),
     "qat_fraction": dict(type=float, metavar="F", help="last fraction of the fit trained through the rounded weights the "
                          "file stores (default 0.1; 0: off)"),
+    "qat_damping": dict(type=float, metavar="D", help="pull of the weights toward their rounded values while training through "
+                        "them, relative to the cost of rounding (default 20; 0: off)"),
     "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
     "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
     "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),

@@ -55,6 +55,11 @@ class TincConfig:
     qat_fraction: float = 0.1
     """Last fraction of the fit (of its steps or time) trained through the weights rounded as
     the coder will store them (quantization-aware training); 0 turns it off."""
+    qat_damping: float = 20.0
+    """Pull of the weights toward their rounded values during quantization-aware training,
+    which stops them flipping across rounding boundaries: a penalty of `qat_damping` x how
+    much rounding raised the loss (relative) x the loss x the mean squared distance in steps,
+    grown over that phase from 0. 0 turns it off."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     """Range the data is scaled to for the fit."""
     min_width: int = 8
@@ -112,6 +117,8 @@ class TincConfig:
             layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
             if not layers or any(n < 1 for n in layers):
                 raise TincConfigError(f"layers must be >= 1, got {self.layers}")
+        if not self.qat_damping >= 0:
+            raise TincConfigError(f"qat_damping must be >= 0, got {self.qat_damping}")
         low, high = self.value_range
         if not low < high:
             raise TincConfigError(f"value_range must be increasing, got {self.value_range}")

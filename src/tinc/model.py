@@ -76,6 +76,9 @@ class TreeINR(nn.Module):
         self.quantization_steps: list[float] | None = None
         """Per tensor (weights, biases, layer by layer), the step the coder will round to; once set,
         the forward pass sees rounded weights (quantization-aware training)."""
+        self.rounding_pull = 0.0
+        """Weight of `rounding_penalty` in the training objective, relative to the loss."""
+        self._step_sizes: tuple[list[float], torch.Tensor, int] | None = None  # for rounding_penalty
 
     def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator, initial):
         nodes = len(fan_out)
@@ -203,6 +206,23 @@ class TreeINR(nn.Module):
         the coded network the trained one (RESULTS.md section 12)."""
         for view, step in zip(self.split(self.flat), self.quantization_steps, strict=True):
             view.copy_(_rounded(view, step))
+
+    def rounding_penalty(self) -> torch.Tensor:
+        """Mean squared distance of the real weights from their rounded values under
+        `quantization_steps`, in steps (0 to 1/4); differentiable.
+
+        Quantization-aware training leaves weights flipping across a rounding boundary, and
+        the network the file stores is whichever side each one was on at the last step. A
+        pull toward the nearest rounded value settles them, and the rest of the network
+        adapts to where they settle (RESULTS.md section 13)."""
+        if self._step_sizes is None or self._step_sizes[0] != self.quantization_steps:
+            steps = torch.cat([torch.full((math.prod(shape),), float(step), dtype=self.flat.dtype)
+                               for shape, step in zip(self.tensor_shapes, self.quantization_steps, strict=True)])
+            self._step_sizes = (list(self.quantization_steps), steps.to(self.flat.device), count_parameters(self))
+        _, steps, real = self._step_sizes
+        offsets = self.flat / steps
+        # padded entries stay 0, so they add nothing to the sum
+        return (offsets - torch.round(offsets)).square().sum() / real
 
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of

@@ -129,6 +129,7 @@ class Checkpoint:
             raise TincFormatError(f"{self.path}: a checkpoint from another version of tinc; delete it to start afresh") from None
         generator.set_state(state["generator"])
         model.quantization_steps = state.get("quantization_steps")
+        model.rounding_pull = float(state.get("rounding_pull", 0.0))
         self.guard = (float(state.get("rate_scale", 1.0)), float(state.get("best_loss", math.inf)))
         return int(state["step"]), float(state["seconds"]), float(state["loss"])
 
@@ -140,7 +141,8 @@ class Checkpoint:
             return
         state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
                  "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-                 "quantization_steps": model.quantization_steps, "rate_scale": guard.rate_scale, "best_loss": guard.best}
+                 "quantization_steps": model.quantization_steps,
+                 "rounding_pull": model.rounding_pull, "rate_scale": guard.rate_scale, "best_loss": guard.best}
         with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
             torch.save(state, temporary)
         self.saved_at = time.perf_counter()
@@ -161,7 +163,8 @@ def fit(
     leaves at once. The learning rate follows a cosine whose clock is the larger of the
     step fraction and the time fraction, so a run cut short by `time_limit` still ends
     with a decayed rate. `quantization(model) -> steps` gives the steps the coder will round
-    each tensor to; from clock `1 - config.qat_fraction` on, the model trains through them.
+    each tensor to; from clock `1 - config.qat_fraction` on, the model trains through them,
+    pulled toward them as strongly as rounding costs (`rounding_cost`, `TreeINR.rounding_penalty`).
     With `config.checkpoint` the fit is saved every
     `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
     """
@@ -195,6 +198,8 @@ def fit(
                 break
         if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
+            if config.qat_damping:
+                model.rounding_pull = config.qat_damping * rounding_cost(model, targets, weights, coords, 8 * samples, config.seed)
             guard.new_objective()
         rate = config.lr * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0)))
         for group in optimiser.param_groups:
@@ -207,8 +212,14 @@ def fit(
             total = batch_weights.sum()
         error = model(batch_coords) - batch_targets
         loss = (error.square().mean(dim=-1) * batch_weights).sum() / total.clamp_min(1e-12)
+        objective = loss
+        if model.quantization_steps is not None and model.rounding_pull:
+            # relative to the loss, so the pull means the same at any fidelity; it grows over
+            # the rounded phase from nothing
+            ramp = min(1.0, (clock - (1 - config.qat_fraction)) / config.qat_fraction)
+            objective = loss + model.rounding_pull * max(ramp, 0.0) * loss.detach() * model.rounding_penalty()
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         optimiser.step()
         guard.update(loss)
         if progress is not None and (step % 25 == 0 or step == planned):
@@ -221,6 +232,31 @@ def fit(
     if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
         checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, guard, due_only=False)
     return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done, recoveries=guard.recoveries)
+
+
+@torch.no_grad()
+def rounding_cost(model: TreeINR, targets: torch.Tensor, weights: torch.Tensor, coords: torch.Tensor, samples: int,
+                  seed: int) -> float:
+    """How much rounding the weights to `model.quantization_steps` raises the loss (rounded /
+    unrounded - 1), on `samples` random local coordinates.
+
+    Where rounding costs little (3-D inputs at 6 bits: about 1%) a pull toward the rounded
+    values only constrains the fit; where it costs much (cell: the loss nearly doubles) the
+    pull gains up to 0.8 dB (RESULTS.md section 13), so the pull scales with it."""
+    generator = torch.Generator(device=coords.device).manual_seed(seed)
+    index = torch.randint(0, coords.shape[0], (min(samples, coords.shape[0]),), device=coords.device, generator=generator)
+
+    def loss() -> float:
+        error = model(coords[index]) - targets[:, index]
+        return float((error.square().mean(dim=-1) * weights[:, index]).double().sum())
+
+    steps, rounded = model.quantization_steps, loss()
+    model.quantization_steps = None
+    unrounded = loss()
+    model.quantization_steps = steps
+    # a sum's last bits depend on how many threads ran it; rounded, the cost does not, so the
+    # same input gives the same file on any machine
+    return round(max(rounded / max(unrounded, 1e-30) - 1, 0.0), 4)
 
 
 def weight_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, samples: int, seed: int,
