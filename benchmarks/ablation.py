@@ -31,6 +31,7 @@ VARIANTS = {
     "quantization-aware training over the last 20%": {"qat_fraction": 0.2},
     "no pull toward the rounded weights": {"qat_damping": 0.0},
     "sized for 5-bit weights": {"weight_bits": 5},
+    "sized for 7-bit weights": {"weight_bits": 7},
     "sized for 8-bit weights": {"weight_bits": 8},
     "sized for 8-bit weights without quantization-aware training": {"weight_bits": 8, "qat_fraction": 0.0},
     "sized for 10-bit weights": {"weight_bits": 10},

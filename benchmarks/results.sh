@@ -105,6 +105,15 @@ step14() {  # Rounding to the trained steps: where fidelity goes, the scoreboard
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-layers" --quiet
 }
 
+step15() {  # The pull toward the rounded weights: where fidelity goes, the ablation, the scoreboard at 60 s.
+  python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 | tee "$out/fidelity-damping.md"
+  python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 --set qat_damping=0 | tee -a "$out/fidelity-damping.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 64,128,256,512 --time-limit 30 --only "defaults,no pull toward the rounded weights" | tee "$out/ablation-damping.md"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-damping" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
 for s in "${steps[@]}"; do "step$s"; done
