@@ -105,13 +105,19 @@ step14() {  # Rounding to the trained steps: where fidelity goes, the scoreboard
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-layers" --quiet
 }
 
-step15() {  # The pull toward the rounded weights: where fidelity goes, the ablation, the scoreboard at 60 s.
+step15() {  # The pull toward the rounded weights: where fidelity goes, the ablation, the scoreboard at 60 s, 5-bit sizing.
   python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 | tee "$out/fidelity-damping.md"
   python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 --set qat_damping=0 | tee -a "$out/fidelity-damping.md"
   python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
       --ratio 64,128,256,512 --time-limit 30 --only "defaults,no pull toward the rounded weights" | tee "$out/ablation-damping.md"
   tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-damping" --quiet
+  python benchmarks/ablation.py skimage:cell nibabel:example4d.nii.gz --ratio 128,256 --time-limit 30 \
+      --only "defaults,sized for 5-bit weights,sized for 7-bit weights" | tee "$out/ablation-bits-damping.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" --ratio 64,128,256,512 --time-limit 30 \
+      --only "defaults,sized for 5-bit weights" | tee "$out/ablation-5bit.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz skimage:cell --ratio 64,512 --time-limit 30 \
+      --only "defaults,sized for 5-bit weights" | tee -a "$out/ablation-5bit.md"
 }
 
 steps=("$@")

@@ -240,7 +240,7 @@ def rounding_cost(model: TreeINR, targets: torch.Tensor, weights: torch.Tensor, 
     """How much rounding the weights to `model.quantization_steps` raises the loss (rounded /
     unrounded - 1), on `samples` random local coordinates.
 
-    Where rounding costs little (3-D inputs at 6 bits: about 1%) a pull toward the rounded
+    Where rounding costs little (3-D inputs at 6 bits: 1-5%) a pull toward the rounded
     values only constrains the fit; where it costs much (cell: the loss nearly doubles) the
     pull gains up to 0.8 dB (RESULTS.md section 13), so the pull scales with it."""
     generator = torch.Generator(device=coords.device).manual_seed(seed)
