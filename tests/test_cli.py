@@ -52,6 +52,9 @@ def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):
     assert result["ratio"] == pytest.approx(raw / out.stat().st_size)
     assert 0 < result["accuracy"]["20000.0"] <= 1
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the .tinc itself as the reconstruction: decoded in memory, the same figures, its own ratio
+    assert main(["eval", str(volume_tif), str(out), "--threshold", "20000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == result
 
 
 def test_nifti_keeps_affine_and_header(tmp_path):
@@ -92,6 +95,8 @@ def listing(directory):
         (["decompress", "{d}/good.tinc", "-o", "{d}/x.png"], "PNG holds 2-D"),
         (["decompress", "{d}/good.tinc", "-o", "{d}/nodir/x.npy"], "does not exist"),
         (["info", "{d}/truncated.tinc"], "truncated"),
+        (["eval", "{d}/vol.tif", "{d}/truncated.tinc"], "truncated"),
+        (["eval", "{d}/vol.tif", "{d}/missing.tinc"], "no such file"),
         (["compress", "{d}/vol.tif", "-o", "{d}/nodir/x.tinc"], "does not exist"),
         (["decompress", "{d}/good.tinc", "-o", "{d}/x.jpg"], "unsupported format"),
     ],

@@ -255,8 +255,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     original, _ = read_with_metadata(args.original)
-    recon, _ = read_with_metadata(args.reconstruction)
-    size = os.path.getsize(_existing(args.tinc)) if args.tinc else None
+    tinc_file = args.tinc
+    if str(args.reconstruction).endswith(".tinc"):  # decoded in memory; it is also the file whose ratio counts
+        from .decode import Decoder
+
+        with open(_existing(args.reconstruction), "rb") as handle:
+            recon = Decoder(handle.read()).decode()
+        tinc_file = tinc_file or args.reconstruction
+    else:
+        recon, _ = read_with_metadata(args.reconstruction)
+    size = os.path.getsize(_existing(tinc_file)) if tinc_file else None
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
     if args.plot:
         from .io import atomic_path
@@ -325,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="compare an original with a reconstruction")
     p.add_argument("original")
-    p.add_argument("reconstruction")
+    p.add_argument("reconstruction", help="a decompressed file, or the .tinc file itself (then its ratio is reported too)")
     p.add_argument("--tinc", help="the .tinc file, to report the actual ratio")
     p.add_argument("--threshold", type=float, action="append", help="binary accuracy at this intensity; repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object: psnr, psnr_range, ssim, ratio, accuracy")
