@@ -108,6 +108,12 @@ step14() {  # Rounding to the trained steps: where fidelity goes, the scoreboard
 step15() {  # The pull toward the rounded weights: where fidelity goes, the ablation, the scoreboard at 60 s, 5-bit sizing.
   python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 | tee "$out/fidelity-damping.md"
   python benchmarks/fidelity_path.py skimage:cell --ratio 64 --steps 10000 --set qat_damping=0 | tee -a "$out/fidelity-damping.md"
+  for ratio in 64 128 256 512; do for damping in 10 20 60; do
+    python benchmarks/fidelity_path.py skimage:cell --ratio $ratio --steps 10000 --set qat_damping=$damping
+  done; done | tee "$out/damping-strength.md"
+  python benchmarks/fidelity_path.py "$data/brain64.tif" --ratio 64 --steps 6000 | tee -a "$out/damping-strength.md"
+  python benchmarks/fidelity_path.py "$data/tinc_test.tif" --ratio 512 --steps 6000 | tee -a "$out/damping-strength.md"
+  python benchmarks/fidelity_path.py nibabel:example4d.nii.gz --ratio 128 --steps 6000 | tee -a "$out/damping-strength.md"
   python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
       --ratio 64,128,256,512 --time-limit 30 --only "defaults,no pull toward the rounded weights" | tee "$out/ablation-damping.md"
   tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
