@@ -40,10 +40,13 @@ VARIANTS = {
     "20000 steps": {"steps": 20000},
     "one network (depth 0)": {"levels": 0},
     "one 4-layer network (siren)": {"levels": 0, "layers": 4},
+    "depth 1": {"levels": 1},
     "depth 2": {"levels": 2},
     "intra-level shares by variance": {"intra": "variance"},
     "3 layers per node": {"layers": 3},
     "2 layers per node": {"layers": 2},
+    "depth 1 with a 3-layer root": {"levels": 1, "layers": (3, 2)},
+    "depth 1 with a 4-layer root": {"levels": 1, "layers": (4, 2)},
     "w0 = 20": {"w0": 20.0},
     "w0 = 45": {"w0": 45.0},
 }

@@ -10,6 +10,7 @@ from nibabel.testing import data_path
 
 import tinc
 from tinc import container
+from tinc.config import TincConfig
 from tinc.decode import Decoder
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
 from tinc.metrics import psnr_range
@@ -40,6 +41,14 @@ def test_fidelity_regression_on_real_volume(brain32):
     # than 1 dB here fails.
     restored = tinc.decompress(tinc.compress(brain32, ratio=32, levels=1, steps=300, batch=1 << 15, quiet=True))
     assert psnr_range(brain32, restored) > 28.60
+
+
+def test_the_warm_up_lets_a_wide_deep_tree_train_at_a_high_rate(brain64):
+    # brain64 at 16x as a depth-2 tree of 58/16/13 at twice its default rate: without the
+    # learning-rate warm-up the first Adam steps scramble it and the fit stays at the data's
+    # mean (22.1 dB range PSNR at any step count); with it, 300 steps measured 29.5 dB.
+    restored = tinc.decompress(tinc.compress(brain64, ratio=16, levels=2, lr=2e-3, steps=300, quiet=True))
+    assert psnr_range(brain64, restored) > 27
 
 
 def test_odd_shape_2d_image():
@@ -119,6 +128,14 @@ def test_impossible_ratio_and_unknown_option_are_config_errors(brain32):
         tinc.compress(brain32, ratio=8, colour="blue")
     with pytest.raises(TincConfigError, match="qat_damping"):
         tinc.compress(brain32, ratio=8, qat_damping=-1)
+    with pytest.raises(TincConfigError, match="lr must be"):
+        tinc.compress(brain32, ratio=8, lr=0)
+
+
+def test_the_default_learning_rate_halves_for_every_level_past_the_first():
+    default = TincConfig()
+    assert [default.learning_rate(depth) for depth in range(4)] == [2e-3, 2e-3, 1e-3, 5e-4]
+    assert TincConfig(lr=3e-3).learning_rate(3) == 3e-3  # a rate given is used as given
 
 
 def test_decoder_rejects_damaged_and_hostile_files(brain32):

@@ -152,12 +152,12 @@ def level_weights(layout: TreeLayout, config: TincConfig) -> tuple[float, ...]:
 def auto_floor(depth: int, min_width: int) -> int:
     """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
 
-    Measured at equal training compute (benchmarks/depth.py, RESULTS.md section 8): a first
-    split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs; a
-    second split gains 0.5-0.9 dB at 13 wide and nothing at 8-11 wide, so depths past 1
-    need every MLP at least 1.5 x `min_width`.
+    A first split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs
+    (RESULTS.md section 8). A second split, at equal time (section 14), loses 0.2-2.4 dB
+    where its plain widths are 15-23, ties at 42 and gains 4.3 dB at 60 (where depth 1 gets
+    too few steps), so depths past 1 need every MLP at least 6 x `min_width`.
     """
-    return min_width if depth <= 1 else math.ceil(1.5 * min_width)
+    return min_width if depth <= 1 else 6 * min_width
 
 
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None) -> tuple[TreePlan, str | None]:

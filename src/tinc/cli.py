@@ -86,7 +86,7 @@ CONFIG_FLAGS: dict[str, dict] = {
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
     "steps": dict(type=int, help="training steps (default 5000; with --time-limit, as many as fit in it)"),
     "batch": dict(type=int, help="voxels per step, all leaves together (default 8192)"),
-    "lr": dict(type=float, help="learning rate (default 2e-3)"),
+    "lr": dict(type=float, help="peak learning rate (default 2e-3, halved for every tree level past the first)"),
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
     "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
     "w0": dict(type=float, help="SIREN frequency (default 30)"),
