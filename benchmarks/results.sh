@@ -126,6 +126,23 @@ step15() {  # The pull toward the rounded weights: where fidelity goes, the abla
       --only "defaults,sized for 5-bit weights" | tee -a "$out/ablation-5bit.md"
 }
 
+step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against depth 2, and the defaults before (9bec40b).
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 8,16,64,128 --time-limit 30 --only "depth 1,depth 2" \
+      | tee "$out/depth-after.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" skimage:cell --ratio 16 --time-limit 30 \
+      --only "depth 1,depth 2" | tee -a "$out/depth-after.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 32 --time-limit 30 --only "depth 1,depth 2" \
+      | tee -a "$out/depth-after.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 8 --time-limit 30 \
+      --only "depth 2 at lr 2e-3,depth 3,depth 3 at lr 1e-3,depth 3 at lr 2e-3" | tee "$out/depth-rate.md"
+  before=$(mktemp -d) && git worktree add -q --detach "$before" 9bec40b
+  PYTHONPATH="$before/src" python "$before/benchmarks/ablation.py" nibabel:example4d.nii.gz --ratio 8,16,64,128 \
+      --time-limit 30 --only defaults | tee "$out/depth-before.md"
+  PYTHONPATH="$before/src" python "$before/benchmarks/ablation.py" "$data/brain64.tif" "$data/tinc_test.tif" skimage:cell \
+      --ratio 16 --time-limit 30 --only defaults | tee -a "$out/depth-before.md"
+  git worktree remove --force "$before"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 for s in "${steps[@]}"; do "step$s"; done

@@ -75,19 +75,19 @@ def test_uneven_shares_keep_min_width_and_the_budget():
     assert len(set(plan.widths[2].tolist())) > 1
 
 
-def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_six_times_it():
+def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_four_times_it():
     shape = (64, 64, 64)
     # 3000 parameters: depth 1 is 11-15 wide, enough for a first split (min_width 8)...
     plan, _ = plan_tree(shape, 3000, TincConfig(), 1)
     assert plan.depth == 1 and min(int(w.min()) for w in plan.widths) < 16
     # ...but not with min_width 12
     assert plan_tree(shape, 3000, TincConfig(min_width=12), 1)[0].depth == 0
-    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 6 x min_width
+    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 4 x min_width
     assert plan_tree(shape, 20000, TincConfig(levels=2), 1)[0].depth == 2
     assert plan_tree(shape, 20000, TincConfig(), 1)[0].depth == 1
-    # depth 2's plain widths: narrowest 46 at 400000 parameters, 48 at 450000
-    assert plan_tree(shape, 400000, TincConfig(), 1)[0].depth == 1
-    assert plan_tree(shape, 450000, TincConfig(), 1)[0].depth == 2
+    # depth 2's plain widths: narrowest 28 at 150000 parameters, 32 at 200000
+    assert plan_tree(shape, 150000, TincConfig(), 1)[0].depth == 1
+    assert plan_tree(shape, 200000, TincConfig(), 1)[0].depth == 2
 
 
 def test_auto_level_weights_give_each_level_the_square_root_of_its_nodes():
