@@ -141,6 +141,8 @@ step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against d
   PYTHONPATH="$before/src" python "$before/benchmarks/ablation.py" "$data/brain64.tif" "$data/tinc_test.tif" skimage:cell \
       --ratio 16 --time-limit 30 --only defaults | tee -a "$out/depth-before.md"
   git worktree remove --force "$before"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-warmup" --quiet
 }
 
 steps=("$@")
