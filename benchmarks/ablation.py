@@ -44,6 +44,7 @@ VARIANTS = {
     "depth 2": {"levels": 2},
     "depth 2 at lr 2e-3": {"levels": 2, "lr": 2e-3},
     "depth 3": {"levels": 3},
+    "depth 3 at lr 2.5e-4": {"levels": 3, "lr": 2.5e-4},
     "depth 3 at lr 1e-3": {"levels": 3, "lr": 1e-3},
     "depth 3 at lr 2e-3": {"levels": 3, "lr": 2e-3},
     "intra-level shares by variance": {"intra": "variance"},

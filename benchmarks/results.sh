@@ -135,6 +135,10 @@ step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against d
       | tee -a "$out/depth-after.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 8 --time-limit 30 \
       --only "depth 2 at lr 2e-3,depth 3,depth 3 at lr 1e-3,depth 3 at lr 2e-3" | tee "$out/depth-rate.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 4 --time-limit 30 \
+      --only "depth 2,depth 3,depth 3 at lr 2.5e-4,defaults" | tee "$out/depth-restart.md"
+  python benchmarks/leaf_means.py nibabel:example4d.nii.gz --depth 3 | tee -a "$out/depth-restart.md"
+  python benchmarks/leaf_means.py "$data/brain64.tif" --depth 2 | tee -a "$out/depth-restart.md"
   before=$(mktemp -d) && git worktree add -q --detach "$before" 9bec40b
   PYTHONPATH="$before/src" python "$before/benchmarks/ablation.py" nibabel:example4d.nii.gz --ratio 8,16,64,128 \
       --time-limit 30 --only defaults | tee "$out/depth-before.md"

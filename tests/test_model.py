@@ -139,12 +139,15 @@ def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    guard = DivergenceGuard(model, optimiser)
+    guard = DivergenceGuard(model, optimiser, baseline=100.0)
     window = DivergenceGuard.WINDOW
+    step = 0
 
     def run_window(loss: float) -> None:
+        nonlocal step
         for _ in range(window):
-            guard.update(torch.tensor(loss))
+            step += 1
+            guard.update(torch.tensor(loss), step)
 
     run_window(1.0)  # healthy: snapshotted
     healthy = [p.detach().clone() for p in model.parameters()]
@@ -164,6 +167,32 @@ def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
     run_window(50.0)
     run_window(60.0)
     assert guard.recoveries == 2 and guard.best == 50.0
+
+
+def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
+    from tinc.training import DivergenceGuard, leaf_mean_loss
+
+    targets = torch.tensor([[[1.0], [3.0]], [[0.0], [0.0]]])  # leaf means 2 and 0
+    weights = torch.tensor([[1.0, 1.0], [1.0, 3.0]])
+    assert leaf_mean_loss(targets, weights) == pytest.approx(2 / 6)
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    initial = [p.detach().clone() for p in model.parameters()]
+    guard = DivergenceGuard(model, optimiser, baseline=1.0)
+    model(torch.zeros(4, 3)).sum().backward()
+    optimiser.step()  # Adam has state now, and the weights moved
+    stuck = DivergenceGuard.STUCK_STEPS
+    for step in range(1, stuck + 1):
+        guard.update(torch.tensor(0.9), step)  # above ESCAPED x baseline all along
+    assert guard.restarts == 1 and guard.rate_scale == 0.5 and guard.restart_step == stuck
+    assert all(torch.equal(p, i) for p, i in zip(model.parameters(), initial)) and not optimiser.state
+    assert guard.warmup(stuck + 10, 100) == pytest.approx(0.1)  # the warm-up starts again
+    for step in range(stuck + 1, stuck + 26):
+        guard.update(torch.tensor(0.4), step)  # below half the baseline: it trains
+    assert guard.escaped
+    for step in range(stuck + 26, 4 * stuck):
+        guard.update(torch.tensor(0.45), step)
+    assert guard.restarts == 1
 
 
 def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it_exactly():

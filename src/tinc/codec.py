@@ -139,6 +139,11 @@ class TincCodec:
                 progress.close()
         report.steps, report.fit_seconds, report.stopped_by_time = fit_report.steps, fit_report.seconds, fit_report.stopped_by_time
         report.resumed_from = fit_report.resumed_from
+        if fit_report.restarts:
+            note = (f"the fit stayed at the blocks' mean values and started again {fit_report.restarts} time(s), "
+                    "with half the learning rate each time")
+            report.notes.append(note)
+            _say(config, note)
         if fit_report.recoveries:
             note = (f"the fit diverged {fit_report.recoveries} time(s) and went back to its last healthy state "
                     "with half the learning rate each time")

@@ -40,6 +40,8 @@ class FitReport:
     """Steps restored from a checkpoint (0: a fresh fit)."""
     recoveries: int = 0
     """Times the fit diverged and went back to its last healthy state (see `DivergenceGuard`)."""
+    restarts: int = 0
+    """Times the fit never left the leaves' means and started again (see `DivergenceGuard`)."""
 
 
 class DivergenceGuard:
@@ -51,32 +53,57 @@ class DivergenceGuard:
     the best is snapshotted (model and optimiser); one above `DIVERGED` x the best restores
     the snapshot and halves the learning rate for the rest of the fit. Losses are summed on
     the device and read once per window, so the guard costs one sync per `WINDOW` steps.
+
+    A fit can also fail from its start: wide or deep trees at too high a rate never get
+    below `baseline`, the loss of each leaf's mean (RESULTS.md section 14). Until a window
+    is below `ESCAPED` x `baseline`, every `STUCK_STEPS` steps the guard puts back the
+    initial weights, halves the rate and restarts the warm-up, at most `MAX_RESTARTS` times.
     """
 
     WINDOW, HEALTHY, DIVERGED = 25, 1.5, 4.0
+    ESCAPED, STUCK_STEPS, MAX_RESTARTS = 0.5, 500, 3
 
-    def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, rate_scale: float = 1.0, best: float = math.inf):
-        self.model, self.optimiser = model, optimiser
-        self.rate_scale, self.best, self.recoveries = rate_scale, best, 0
+    def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
+        self.model, self.optimiser, self.baseline = model, optimiser, baseline
+        self.rate_scale, self.best, self.recoveries = 1.0, math.inf, 0
+        self.restarts, self.restart_step, self.initial = 0, 0, self._state()[0]
+        self.escaped = not baseline > 0  # constant data: nothing to escape from
+        if restored:
+            self.rate_scale, self.best = restored["rate_scale"], restored["best_loss"]
+            self.restarts, self.restart_step = restored.get("restarts", 0), restored.get("restart_step", 0)
+            self.escaped = restored.get("escaped", True)
+            self.initial = restored.get("initial") or self.initial
         self.total, self.count = None, 0
         self.snapshot = self._state()
+
+    def saved(self) -> dict:
+        """What a checkpoint keeps of the guard (the initial weights only while they may be needed)."""
+        return {"rate_scale": self.rate_scale, "best_loss": self.best, "restarts": self.restarts,
+                "restart_step": self.restart_step, "escaped": self.escaped, "initial": None if self.escaped else self.initial}
 
     def _state(self):
         # parameters only: the model's other buffers (the padding masks) never change
         return [p.detach().clone() for p in self.model.parameters()], copy.deepcopy(self.optimiser.state_dict())
 
-    def update(self, loss: torch.Tensor) -> None:
+    def update(self, loss: torch.Tensor, step: int) -> None:
         self.total = loss.detach() if self.total is None else self.total + loss.detach()
         self.count += 1
         if self.count < self.WINDOW:
             return
         mean = float(self.total) / self.count
         self.total, self.count = None, 0
+        if not self.escaped:
+            self.escaped = mean < self.ESCAPED * self.baseline
+            if not self.escaped and step - self.restart_step >= self.STUCK_STEPS and self.restarts < self.MAX_RESTARTS:
+                self._put_back(self.initial)
+                self.optimiser.state.clear()  # Adam starts afresh
+                self.rate_scale /= 2
+                self.restarts += 1
+                self.restart_step, self.best = step, math.inf
+                return
         if not math.isfinite(mean) or mean > self.DIVERGED * self.best:
             params, optimiser_state = self.snapshot
-            with torch.no_grad():
-                for param, saved in zip(self.model.parameters(), params):
-                    param.copy_(saved)
+            self._put_back(params)
             self.optimiser.load_state_dict(copy.deepcopy(optimiser_state))
             self.rate_scale /= 2
             self.recoveries += 1
@@ -84,6 +111,15 @@ class DivergenceGuard:
         self.best = min(self.best, mean)
         if mean <= self.HEALTHY * self.best:
             self.snapshot = self._state()
+
+    def _put_back(self, params: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for param, saved in zip(self.model.parameters(), params):
+                param.copy_(saved)
+
+    def warmup(self, step: int, steps: int) -> float:
+        """The warm-up's factor on the rate at `step`: it rises over `steps` from the (re)start."""
+        return min(1.0, (step - self.restart_step) / steps)
 
     def new_objective(self) -> None:
         """Forget the best loss: rounded weights (quantization-aware training) raise the loss
@@ -105,7 +141,7 @@ class Checkpoint:
         check_writable(path)
         self.path, self.fingerprint, self.every = path, fingerprint, every
         self.saved_at = time.perf_counter()
-        self.guard = (1.0, math.inf)  # the divergence guard's rate scale and best loss, as restored
+        self.guard: dict | None = None  # the divergence guard's state, as restored
 
     @staticmethod
     def fingerprint_of(config: TincConfig, *tensors: torch.Tensor) -> str:
@@ -136,7 +172,7 @@ class Checkpoint:
         generator.set_state(state["generator"])
         model.quantization_steps = state.get("quantization_steps")
         model.rounding_pull = float(state.get("rounding_pull", 0.0))
-        self.guard = (float(state.get("rate_scale", 1.0)), float(state.get("best_loss", math.inf)))
+        self.guard = state.get("guard")
         return int(state["step"]), float(state["seconds"]), float(state["loss"])
 
     def save(self, step: int, seconds: float, loss: float | torch.Tensor, model: TreeINR, optimiser: torch.optim.Optimizer,
@@ -148,7 +184,7 @@ class Checkpoint:
         state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
                  "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
                  "quantization_steps": model.quantization_steps,
-                 "rounding_pull": model.rounding_pull, "rate_scale": guard.rate_scale, "best_loss": guard.best}
+                 "rounding_pull": model.rounding_pull, "guard": guard.saved()}
         with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
             torch.save(state, temporary)
         self.saved_at = time.perf_counter()
@@ -189,7 +225,7 @@ def fit(
         done, spent, loss_value = checkpoint.restore(model, optimiser, generator)
         if done and not config.quiet:
             print(f"tinc: note: resuming from {config.checkpoint} at step {done}", file=sys.stderr)
-    guard = DivergenceGuard(model, optimiser, *(checkpoint.guard if checkpoint is not None else ()))
+    guard = DivergenceGuard(model, optimiser, leaf_mean_loss(targets, weights), checkpoint.guard if checkpoint is not None else None)
     start = time.perf_counter() - spent
     step = done
     stopped_by_time = False
@@ -209,7 +245,7 @@ def fit(
             if config.qat_damping:
                 model.rounding_pull = config.qat_damping * rounding_cost(model, targets, weights, coords, 8 * samples, config.seed)
             guard.new_objective()
-        rate = peak_rate * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0))) * min(1.0, step / warmup)
+        rate = peak_rate * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0))) * guard.warmup(step, warmup)
         for group in optimiser.param_groups:
             group["lr"] = rate
         if full_batch:
@@ -229,7 +265,7 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         optimiser.step()
-        guard.update(loss)
+        guard.update(loss, step)
         if progress is not None and (step % 25 == 0 or step == planned):
             loss_value = loss.item()
             progress(step, loss_value)
@@ -239,7 +275,15 @@ def fit(
         loss_value = float(loss.detach())
     if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
         checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, guard, due_only=False)
-    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done, recoveries=guard.recoveries)
+    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done, recoveries=guard.recoveries,
+                     restarts=guard.restarts)
+
+
+def leaf_mean_loss(targets: torch.Tensor, weights: torch.Tensor) -> float:
+    """The loss of predicting every leaf's weighted mean: where a fit that never trained stays."""
+    total = weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    means = (targets * weights.unsqueeze(-1)).sum(dim=1, keepdim=True) / total.unsqueeze(-1)
+    return float(((targets - means).square().mean(dim=-1) * weights).double().sum() / weights.double().sum().clamp_min(1e-12))
 
 
 @torch.no_grad()
