@@ -176,8 +176,9 @@ class TincConfig:
 
     def learning_rate(self, depth: int) -> float:
         """The peak rate for a tree of `depth`. Sine layers chained through more levels are
-        more fragile: a depth-3 tree stays at the data's mean at 2e-3 and 1e-3 and trains at
-        5e-4; depth 2 gains 1.3 dB at 1e-3 over 2e-3 (RESULTS.md section 14)."""
+        more fragile: on example4d at 8x a depth-3 tree stays at the data's mean at 2e-3 and
+        1e-3 and trains at 5e-4, and depth 2 gains 1.3 dB at 1e-3 over 2e-3 (RESULTS.md
+        section 14). Where even that is too high, `training.DivergenceGuard` halves it."""
         return self.lr if self.lr is not None else DEFAULT_LR / 2 ** max(0, depth - 1)
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
