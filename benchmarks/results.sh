@@ -133,12 +133,20 @@ step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against d
       --only "depth 1,depth 2" | tee -a "$out/depth-after.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 32 --time-limit 30 --only "depth 1,depth 2" \
       | tee -a "$out/depth-after.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 64,128 --steps 5000 --only "depth 1,depth 2" \
+      | tee "$out/depth-5000-steps.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 8 --time-limit 30 \
       --only "depth 2 at lr 2e-3,depth 3,depth 3 at lr 1e-3,depth 3 at lr 2e-3" | tee "$out/depth-rate.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 4 --time-limit 30 \
       --only "depth 2,depth 3,depth 3 at lr 2.5e-4,defaults" | tee "$out/depth-restart.md"
   python benchmarks/leaf_means.py nibabel:example4d.nii.gz --depth 3 | tee -a "$out/depth-restart.md"
   python benchmarks/leaf_means.py "$data/brain64.tif" --depth 2 | tee -a "$out/depth-restart.md"
+  python benchmarks/ablation.py skimage:cell --ratio 128,256 --time-limit 30 --only "defaults,one 4-layer network (siren)" \
+      | tee "$out/structures.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" --ratio 256 --time-limit 30 \
+      --only "defaults,one 4-layer network (siren)" | tee -a "$out/structures.md"
+  python benchmarks/ablation.py skimage:cell "$data/brain64.tif" "$data/tinc_test.tif" --ratio 256 --time-limit 30 \
+      --only "depth 1 with a 3-layer root,depth 1 with a 4-layer root" | tee -a "$out/structures.md"
   before=$(mktemp -d) && git worktree add -q --detach "$before" 9bec40b
   PYTHONPATH="$before/src" python "$before/benchmarks/ablation.py" nibabel:example4d.nii.gz --ratio 8,16,64,128 \
       --time-limit 30 --only defaults | tee "$out/depth-before.md"
@@ -147,6 +155,7 @@ step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against d
   git worktree remove --force "$before"
   tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-warmup" --quiet
+  tinc bench skimage:cell --ratios 128,256,512 --codecs tinc --time-limit 300 --out "$out/long-cell-warmup" --quiet
 }
 
 steps=("$@")
