@@ -66,15 +66,15 @@ class DivergenceGuard:
     def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
         self.model, self.optimiser, self.baseline = model, optimiser, baseline
         self.rate_scale, self.best, self.recoveries = 1.0, math.inf, 0
-        self.restarts, self.restart_step, self.initial = 0, 0, self._state()[0]
+        self.total, self.count = None, 0
+        self.snapshot = self._state()
+        self.restarts, self.restart_step, self.initial = 0, 0, self.snapshot[0]
         self.escaped = not baseline > 0  # constant data: nothing to escape from
         if restored:
             self.rate_scale, self.best = restored["rate_scale"], restored["best_loss"]
-            self.restarts, self.restart_step = restored.get("restarts", 0), restored.get("restart_step", 0)
-            self.escaped = restored.get("escaped", True)
-            self.initial = restored.get("initial") or self.initial
-        self.total, self.count = None, 0
-        self.snapshot = self._state()
+            self.restarts, self.restart_step = restored["restarts"], restored["restart_step"]
+            self.escaped = restored["escaped"]
+            self.initial = restored["initial"] or self.initial
 
     def saved(self) -> dict:
         """What a checkpoint keeps of the guard (the initial weights only while they may be needed)."""
@@ -204,11 +204,11 @@ def fit(
     Every step draws the same local coordinates in every leaf block, so one step trains all
     leaves at once. The learning rate rises over `WARMUP_STEPS`, then follows a cosine whose
     clock is the larger of the step fraction and the time fraction, so a run cut short by
-    `time_limit` still ends with a decayed rate. `quantization(model) -> steps` gives the steps the coder will round
-    each tensor to; from clock `1 - config.qat_fraction` on, the model trains through them,
-    pulled toward them as strongly as rounding costs (`rounding_cost`, `TreeINR.rounding_penalty`).
-    With `config.checkpoint` the fit is saved every
-    `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
+    `time_limit` still ends with a decayed rate. `quantization(model) -> steps` gives the
+    steps the coder will round each tensor to; from clock `1 - config.qat_fraction` on, the
+    model trains through them, pulled toward them as strongly as rounding costs
+    (`rounding_cost`, `TreeINR.rounding_penalty`). With `config.checkpoint` the fit is saved
+    every `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
     """
     leaves, voxels, _ = targets.shape
     samples = min(voxels, max(1, config.batch // leaves))
