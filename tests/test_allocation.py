@@ -90,6 +90,19 @@ def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_four_times_it():
     assert plan_tree(shape, 200000, TincConfig(), 1)[0].depth == 2
 
 
+def test_the_shape_is_chosen_for_its_own_budget_and_the_widths_for_the_whole_one():
+    shape = (64, 64, 64)
+    # 200000 parameters would make depth 2; chosen for 150000, the tree stays at depth 1
+    plan, _ = plan_tree(shape, 200000, TincConfig(), 1, shape_params=150000)
+    smaller, _ = plan_tree(shape, 150000, TincConfig(), 1)
+    assert plan.depth == smaller.depth == 1 and plan.layers == smaller.layers
+    assert all((w > s).all() for w, s in zip(plan.widths, smaller.widths))
+    assert 0.9 * 200000 < plan.params <= 200000
+    # a shape budget above the real one is capped: it cannot pick a tree the budget cannot feed
+    capped, _ = plan_tree(shape, 150000, TincConfig(), 1, shape_params=400000)
+    assert capped.depth == 1 and all((c == s).all() for c, s in zip(capped.widths, smaller.widths))
+
+
 def test_auto_level_weights_give_each_level_the_square_root_of_its_nodes():
     shape = (128, 96, 24)  # splits y and x twice: 1 + 4 + 16 nodes
     layout = TreeLayout(shape, choose_splits(shape, 2))

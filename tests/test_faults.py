@@ -171,6 +171,28 @@ def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_pa
     assert again.encode(cube) == uninterrupted and again.report.resumed_from == 30
 
 
+# Three starts of 10 steps: forward passes 1-30 are the trial starts, 31 on the fit from step 11.
+@pytest.mark.parametrize("interrupted_call, resumed_from", [(15, 0), (40, 19)], ids=["while-trying-starts", "after-them"])
+def test_a_fit_from_several_starts_resumes_to_the_same_bytes(cube, tmp_path, monkeypatch, interrupted_call, resumed_from):
+    from tinc import training
+
+    monkeypatch.setattr(training, "START_STEPS", 10)
+    monkeypatch.setattr(training, "TRIAL_SCORE_STEPS", 4)
+    monkeypatch.setattr(training, "START_TIME_SHARE", 0.5)
+    options = dict(CODEC, steps=120, starts=3)
+    uninterrupted = tinc.TincCodec(**options)
+    expected = uninterrupted.encode(cube)
+    assert len(uninterrupted.report.start_losses) == 3
+    checkpoint = str(tmp_path / "fit.ckpt")
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, interrupted_call)
+        with pytest.raises(KeyboardInterrupt):
+            tinc.compress(cube, checkpoint=checkpoint, checkpoint_every=0, **options)
+    codec = tinc.TincCodec(checkpoint=checkpoint, checkpoint_every=0, **options)
+    assert codec.encode(cube) == expected
+    assert codec.report.resumed_from == resumed_from and codec.report.steps == 120
+
+
 def test_a_checkpoint_of_other_data_or_options_is_refused_and_kept(cube, tmp_path):
     checkpoint = tmp_path / "fit.ckpt"
     tinc.compress(cube, checkpoint=str(checkpoint), **CODEC)

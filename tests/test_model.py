@@ -302,3 +302,34 @@ def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
     model = TreeINR(plan, w0=w0, generator=torch.Generator().manual_seed(0))
     largest = model.split(model.flat)[0][0].abs().amax(dim=1).detach().numpy()  # per coordinate axis
     assert np.all(largest <= bounds + 1e-6) and largest[0] < 0.7 / 3
+
+
+def test_several_starts_each_train_briefly_and_the_fit_continues_the_best(brain32, monkeypatch):
+    from tinc import training
+
+    monkeypatch.setattr(training, "START_STEPS", 20)
+    monkeypatch.setattr(training, "TRIAL_SCORE_STEPS", 5)
+    config = TincConfig(steps=300, batch=1024, starts=4, quiet=True)
+    assert training.start_steps(300, 4) == 0  # 10% of 300 steps is 7 per start: too few to rank them
+    config = config.replace(steps=1000)
+    assert training.start_steps(1000, 4) == 20 and training.start_steps(None, 4) == 20 and training.start_steps(1000, 1) == 0
+    plan, _ = plan_tree((16, 16, 16), 600, config, 1)
+    data = torch.as_tensor(brain32[:16, :16, :16], dtype=torch.float32) / 500 - 1
+    targets = torch.as_tensor(plan.layout.to_blocks(data.numpy()[..., None]))
+    weights = torch.ones(targets.shape[:2])
+    coords = torch.as_tensor(plan.layout.block_coordinates())
+
+    def fitted(model_start: int, starts: int):
+        model = TreeINR(plan, generator=torch.Generator().manual_seed(config.seed))
+        if model_start:
+            with torch.no_grad():
+                model.flat.copy_(training.initial_weights(model, config.seed, model_start))
+        report = training.fit(model, targets, weights, coords, config.replace(starts=starts))
+        return model.flat.detach().clone(), report
+
+    several, report = fitted(0, 4)
+    assert len(report.start_losses) == 4 and len(set(report.start_losses)) == 4  # other weights, other losses
+    assert report.start == int(np.argmin(report.start_losses)) and report.steps == 1000
+    # the winner, started alone, gives bit for bit the same fit: same samples, same schedule
+    alone, single = fitted(report.start, 1)
+    assert single.start_losses == [] and torch.equal(several, alone)

@@ -160,14 +160,18 @@ def auto_floor(depth: int, min_width: int) -> int:
     return min_width if depth <= 1 else 4 * min_width
 
 
-def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None) -> tuple[TreePlan, str | None]:
+def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None,
+              shape_params: float | None = None) -> tuple[TreePlan, str | None]:
     """Choose the depth and widths for `params` parameters.
 
     `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
     is the requested one, or the deepest whose plain widths (equal weights and shares, as
     the floor was measured) all reach `auto_floor(depth)`; a requested depth the budget
-    cannot feed falls back to a shallower tree, and the returned note says so.
+    cannot feed falls back to a shallower tree, and the returned note says so. The depth
+    and layers are chosen for `shape_params` (at most `params`; default `params`), the
+    widths sized for `params`.
     """
+    shape_params = params if shape_params is None else min(shape_params, params)
     requested = config.requested_depth()
     note = None
     for depth in range(MAX_AUTO_DEPTH if requested is None else requested, -1, -1):
@@ -177,7 +181,7 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         equal = [np.ones(n) for n in layout.nodes_per_level]
         floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
         for layers in config.layer_choices(depth):
-            plain = allocate(layout, params, layers, (1.0,) * (depth + 1), equal, channels)
+            plain = allocate(layout, shape_params, layers, (1.0,) * (depth + 1), equal, channels)
             narrowest = min(int(w.min()) for w in plain.widths)
             if narrowest >= floor:
                 break

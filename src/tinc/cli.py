@@ -90,7 +90,7 @@ CONFIG_FLAGS: dict[str, dict] = {
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
     "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
     "w0": dict(type=float, help="SIREN frequency (default 30)"),
-    "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 6)"),
+    "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 5)"),
     "qat_fraction": dict(type=float, metavar="F", help="last fraction of the fit trained through the rounded weights the "
                          "file stores (default 0.1; 0: off)"),
     "qat_damping": dict(type=float, metavar="D", help="pull of the weights toward their rounded values while training through "
@@ -98,6 +98,8 @@ CONFIG_FLAGS: dict[str, dict] = {
     "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
     "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
     "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),
+    "starts": dict(type=int, metavar="N", help="initial weights tried for a few hundred steps each; the fit continues "
+                   "the best (default 4; 1: one start)"),
     "seed": dict(type=int, help="random seed (default 0)"),
     "device": dict(help="cpu (default), cuda, cuda:N or auto"),
     "quiet": dict(action="store_true", help="no progress or summary output"),
@@ -154,6 +156,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         widths = "/".join(_width_text(w) for w in plan.widths)
         nodes = "+".join(str(n) for n in plan.layout.nodes_per_level)
         stop = " (time limit)" if report.stopped_by_time else ""
+        if len(report.start_losses) > 1:
+            stop += f", start {report.start + 1} of {len(report.start_losses)} tried"
         if report.target_search is not None:
             stop += f", chosen from {len(report.target_search.trials)} trials for {report.target_search.target:g} dB"
         print(

@@ -30,6 +30,11 @@ MAX_SPATIAL_DIMS = 4
 MAX_DECODE_VOXELS = 1 << 32  # 16 GiB of float32; larger outputs need streaming decode
 MAX_WIDTH = 4096
 MAX_LAYERS = 16
+# The tree's depth and layers are chosen as if weights cost at least this many bits, the widths
+# for `weight_bits`: the depth floor was measured on networks sized for 6 bits, and sizing for
+# 5 throughout moved cell at 64x and 512x to other depths and lost 3.7 and 1.7 dB there, while
+# it gains in most other cells (RESULTS.md sections 13 and 15).
+SHAPE_BITS = 6
 _STREAM_SLACK = 16  # the ANS stream ends on a 32-bit word; the WGTS length varint may grow
 
 
@@ -44,6 +49,10 @@ class EncodeReport:
     stopped_by_time: bool = False
     resumed_from: int = 0
     log2_quality: float | None = None
+    start_losses: list[float] = field(default_factory=list)
+    """Per initial weights tried, its loss after its trial steps (empty: one start)."""
+    start: int = 0
+    """The start the fit continued."""
     target_search: "TargetSearch | None" = None  # noqa: F821
     """The ratio search of `target_psnr`, if one ran."""
     notes: list[str] = field(default_factory=list)
@@ -99,10 +108,11 @@ class TincCodec:
         overhead = 256
         for _ in range(2):
             params = max(budget - overhead, 0) * 8 / config.weight_bits
+            shape_params = max(budget - overhead, 0) * 8 / max(config.weight_bits, SHAPE_BITS)
             if params <= 0:
                 hint = "use a lower --ratio" if original.nbytes > overhead else f"the array ({original.nbytes} bytes) is too small to compress"
                 raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; {hint}")
-            plan, note = plan_tree(spatial, params, config, channels, layout_data)
+            plan, note = plan_tree(spatial, params, config, channels, layout_data, shape_params)
             header = make_header(original, plan, config, low, high)
             n_tensors = 2 * (sum(plan.layers) + 1)
             overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES + _STREAM_SLACK
@@ -139,6 +149,7 @@ class TincCodec:
                 progress.close()
         report.steps, report.fit_seconds, report.stopped_by_time = fit_report.steps, fit_report.seconds, fit_report.stopped_by_time
         report.resumed_from = fit_report.resumed_from
+        report.start_losses, report.start = fit_report.start_losses, fit_report.start
         if fit_report.restarts:
             note = (f"the fit stayed at the blocks' mean values and started again {fit_report.restarts} time(s), "
                     "with half the learning rate each time")
@@ -413,11 +424,12 @@ class _Progress:
         self.bar = tqdm(total=config.step_count(), desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
         self.done = 0
 
-    def update_fit(self, step: int, loss: float) -> None:
+    def update_fit(self, step: int, loss: float, phase: str | None = None) -> None:
+        """`phase` names a trial start (its steps count from 1 again)."""
         self.bar.update(step - self.done)
         self.done = step
         if loss > 0:
-            self.bar.set_postfix_str(f"fit PSNR {fit_psnr(loss, self.config):.1f} dB (range)")
+            self.bar.set_postfix_str(f"{phase + ', ' if phase else ''}fit PSNR {fit_psnr(loss, self.config):.1f} dB (range)")
 
     def close(self) -> None:
         self.bar.close()

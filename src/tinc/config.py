@@ -54,8 +54,9 @@ class TincConfig:
     """Seconds of training after which the fit stops early (a valid file is still written)."""
     w0: float = 30.0
     """SIREN frequency of every sine layer."""
-    weight_bits: int = 6
-    """Bits per weight assumed when sizing the networks; 32 stores raw float32 weights."""
+    weight_bits: int = 5
+    """Bits per weight assumed when sizing the networks (the tree's depth and layers are chosen
+    as for at least `codec.SHAPE_BITS`); 32 stores raw float32 weights."""
     qat_fraction: float = 0.1
     """Last fraction of the fit (of its steps or time) trained through the weights rounded as
     the coder will store them (quantization-aware training); 0 turns it off."""
@@ -70,6 +71,9 @@ class TincConfig:
     """No node's MLP may be narrower; the automatic depth respects it."""
     channel_axis: int | None = None
     """Axis holding channels (e.g. RGB), not partitioned by the tree."""
+    starts: int = 4
+    """Initial weights tried, each for a few hundred steps (at most a tenth of the fit); the
+    fit continues the one with the lowest loss (see `training.start_steps`). 1: one start."""
     seed: int = 0
     device: str = "cpu"
     quiet: bool = False
@@ -103,6 +107,8 @@ class TincConfig:
             raise TincConfigError(f"steps must be >= 0, got {self.steps}")
         if self.lr is not None and not 0 < self.lr < 1:
             raise TincConfigError(f"lr must be in (0, 1), got {self.lr}")
+        if self.starts < 1:
+            raise TincConfigError(f"starts must be >= 1, got {self.starts}")
         if self.batch < 1:
             raise TincConfigError(f"batch must be >= 1, got {self.batch}")
         if self.time_limit is not None and self.time_limit < 0:

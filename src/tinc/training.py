@@ -29,6 +29,11 @@ _NOT_FINGERPRINTED = ("quiet", "checkpoint", "checkpoint_every")
 # 16x as a depth-2 tree: 21.9 dB range PSNR; RESULTS.md section 14).
 WARMUP_STEPS = 100
 
+# Several initial weights are each trained for `START_STEPS` steps (at most a tenth of the
+# fit, and of its time limit, on all starts together), ranked by their mean loss over the
+# last `TRIAL_SCORE_STEPS`, and the fit continues the best (`TincConfig.starts`).
+START_STEPS, TRIAL_SCORE_STEPS, START_TIME_SHARE = 200, 50, 0.1
+
 
 @dataclass
 class FitReport:
@@ -42,6 +47,10 @@ class FitReport:
     """Times the fit diverged and went back to its last healthy state (see `DivergenceGuard`)."""
     restarts: int = 0
     """Times the fit never left the leaves' means and started again (see `DivergenceGuard`)."""
+    start_losses: list[float] = dataclasses.field(default_factory=list)
+    """Per initial weights tried, its mean loss over its last trial steps (empty: one start)."""
+    start: int = 0
+    """The start the fit continued."""
 
 
 class DivergenceGuard:
@@ -225,21 +234,20 @@ def fit(
         done, spent, loss_value = checkpoint.restore(model, optimiser, generator)
         if done and not config.quiet:
             print(f"tinc: note: resuming from {config.checkpoint} at step {done}", file=sys.stderr)
-    guard = DivergenceGuard(model, optimiser, leaf_mean_loss(targets, weights), checkpoint.guard if checkpoint is not None else None)
+    baseline = leaf_mean_loss(targets, weights)
+    guard = DivergenceGuard(model, optimiser, baseline, checkpoint.guard if checkpoint is not None else None)
     start = time.perf_counter() - spent
-    step = done
-    stopped_by_time = False
     planned = config.step_count()  # None: the time limit alone ends the fit
     warmup = max(1, min(WARMUP_STEPS, planned // 10)) if planned else WARMUP_STEPS
-    for step in range(done + 1, planned + 1) if planned is not None else itertools.count(done + 1):
+
+    def train_step(step: int, optimiser: torch.optim.Optimizer, guard: DivergenceGuard) -> torch.Tensor | None:
+        """One step of the fit; None once the time limit has passed."""
         elapsed = time.perf_counter() - start
         clock = step / planned if planned else 0.0
         if config.time_limit:
             clock = max(clock, elapsed / config.time_limit)
             if elapsed >= config.time_limit:
-                stopped_by_time = True
-                step -= 1
-                break
+                return None
         if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
             if config.qat_damping:
@@ -266,17 +274,82 @@ def fit(
         objective.backward()
         optimiser.step()
         guard.update(loss, step)
-        if progress is not None and (step % 25 == 0 or step == planned):
-            loss_value = loss.item()
-            progress(step, loss_value)
-        if checkpoint is not None:
-            checkpoint.save(step, time.perf_counter() - start, loss.detach(), model, optimiser, generator, guard)
-    if step > done and loss_value != loss_value:
+        return loss
+
+    resumed_from, step, stopped_by_time, loss = done, done, False, None
+    start_losses, chosen = [], 0
+    trial = start_steps(planned, config.starts) if done == 0 else 0
+    if trial:
+        # Tiny networks land in very different places from different initial weights (tinc_test
+        # at 512x: 29.2 to 32.5 dB over 7 seeds), and the loss after a few hundred steps already
+        # ranks them (RESULTS.md section 15): try several, continue the best.
+        best = None
+        for start_index in range(config.starts):
+            began = time.perf_counter()
+            if start_index:
+                with torch.no_grad():
+                    model.flat.copy_(initial_weights(model, config.seed, start_index))
+                optimiser = optimiser_class(model.parameters(), lr=peak_rate)
+                guard = DivergenceGuard(model, optimiser, baseline)
+            generator.manual_seed(config.seed)  # every start sees the same samples
+            losses = []
+            for step in range(1, trial + 1):
+                loss = train_step(step, optimiser, guard)
+                if loss is None:
+                    break
+                if progress is not None and step % 25 == 0:
+                    progress(step, loss.item(), f"start {start_index + 1} of {config.starts}")
+                if step > trial - TRIAL_SCORE_STEPS:
+                    losses.append(loss.detach())
+            if loss is None:  # out of time: the best start so far is the fit (or this one, if it is the first)
+                stopped_by_time = True
+                step -= 1
+                break
+            score = float(torch.stack(losses).mean())
+            start_losses.append(score)
+            if best is None or score < best[0]:
+                best = (score, model.flat.detach().clone(), optimiser, guard, loss.detach())
+                chosen = start_index
+            if config.time_limit and (start_index + 2) * (time.perf_counter() - began) > START_TIME_SHARE * config.time_limit:
+                break  # slow steps: more starts would take too much of the time limit
+        if best is not None:
+            _, flat, optimiser, guard, loss = best
+            with torch.no_grad():
+                model.flat.copy_(flat)
+            # the samples drawn next are the same whichever start won: each drew `trial` batches
+            step = done = trial
+    if not stopped_by_time:
+        for step in range(done + 1, planned + 1) if planned is not None else itertools.count(done + 1):
+            loss = train_step(step, optimiser, guard)
+            if loss is None:
+                stopped_by_time = True
+                step -= 1
+                break
+            if progress is not None and (step % 25 == 0 or step == planned):
+                loss_value = loss.item()
+                progress(step, loss_value)
+            if checkpoint is not None:
+                checkpoint.save(step, time.perf_counter() - start, loss.detach(), model, optimiser, generator, guard)
+    if loss is not None and loss_value != loss_value:
         loss_value = float(loss.detach())
-    if checkpoint is not None and step > done:  # a crash while coding or writing resumes with nothing to fit
+    if checkpoint is not None and step > resumed_from:  # a crash while coding or writing resumes with nothing to fit
         checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, guard, due_only=False)
-    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=done, recoveries=guard.recoveries,
-                     restarts=guard.restarts)
+    return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=resumed_from,
+                     recoveries=guard.recoveries, restarts=guard.restarts, start_losses=start_losses, start=chosen)
+
+
+def start_steps(planned: int | None, starts: int) -> int:
+    """Steps each of `starts` initial weights trains before the best is kept (0: just one start)."""
+    if starts <= 1:
+        return 0
+    steps = START_STEPS if planned is None else min(START_STEPS, int(planned * START_TIME_SHARE) // starts)
+    return steps if steps >= 2 * TRIAL_SCORE_STEPS else 0
+
+
+def initial_weights(model: TreeINR, seed: int, start_index: int) -> torch.Tensor:
+    """The flat initial weights of start `start_index` (start 0 is the model's own)."""
+    generator = torch.Generator().manual_seed(seed + 1_000_003 * start_index)
+    return TreeINR(model.plan, model.w0, generator).flat.detach().to(model.flat.device)
 
 
 def leaf_mean_loss(targets: torch.Tensor, weights: torch.Tensor) -> float:

@@ -47,7 +47,7 @@ class TincReferenceAdapter(TincAdapter):
     description = "tinc with the authors' published settings (2 levels, 1/.8/1.5, float32 weights, [0,100], adamax)"
     preset = dict(
         levels=2, level_weights=(1.0, 0.8, 1.5), layers=(2, 2, 3), weight_bits=32,
-        value_range=(0.0, 100.0), optimizer="adamax", lr=1e-3,
+        value_range=(0.0, 100.0), optimizer="adamax", lr=1e-3, starts=1,
     )
 
 
