@@ -68,20 +68,20 @@ class DivergenceGuard:
     is below `ESCAPED` x `baseline`, every `STUCK_STEPS` steps the guard puts back the
     initial weights, halves the rate and restarts the warm-up, at most `MAX_RESTARTS` times.
 
-    A rate can also be just too high to make progress: a wide tree (example4d at 64x, 95
-    wide) wanders at its peak rate for thousands of steps, its loss no better than after its
-    first thousand, until the cosine brings the rate down (RESULTS.md section 15). When no
-    window has beaten the best by `PROGRESS` for `PATIENCE` steps, the rate is halved.
+    A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
+    95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
+    best, until the cosine brings the rate down (RESULTS.md section 15). When every window
+    for `PATIENCE` steps is above `DRIFTED` x the best, the rate is halved.
     """
 
     WINDOW, HEALTHY, DIVERGED = 25, 1.5, 4.0
     ESCAPED, STUCK_STEPS, MAX_RESTARTS = 0.5, 500, 3
-    PROGRESS, PATIENCE = 0.01, 1000
+    DRIFTED, PATIENCE = 1.25, 1000
 
     def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
         self.model, self.optimiser, self.baseline = model, optimiser, baseline
         self.rate_scale, self.best, self.recoveries = 1.0, math.inf, 0
-        self.best_step, self.slowdowns = 0, 0
+        self.near_best_step, self.slowdowns = 0, 0
         self.total, self.count = None, 0
         self.snapshot = self._state()
         self.restarts, self.restart_step, self.initial = 0, 0, self.snapshot[0]
@@ -90,14 +90,14 @@ class DivergenceGuard:
             self.rate_scale, self.best = restored["rate_scale"], restored["best_loss"]
             self.restarts, self.restart_step = restored["restarts"], restored["restart_step"]
             self.escaped = restored["escaped"]
-            self.best_step, self.slowdowns = restored["best_step"], restored["slowdowns"]
+            self.near_best_step, self.slowdowns = restored["near_best_step"], restored["slowdowns"]
             self.initial = restored["initial"] or self.initial
 
     def saved(self) -> dict:
         """What a checkpoint keeps of the guard (the initial weights only while they may be needed)."""
         return {"rate_scale": self.rate_scale, "best_loss": self.best, "restarts": self.restarts,
                 "restart_step": self.restart_step, "escaped": self.escaped,
-                "best_step": self.best_step, "slowdowns": self.slowdowns, "initial": None if self.escaped else self.initial}
+                "near_best_step": self.near_best_step, "slowdowns": self.slowdowns, "initial": None if self.escaped else self.initial}
 
     def _state(self):
         # parameters only: the model's other buffers (the padding masks) never change
@@ -125,14 +125,14 @@ class DivergenceGuard:
             self.optimiser.load_state_dict(copy.deepcopy(optimiser_state))
             self.rate_scale /= 2
             self.recoveries += 1
-            self.best_step = step
+            self.near_best_step = step
             return
-        if mean < (1 - self.PROGRESS) * self.best:
-            self.best_step = step
-        elif step - self.best_step >= self.PATIENCE:
+        if mean <= self.DRIFTED * self.best:
+            self.near_best_step = step  # the last window near the best
+        elif step - self.near_best_step >= self.PATIENCE:
             self.rate_scale /= 2
             self.slowdowns += 1
-            self.best_step = step
+            self.near_best_step = step
         self.best = min(self.best, mean)
         if mean <= self.HEALTHY * self.best:
             self.snapshot = self._state()
