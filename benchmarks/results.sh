@@ -158,6 +158,25 @@ step16() {  # Warm-up, the rate per depth and the depth floor: depth 1 against d
   tinc bench skimage:cell --ratios 128,256,512 --codecs tinc --time-limit 300 --out "$out/long-cell-warmup" --quiet
 }
 
+step17() {  # 5-bit sizing with the shape chosen as for 6 bits, several starts, half the rate without progress.
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 64,128,256,512 --time-limit 30 \
+      --only "sized for 6-bit weights with one start,sized for 5-bit weights with one start" | tee "$out/bits-5-6.md"
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 64,128,256,512 --time-limit 30 \
+      --only "sized for 5-bit weights with one start,sized for 5-bit weights" | tee "$out/starts-5bit.md"
+  python benchmarks/starts.py "$data/tinc_test.tif" --ratio 512 --steps 3000 --seeds 7 | tee "$out/starts-seeds.md"
+  python benchmarks/starts.py skimage:cell --ratio 256 --steps 3000 --seeds 5 | tee -a "$out/starts-seeds.md"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-drift" --quiet
+  for commit in 6603636 354a92c; do  # without a rate rule, and with the rule that was replaced
+    before=$(mktemp -d) && git worktree add -q --detach "$before" "$commit"
+    PYTHONPATH="$before/src" python -m tinc.cli bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
+        skimage:cell --ratios 64,128,256,512 --codecs tinc --time-limit 60 --out "$out/field-$commit" --quiet
+    git worktree remove --force "$before"
+  done
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17)
 for s in "${steps[@]}"; do "step$s"; done
