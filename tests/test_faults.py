@@ -152,22 +152,28 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
     monkeypatch.setattr(TreeINR, "forward", forward)
 
 
-# Forward passes before training step 17: 16 steps; with rounding from step 15 on, also 8
-# curvature probes and 2 loss evaluations (the rounding cost) before step 15.
-@pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 17), (0.5, 27)], ids=["before-rounding", "while-rounding"])
-def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch, qat_fraction, interrupted_call):
-    options = dict(CODEC, qat_fraction=qat_fraction)
-    uninterrupted = tinc.compress(cube, **options)
+def resumed_after_interrupt(cube, tmp_path, monkeypatch, options: dict, interrupted_call: int) -> tuple[bytes, tinc.TincCodec]:
+    """Ctrl-C a checkpointed compression at forward pass `interrupted_call`, then rerun it."""
     checkpoint = str(tmp_path / "fit.ckpt")
     with monkeypatch.context() as patch:
         interrupt_at_step(patch, interrupted_call)
         with pytest.raises(KeyboardInterrupt):
             tinc.compress(cube, checkpoint=checkpoint, checkpoint_every=0, **options)
     codec = tinc.TincCodec(checkpoint=checkpoint, checkpoint_every=0, **options)
-    assert codec.encode(cube) == uninterrupted
+    return codec.encode(cube), codec
+
+
+# Forward passes before training step 17: 16 steps; with rounding from step 15 on, also 8
+# curvature probes and 2 loss evaluations (the rounding cost) before step 15.
+@pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 17), (0.5, 27)], ids=["before-rounding", "while-rounding"])
+def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch, qat_fraction, interrupted_call):
+    options = dict(CODEC, qat_fraction=qat_fraction)
+    uninterrupted = tinc.compress(cube, **options)
+    resumed, codec = resumed_after_interrupt(cube, tmp_path, monkeypatch, options, interrupted_call)
+    assert resumed == uninterrupted
     assert codec.report.resumed_from == 16 and codec.report.steps == 30
     # the finished checkpoint, met again, skips the fit and still gives the same file
-    again = tinc.TincCodec(checkpoint=checkpoint, **options)
+    again = tinc.TincCodec(checkpoint=codec.config.checkpoint, **options)
     assert again.encode(cube) == uninterrupted and again.report.resumed_from == 30
 
 
@@ -183,13 +189,8 @@ def test_a_fit_from_several_starts_resumes_to_the_same_bytes(cube, tmp_path, mon
     uninterrupted = tinc.TincCodec(**options)
     expected = uninterrupted.encode(cube)
     assert len(uninterrupted.report.start_losses) == 3
-    checkpoint = str(tmp_path / "fit.ckpt")
-    with monkeypatch.context() as patch:
-        interrupt_at_step(patch, interrupted_call)
-        with pytest.raises(KeyboardInterrupt):
-            tinc.compress(cube, checkpoint=checkpoint, checkpoint_every=0, **options)
-    codec = tinc.TincCodec(checkpoint=checkpoint, checkpoint_every=0, **options)
-    assert codec.encode(cube) == expected
+    resumed, codec = resumed_after_interrupt(cube, tmp_path, monkeypatch, options, interrupted_call)
+    assert resumed == expected
     assert codec.report.resumed_from == resumed_from and codec.report.steps == 120
 
 
