@@ -203,10 +203,10 @@ def test_a_fit_that_drifts_back_from_its_best_for_long_gets_half_the_rate():
     patience, drifted = DivergenceGuard.PATIENCE, DivergenceGuard.DRIFTED
     for step in range(1, 3 * patience + 1):  # noisy, never better, but near the best now and then
         guard.update(torch.tensor(0.1 * (1.0 if step % 500 < 25 else 1.2 * drifted)), step)
-    assert guard.rate_scale == 1.0 and guard.slowdowns == 0
+    assert guard.rate_scale == 1.0
     for step in range(3 * patience + 1, 5 * patience + 1):  # every window above DRIFTED x the best
         guard.update(torch.tensor(0.1 * 1.2 * drifted), step)
-    assert guard.slowdowns == 2 and guard.rate_scale == 0.25 and guard.recoveries == 0
+    assert guard.rate_scale == 0.25 and guard.recoveries == 0  # halved once per PATIENCE steps
 
 
 def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it_exactly():

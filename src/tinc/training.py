@@ -81,7 +81,7 @@ class DivergenceGuard:
     def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
         self.model, self.optimiser, self.baseline = model, optimiser, baseline
         self.rate_scale, self.best, self.recoveries = 1.0, math.inf, 0
-        self.near_best_step, self.slowdowns = 0, 0
+        self.near_best_step = 0
         self.total, self.count = None, 0
         self.snapshot = self._state()
         self.restarts, self.restart_step, self.initial = 0, 0, self.snapshot[0]
@@ -90,14 +90,14 @@ class DivergenceGuard:
             self.rate_scale, self.best = restored["rate_scale"], restored["best_loss"]
             self.restarts, self.restart_step = restored["restarts"], restored["restart_step"]
             self.escaped = restored["escaped"]
-            self.near_best_step, self.slowdowns = restored["near_best_step"], restored["slowdowns"]
+            self.near_best_step = restored["near_best_step"]
             self.initial = restored["initial"] or self.initial
 
     def saved(self) -> dict:
         """What a checkpoint keeps of the guard (the initial weights only while they may be needed)."""
         return {"rate_scale": self.rate_scale, "best_loss": self.best, "restarts": self.restarts,
                 "restart_step": self.restart_step, "escaped": self.escaped,
-                "near_best_step": self.near_best_step, "slowdowns": self.slowdowns, "initial": None if self.escaped else self.initial}
+                "near_best_step": self.near_best_step, "initial": None if self.escaped else self.initial}
 
     def _state(self):
         # parameters only: the model's other buffers (the padding masks) never change
@@ -131,7 +131,6 @@ class DivergenceGuard:
             self.near_best_step = step  # the last window near the best
         elif step - self.near_best_step >= self.PATIENCE:
             self.rate_scale /= 2
-            self.slowdowns += 1
             self.near_best_step = step
         self.best = min(self.best, mean)
         if mean <= self.HEALTHY * self.best:
