@@ -292,47 +292,18 @@ def fit(
         return loss
 
     resumed_from, step, stopped_by_time, loss = done, done, False, None
-    start_losses, chosen = [], 0
+    starts = Starts([], 0)
     trial = start_steps(planned, config.starts) if done == 0 else 0
     if trial:
-        # Tiny networks land in very different places from different initial weights (tinc_test
-        # at 512x: 29.2 to 32.5 dB over 7 seeds), and the loss after a few hundred steps already
-        # ranks them (RESULTS.md section 15): try several, continue the best.
-        best = None
-        for start_index in range(config.starts):
-            began = time.perf_counter()
-            if start_index:
-                with torch.no_grad():
-                    model.flat.copy_(initial_weights(model, config.seed, start_index))
-                optimiser = optimiser_class(model.parameters(), lr=peak_rate)
-                guard = DivergenceGuard(model, optimiser, baseline)
-            generator.manual_seed(config.seed)  # every start sees the same samples
-            losses = []
-            for step in range(1, trial + 1):
-                loss = train_step(step, optimiser, guard)
-                if loss is None:
-                    break
-                if progress is not None and step % 25 == 0:
-                    progress(step, loss.item(), f"start {start_index + 1} of {config.starts}")
-                if step > trial - TRIAL_SCORE_STEPS:
-                    losses.append(loss.detach())
-            if loss is None:  # out of time: the best start so far is the fit (or this one, if it is the first)
-                stopped_by_time = True
-                step -= 1
-                break
-            score = float(torch.stack(losses).mean())
-            start_losses.append(score)
-            if best is None or score < best[0]:
-                best = (score, model.flat.detach().clone(), optimiser, guard, loss.detach())
-                chosen = start_index
-            if config.time_limit and (start_index + 2) * (time.perf_counter() - began) > START_TIME_SHARE * config.time_limit:
-                break  # slow steps: more starts would take too much of the time limit
-        if best is not None:
-            _, flat, optimiser, guard, loss = best
+        def fresh_start(start_index: int):
             with torch.no_grad():
-                model.flat.copy_(flat)
-            # the samples drawn next are the same whichever start won: each drew `trial` batches
-            step = done = trial
+                model.flat.copy_(initial_weights(model, config.seed, start_index))
+            optimiser = optimiser_class(model.parameters(), lr=peak_rate)
+            return optimiser, DivergenceGuard(model, optimiser, baseline)
+
+        starts = try_starts(model, config, trial, train_step, (optimiser, guard), fresh_start, generator, progress)
+        optimiser, guard, loss, step, stopped_by_time = starts.optimiser, starts.guard, starts.loss, starts.step, starts.stopped_by_time
+        done = step
     if not stopped_by_time:
         for step in range(done + 1, planned + 1) if planned is not None else itertools.count(done + 1):
             loss = train_step(step, optimiser, guard)
@@ -350,7 +321,63 @@ def fit(
     if checkpoint is not None and step > resumed_from:  # a crash while coding or writing resumes with nothing to fit
         checkpoint.save(step, time.perf_counter() - start, loss_value, model, optimiser, generator, guard, due_only=False)
     return FitReport(step, time.perf_counter() - start, loss_value, stopped_by_time, resumed_from=resumed_from,
-                     recoveries=guard.recoveries, restarts=guard.restarts, start_losses=start_losses, start=chosen)
+                     recoveries=guard.recoveries, restarts=guard.restarts, start_losses=starts.losses, start=starts.chosen)
+
+
+@dataclass
+class Starts:
+    """What `try_starts` leaves: every start's trial loss, the one kept, and the state to go on from."""
+
+    losses: list[float]
+    chosen: int
+    optimiser: torch.optim.Optimizer | None = None
+    guard: DivergenceGuard | None = None
+    loss: torch.Tensor | None = None
+    step: int = 0
+    stopped_by_time: bool = False
+
+
+def try_starts(model: TreeINR, config: TincConfig, trial: int, train_step, first: tuple, fresh_start, generator: torch.Generator,
+               progress=None) -> Starts:
+    """Train `config.starts` initial weights for `trial` steps each and put the best back in `model`.
+
+    Tiny networks land in very different places from different initial weights (tinc_test
+    at 512x: 29.2 to 32.5 dB over 7 seeds), and the loss after a few hundred steps already
+    ranks them (RESULTS.md section 15). `first` is the (optimiser, guard) of the model's own
+    weights; `fresh_start(i)` loads start i's weights and returns its (optimiser, guard).
+    Every start sees the same samples, so the winner goes on as if it had been the only one.
+    """
+    result, best_flat = Starts([], 0), None
+    optimiser, guard = first
+    for start_index in range(config.starts):
+        began = time.perf_counter()
+        if start_index:
+            optimiser, guard = fresh_start(start_index)
+        generator.manual_seed(config.seed)
+        losses, loss = [], None
+        for step in range(1, trial + 1):
+            loss = train_step(step, optimiser, guard)
+            if loss is None:
+                break
+            if progress is not None and step % 25 == 0:
+                progress(step, loss.item(), f"start {start_index + 1} of {config.starts}")
+            if step > trial - TRIAL_SCORE_STEPS:
+                losses.append(loss.detach())
+        if loss is None:  # out of time: the best start so far is the fit (or this one, if it is the first)
+            if best_flat is None:
+                return Starts(result.losses, 0, optimiser, guard, None, step - 1, True)
+            result.stopped_by_time = True
+            break
+        result.losses.append(float(torch.stack(losses).mean()))
+        if best_flat is None or result.losses[-1] < result.losses[result.chosen]:
+            result.chosen, best_flat = start_index, model.flat.detach().clone()
+            result.optimiser, result.guard, result.loss = optimiser, guard, loss.detach()
+        if config.time_limit and (start_index + 2) * (time.perf_counter() - began) > START_TIME_SHARE * config.time_limit:
+            break  # slow steps: more starts would take too much of the time limit
+    with torch.no_grad():
+        model.flat.copy_(best_flat)
+    result.step = trial  # the samples drawn next are the same whichever start won
+    return result
 
 
 def start_steps(planned: int | None, starts: int) -> int:
