@@ -296,12 +296,13 @@ def fit(
     trial = start_steps(planned, config.starts) if done == 0 else 0
     if trial:
         def fresh_start(start_index: int):
-            with torch.no_grad():
-                model.flat.copy_(initial_weights(model, config.seed, start_index))
+            if start_index:  # start 0 trains the model's own initial weights
+                with torch.no_grad():
+                    model.flat.copy_(initial_weights(model, config.seed, start_index))
             optimiser = optimiser_class(model.parameters(), lr=peak_rate)
             return optimiser, DivergenceGuard(model, optimiser, baseline)
 
-        starts = try_starts(model, config, trial, train_step, (optimiser, guard), fresh_start, generator, progress)
+        starts = try_starts(model, config, trial, train_step, fresh_start, generator, progress)
         optimiser, guard, loss, step, stopped_by_time = starts.optimiser, starts.guard, starts.loss, starts.step, starts.stopped_by_time
         done = step
     if not stopped_by_time:
@@ -337,22 +338,20 @@ class Starts:
     stopped_by_time: bool = False
 
 
-def try_starts(model: TreeINR, config: TincConfig, trial: int, train_step, first: tuple, fresh_start, generator: torch.Generator,
+def try_starts(model: TreeINR, config: TincConfig, trial: int, train_step, fresh_start, generator: torch.Generator,
                progress=None) -> Starts:
     """Train `config.starts` initial weights for `trial` steps each and put the best back in `model`.
 
     Tiny networks land in very different places from different initial weights (tinc_test
     at 512x: 29.2 to 32.5 dB over 7 seeds), and the loss after a few hundred steps already
-    ranks them (RESULTS.md section 15). `first` is the (optimiser, guard) of the model's own
-    weights; `fresh_start(i)` loads start i's weights and returns its (optimiser, guard).
+    ranks them (RESULTS.md section 15). `fresh_start(i)` loads start i's weights and returns
+    a new (optimiser, guard) for them.
     Every start sees the same samples, so the winner goes on as if it had been the only one.
     """
     result, best_flat = Starts([], 0), None
-    optimiser, guard = first
     for start_index in range(config.starts):
         began = time.perf_counter()
-        if start_index:
-            optimiser, guard = fresh_start(start_index)
+        optimiser, guard = fresh_start(start_index)
         generator.manual_seed(config.seed)
         losses, loss = [], None
         for step in range(1, trial + 1):
