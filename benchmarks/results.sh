@@ -171,6 +171,12 @@ step17() {  # 5-bit sizing with the shape chosen as for 6 bits, several starts, 
       --codecs sperr,sz3,jpeg2000,hevc,tinc --time-limit 60 --out "$out/field-drift" --quiet
   for commit in 6603636 354a92c; do  # without a rate rule, and with the rule that was replaced
     before=$(mktemp -d) && git worktree add -q --detach "$before" "$commit"
+    if [ "$commit" = 6603636 ]; then  # example4d at 64x drifting at the default rate
+      for options in "" "--starts 1" "--lr 1e-3"; do
+        PYTHONPATH="$before/src" python -m tinc.cli compress nibabel:example4d.nii.gz -o "$out/e64.tinc" --ratio 64 \
+            --time-limit 60 $options 2>>"$out/drift-example4d-progress.txt" | tee -a "$out/drift-example4d.txt"
+      done
+    fi
     PYTHONPATH="$before/src" python -m tinc.cli bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
         skimage:cell --ratios 64,128,256,512 --codecs tinc --time-limit 60 --out "$out/field-$commit" --quiet
     git worktree remove --force "$before"
