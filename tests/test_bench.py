@@ -216,6 +216,16 @@ def test_tiny_sweep_writes_consistent_reports(tmp_path):
         assert float(line["encode_s"]) >= 0 and float(line["decode_s"]) >= 0
     # the fast codecs all reach 16x on this crop
     assert all(r["status"] == "ok" for r in rows if r["target_ratio"] == 16.0 and r["codec"] != "tinc")
+    # a tinc row's note names the tree its file holds, as `tinc info` reads it
+    from tinc.cli import describe
+
+    for row in rows:
+        if row["codec"] == "tinc" and row["status"] == "ok":
+            info = describe(row["compressed"])
+            widths = "/".join(info["widths_per_level"])
+            assert row["note"] == f"depth {info['levels']}, widths {widths}, layers {'/'.join(map(str, info['layers_per_level']))}"
+        elif row["status"] == "ok":
+            assert row["note"] == ""
 
     markdown = (out / "results.md").read_text()
     assert str(path) in markdown and "| sperr | 64 |" in markdown

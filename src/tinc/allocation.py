@@ -84,6 +84,15 @@ class TreePlan:
     def params(self) -> int:
         return sum(self.params_per_level())
 
+    def widths_text(self) -> str:
+        """Widths level by level, "36/13"; a level of unequal widths shows its range, "8-13"."""
+        return "/".join(width_text(w) for w in self.widths)
+
+
+def width_text(widths) -> str:
+    widths = np.asarray(widths)
+    return str(int(widths[0])) if np.all(widths == widths[0]) else f"{int(widths.min())}-{int(widths.max())}"
+
 
 def allocate(
     layout: TreeLayout,

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import container, metrics
+from .allocation import width_text
 from .codec import MAX_DECODE_VOXELS, TincCodec, plan_from_header
 from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
@@ -153,7 +154,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
         recon = codec.decode(data)
         report = codec.report
         plan = report.plan
-        widths = "/".join(_width_text(w) for w in plan.widths)
         nodes = "+".join(str(n) for n in plan.layout.nodes_per_level)
         stop = " (time limit)" if report.stopped_by_time else ""
         if len(report.start_losses) > 1:
@@ -162,7 +162,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             stop += f", chosen from {len(report.target_search.trials)} trials for {report.target_search.target:g} dB"
         print(
             f"{args.input} -> {args.output}: {len(data)} bytes, ratio {array.nbytes / len(data):.1f}x, "
-            f"depth {plan.depth} ({nodes} nodes, widths {widths}), {report.steps} steps{stop}, "
+            f"depth {plan.depth} ({nodes} nodes, widths {plan.widths_text()}), {report.steps} steps{stop}, "
             f"PSNR {metrics.psnr(array, recon):.2f} dB, {time.perf_counter() - started:.1f} s"
         )
     return 0
@@ -226,7 +226,7 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "splits": header["splits"],
         "nodes_per_level": list(plan.layout.nodes_per_level),
         "layers_per_level": list(plan.layers),
-        "widths_per_level": [_width_text(w) for w in plan.widths],
+        "widths_per_level": [width_text(w) for w in plan.widths],
         "parameters_per_level": plan.params_per_level(),
         "level_weights": [round(p / per_node[-1], 2) for p in per_node],  # per node, relative to a leaf
         "parameters": plan.params,
@@ -293,11 +293,6 @@ def _existing(path: str) -> str:
     if not os.path.isfile(path):
         raise TincConfigError(f"{path}: no such file")
     return path
-
-
-def _width_text(widths) -> str:
-    widths = np.asarray(widths)
-    return str(int(widths[0])) if np.all(widths == widths[0]) else f"{int(widths.min())}-{int(widths.max())}"
 
 
 def build_parser() -> argparse.ArgumentParser:

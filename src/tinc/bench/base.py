@@ -38,6 +38,10 @@ class Codec:
     def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         raise NotImplementedError
 
+    def note(self, data: bytes) -> str:
+        """What the result table should say about this output (e.g. the network it holds)."""
+        return ""
+
 
 def squeezed_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """`shape` without its length-1 axes (at least one axis)."""

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from .. import compress, decompress
+from .. import compress, container, decompress
+from ..codec import plan_from_header
 from .base import Codec
 
 
@@ -40,6 +41,11 @@ class TincAdapter(Codec):
 
     def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return decompress(data)  # .tinc bytes hold the shape and dtype themselves
+
+    def note(self, data: bytes) -> str:
+        """The tree the file holds: the automatic choices (and a preset's fallbacks) are visible in the table."""
+        plan = plan_from_header(container.unpack(data).header)
+        return f"depth {plan.depth}, widths {plan.widths_text()}, layers {'/'.join(str(n) for n in plan.layers)}"
 
 
 class TincReferenceAdapter(TincAdapter):

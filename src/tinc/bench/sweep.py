@@ -134,7 +134,7 @@ def run_one(codec: Codec, array: np.ndarray, target: float, label: str = "", kee
         "actual_ratio": raw / len(data), "psnr": psnr,
         "psnr_range": metrics.psnr_range(array, rec), "ssim": metrics.ssim(array, rec),
         "encode_s": encode_s, "decode_s": decode_s,
-        "status": "ok", "note": "", "quality": quality, "nbytes": len(data), "compressed": data,
+        "status": "ok", "note": codec.note(data), "quality": quality, "nbytes": len(data), "compressed": data,
     }
     if keep:
         row["reconstruction"] = rec
