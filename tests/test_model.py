@@ -195,6 +195,25 @@ def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
     assert guard.restarts == 1
 
 
+def test_a_fit_still_coming_down_from_far_above_the_leaf_means_is_not_restarted():
+    from tinc.training import DivergenceGuard
+
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    guard = DivergenceGuard(model, torch.optim.Adam(model.parameters(), lr=1e-3), baseline=1.0)
+    stuck = DivergenceGuard.STUCK_STEPS
+    assert 0.99 ** (stuck // 2 // DivergenceGuard.WINDOW) < DivergenceGuard.FALLING
+    loss = 6.0  # data scaled to 0..100 at a low rate: far above the means, falling slowly
+    for step in range(1, 4 * stuck + 1):
+        if step % DivergenceGuard.WINDOW == 0:
+            loss *= 0.99  # 10% per half of STUCK_STEPS: more than 1 - FALLING
+        guard.update(torch.tensor(loss), step)
+    assert not guard.escaped and guard.restarts == 0 and guard.rate_scale == 1.0
+    flat_from = 4 * stuck
+    for step in range(flat_from + 1, flat_from + stuck + 1):  # then it stops falling: stuck
+        guard.update(torch.tensor(loss), step)
+    assert guard.restarts == 1 and guard.rate_scale == 0.5 and stuck // 2 <= guard.restart_step - flat_from <= stuck
+
+
 def test_a_fit_that_drifts_back_from_its_best_for_long_gets_half_the_rate():
     from tinc.training import DivergenceGuard
 

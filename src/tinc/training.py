@@ -66,7 +66,11 @@ class DivergenceGuard:
     A fit can also fail from its start: wide or deep trees at too high a rate never get
     below `baseline`, the loss of each leaf's mean (RESULTS.md section 14). Until a window
     is below `ESCAPED` x `baseline`, every `STUCK_STEPS` steps the guard puts back the
-    initial weights, halves the rate and restarts the warm-up, at most `MAX_RESTARTS` times.
+    initial weights, halves the rate and restarts the warm-up, at most `MAX_RESTARTS` times,
+    unless the best window of the last `STUCK_STEPS / 2` steps is below `FALLING` x the best
+    before them: a fit still coming down from far above the means (data scaled to 0..100,
+    a low rate) is slow, not stuck, and half the rate would only make it slower
+    (RESULTS.md section 16).
 
     A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
     95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
@@ -75,7 +79,7 @@ class DivergenceGuard:
     """
 
     WINDOW, HEALTHY, DIVERGED = 25, 1.5, 4.0
-    ESCAPED, STUCK_STEPS, MAX_RESTARTS = 0.5, 500, 3
+    ESCAPED, STUCK_STEPS, MAX_RESTARTS, FALLING = 0.5, 500, 3, 0.97
     DRIFTED, PATIENCE = 1.25, 1000
 
     def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
@@ -86,18 +90,23 @@ class DivergenceGuard:
         self.snapshot = self._state()
         self.restarts, self.restart_step, self.initial = 0, 0, self.snapshot[0]
         self.escaped = not baseline > 0  # constant data: nothing to escape from
+        self.progress_step, self.progress_best = 0, math.inf  # the best window when last checked for progress
         if restored:
             self.rate_scale, self.best = restored["rate_scale"], restored["best_loss"]
             self.restarts, self.restart_step = restored["restarts"], restored["restart_step"]
             self.escaped = restored["escaped"]
             self.near_best_step = restored["near_best_step"]
+            # a checkpoint of the previous release has no progress check: it starts one afresh
+            self.progress_step = restored.get("progress_step", self.restart_step)
+            self.progress_best = restored.get("progress_best", math.inf)
             self.initial = restored["initial"] or self.initial
 
     def saved(self) -> dict:
         """What a checkpoint keeps of the guard (the initial weights only while they may be needed)."""
         return {"rate_scale": self.rate_scale, "best_loss": self.best, "restarts": self.restarts,
                 "restart_step": self.restart_step, "escaped": self.escaped,
-                "near_best_step": self.near_best_step, "initial": None if self.escaped else self.initial}
+                "near_best_step": self.near_best_step, "progress_step": self.progress_step,
+                "progress_best": self.progress_best, "initial": None if self.escaped else self.initial}
 
     def _state(self):
         # parameters only: the model's other buffers (the padding masks) never change
@@ -112,13 +121,18 @@ class DivergenceGuard:
         self.total, self.count = None, 0
         if not self.escaped:
             self.escaped = mean < self.ESCAPED * self.baseline
-            if not self.escaped and step - self.restart_step >= self.STUCK_STEPS and self.restarts < self.MAX_RESTARTS:
-                self._put_back(self.initial)
-                self.optimiser.state.clear()  # Adam starts afresh
-                self.rate_scale /= 2
-                self.restarts += 1
-                self.restart_step, self.best = step, math.inf
-                return
+            best = min(self.best, mean)
+            if not self.escaped and step - self.progress_step >= self.STUCK_STEPS // 2:
+                falling = best < self.FALLING * self.progress_best
+                if step - self.restart_step >= self.STUCK_STEPS and not falling and self.restarts < self.MAX_RESTARTS:
+                    self._put_back(self.initial)
+                    self.optimiser.state.clear()  # Adam starts afresh
+                    self.rate_scale /= 2
+                    self.restarts += 1
+                    self.restart_step, self.best = step, math.inf
+                    self.progress_step, self.progress_best = step, math.inf
+                    return
+                self.progress_step, self.progress_best = step, best
         if not math.isfinite(mean) or mean > self.DIVERGED * self.best:
             params, optimiser_state = self.snapshot
             self._put_back(params)
