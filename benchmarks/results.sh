@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure in benchmarks/RESULTS.md. Run from the repository root after `make install`:
-#   bash benchmarks/results.sh            # all steps, about 90 minutes on 2 CPU cores
+#   bash benchmarks/results.sh            # all steps: many hours on 2 CPU cores (steps 3 and later run 60-300 s fits)
 #   bash benchmarks/results.sh 3 5        # only some steps
 # Output goes to bench-output/ (ignored by git).
 set -euo pipefail
@@ -183,6 +183,28 @@ step17() {  # 5-bit sizing with the shape chosen as for 6 bits, several starts, 
   done
 }
 
+step18() {  # The restart that misfired on tinc-reference (before: d7e95a0), the reference on all four inputs, where cell stands.
+  python -c "import sys; sys.path.insert(0, 'benchmarks'); import speed; m, s = speed.machine_rates(); print(f'matmul {m / 1e9:.1f} GFLOP/s, sine {s / 1e9:.2f} G/s')" \
+      | tee "$out/machine.txt"
+  before=$(mktemp -d) && git worktree add -q --detach "$before" d7e95a0
+  PYTHONPATH="$before/src" python -m tinc.cli bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratios 64,128,256,512 --codecs tinc,tinc-reference --time-limit 60 --out "$out/reference-all" --quiet
+  git worktree remove --force "$before"
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell --ratios 64,128,256,512 \
+      --codecs tinc,tinc-reference --time-limit 60 --out "$out/reference-falling" --quiet
+  for ratio in 128 256; do
+    python benchmarks/fidelity_path.py skimage:cell --ratio $ratio --time-limit 60
+    python benchmarks/fidelity_path.py skimage:cell --ratio $ratio --time-limit 60 --set qat_fraction=0
+  done | tee "$out/cell-fidelity-path.md"
+  python benchmarks/ablation.py skimage:cell --ratio 128,256 --time-limit 300 --only "defaults,8 starts" | tee "$out/cell-300s.md"
+  tinc compress "$data/brain64.tif" -o "$out/ref.tinc" --ratio 64 --levels 2 --level-weights 1,0.8,1.5 --layers 2,2,3 \
+      --weight-bits 32 --value-range 0,100 --optimizer adamax --lr 1e-3 --starts 1 --min-width 1 --steps 10 --quiet
+  tinc info "$out/ref.tinc" | tee "$out/reference-tree.txt"
+  python benchmarks/leaf_means.py "$data/brain64.tif" --depth 0 | tee -a "$out/reference-tree.txt"
+  tinc compress nibabel:example4d.nii.gz -o "$out/e4.tinc" --ratio 4 --time-limit 30 2>&1 | tr '\r' '\n' \
+      | grep -E "note|->" | tee "$out/restart-example4d.txt"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18)
 for s in "${steps[@]}"; do "step$s"; done

@@ -50,7 +50,8 @@ class TincAdapter(Codec):
 
 class TincReferenceAdapter(TincAdapter):
     name = "tinc-reference"
-    description = "tinc with the authors' published settings (2 levels, 1/.8/1.5, float32 weights, [0,100], adamax)"
+    description = ("tinc with the authors' published settings (2 levels, 1/.8/1.5, float32 weights, [0,100], adamax); "
+                   "a shallower tree where float32 weights leave an MLP under 8 wide (the note names the tree)")
     preset = dict(
         levels=2, level_weights=(1.0, 0.8, 1.5), layers=(2, 2, 3), weight_bits=32,
         value_range=(0.0, 100.0), optimizer="adamax", lr=1e-3, starts=1,
