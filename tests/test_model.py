@@ -193,6 +193,10 @@ def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
     for step in range(stuck + 26, 4 * stuck):
         guard.update(torch.tensor(0.45), step)
     assert guard.restarts == 1
+    late = DivergenceGuard(model, optimiser, baseline=1.0)
+    for step in range(1, 4 * stuck + 1):  # just as stuck, but in the second half of its fit
+        late.update(torch.tensor(0.9), step, can_restart=False)
+    assert late.restarts == 0 and late.rate_scale == 1.0
 
 
 def test_a_fit_still_coming_down_from_far_above_the_leaf_means_is_not_restarted():

@@ -70,7 +70,8 @@ class DivergenceGuard:
     unless the best window of the last `STUCK_STEPS / 2` steps is below `FALLING` x the best
     before them: a fit still coming down from far above the means (data scaled to 0..100,
     a low rate) is slow, not stuck, and half the rate would only make it slower
-    (RESULTS.md section 16).
+    (RESULTS.md section 16). Nor does it restart in the second half of the fit, which would
+    leave too few steps to train the initial weights again.
 
     A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
     95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
@@ -112,7 +113,8 @@ class DivergenceGuard:
         # parameters only: the model's other buffers (the padding masks) never change
         return [p.detach().clone() for p in self.model.parameters()], copy.deepcopy(self.optimiser.state_dict())
 
-    def update(self, loss: torch.Tensor, step: int) -> None:
+    def update(self, loss: torch.Tensor, step: int, can_restart: bool = True) -> None:
+        """Account for one step's loss; `can_restart` is False once a restart would come too late."""
         self.total = loss.detach() if self.total is None else self.total + loss.detach()
         self.count += 1
         if self.count < self.WINDOW:
@@ -124,7 +126,8 @@ class DivergenceGuard:
             best = min(self.best, mean)
             if not self.escaped and step - self.progress_step >= self.STUCK_STEPS // 2:
                 falling = best < self.FALLING * self.progress_best
-                if step - self.restart_step >= self.STUCK_STEPS and not falling and self.restarts < self.MAX_RESTARTS:
+                if (can_restart and step - self.restart_step >= self.STUCK_STEPS and not falling
+                        and self.restarts < self.MAX_RESTARTS):
                     self._put_back(self.initial)
                     self.optimiser.state.clear()  # Adam starts afresh
                     self.rate_scale /= 2
@@ -302,7 +305,7 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         optimiser.step()
-        guard.update(loss, step)
+        guard.update(loss, step, can_restart=clock < 0.5)
         return loss
 
     resumed_from, step, stopped_by_time, loss = done, done, False, None
