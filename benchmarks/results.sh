@@ -203,6 +203,15 @@ step18() {  # The restart that misfired on tinc-reference (before: d7e95a0), the
   python benchmarks/leaf_means.py "$data/brain64.tif" --depth 0 | tee -a "$out/reference-tree.txt"
   tinc compress nibabel:example4d.nii.gz -o "$out/e4.tinc" --ratio 4 --time-limit 30 2>&1 | tr '\r' '\n' \
       | grep -E "note|->" | tee "$out/restart-example4d.txt"
+  rates() { for lr in "${@:3}"; do echo "$1 ${2}x lr $lr ${seed:+seed $seed}"
+    python benchmarks/fidelity_path.py "$1" --ratio "$2" --steps 6000 --set lr="$lr" --set seed="${seed:-0}" | tail -1; done; }
+  { rates skimage:cell 64 0.002 0.004; rates skimage:cell 128 0.001 0.002 0.003 0.004 0.006 0.008
+    seed=1 rates skimage:cell 128 0.002 0.006; seed=2 rates skimage:cell 128 0.002 0.006
+    rates skimage:cell 256 0.002 0.004 0.006; rates "$data/brain64.tif" 64 0.002 0.004
+    rates "$data/brain64.tif" 128 0.002 0.004; rates "$data/tinc_test.tif" 128 0.002 0.004
+    rates "$data/tinc_test.tif" 512 0.002 0.004; rates nibabel:example4d.nii.gz 64 0.001 0.002
+    rates nibabel:example4d.nii.gz 128 0.002 0.003 0.004; rates nibabel:example4d.nii.gz 256 0.002 0.004
+  } | tee "$out/peak-rate.md"
 }
 
 steps=("$@")
