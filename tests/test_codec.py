@@ -9,7 +9,7 @@ import skimage.data
 from nibabel.testing import data_path
 
 import tinc
-from tinc import container
+from tinc import coding, container
 from tinc.config import TincConfig
 from tinc.decode import Decoder
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
@@ -49,6 +49,16 @@ def test_the_warm_up_lets_a_wide_deep_tree_train_at_a_high_rate(brain64):
     # mean (22.1 dB range PSNR at any step count); with it, 300 steps measured 29.5 dB.
     restored = tinc.decompress(tinc.compress(brain64, ratio=16, levels=2, lr=2e-3, steps=300, quiet=True))
     assert psnr_range(brain64, restored) > 27
+
+
+def test_trained_weights_over_the_budget_still_give_a_file_within_it(brain32, monkeypatch):
+    # steps chosen for 24 bytes more than the budget: the trained weights cannot fit as trained
+    monkeypatch.setattr(tinc.codec, "QAT_SLACK", -24)
+    calls, within = [], coding.encode_within_budget
+    monkeypatch.setattr(coding, "encode_within_budget", lambda *args, **options: calls.append(1) or within(*args, **options))
+    restored = check_round_trip(brain32, 32)
+    assert calls
+    assert psnr_range(brain32, restored) > psnr_range(brain32, np.full_like(brain32, int(brain32.mean()))) + 3
 
 
 def test_odd_shape_2d_image():
@@ -219,7 +229,7 @@ def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
     image = brain32[:, :, :1]
     data = tinc.compress(image, ratio=4, **FAST)
     header = container.unpack(data).header
-    assert header["format_version"] == container.FORMAT_VERSION == 2
+    assert header["format_version"] == container.FORMAT_VERSION == 3
     assert tinc.codec.plan_from_header(header).input_axes == (0, 1)
     legacy = tinc.codec.plan_from_header({**header, "format_version": 1})
     assert legacy.input_axes == (0, 1, 2) and legacy.fan_in(0).tolist() == [3]

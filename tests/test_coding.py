@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -21,8 +23,8 @@ def test_quantization_error_is_at_most_half_a_step(log2_quality):
         if values.size:
             step = 2.0 ** log2_quality * max(np.std(values), 1e-8)
             step = max(step, np.abs(values).max() / coding.MAX_SYMBOL)
-            # the stored step is rounded up to a power of 2^(1/256)
-            assert np.abs(values - restored).max() <= step / 2 * 2 ** (1 / 256) + 1e-7
+            # the stored step is rounded up, by at most 2^(1/16) (`step_codes`)
+            assert np.abs(values - restored).max() <= step / 2 * 2 ** (1 / 16) + 1e-7
 
 
 def test_coarser_quality_gives_smaller_output():
@@ -54,7 +56,7 @@ def test_corrupt_streams_raise_format_errors():
 
 
 def test_explicit_steps_round_each_tensor_to_its_own_step():
-    codes = [-2000, -1500, -900, 0, -1024]
+    codes = [-2000, -1504, -896, 0, -1024]
     decoded = coding.decode(coding.encode_with_steps(TENSORS, codes), SIZES)
     for values, restored, code in zip(TENSORS, decoded, codes):
         step = coding.step_of(code)
@@ -66,8 +68,44 @@ def test_step_codes_follow_the_scales_given():
     scales = np.array([1.0, 4.0, 0.25, 1.0, 1.0])
     codes = coding.step_codes(TENSORS, -8.0, scales)
     steps = np.array([coding.step_of(c) for c in codes])
-    assert np.allclose(steps[:3] / (2.0 ** -8 * scales[:3]), 1, rtol=2 ** (1 / 256) - 1 + 1e-9)
+    ratios = steps[:3] / (2.0 ** -8 * scales[:3])
+    assert np.all(ratios >= 1 - 1e-9) and np.all(ratios < 2 ** (1 / 16))
     assert coding.step_codes(TENSORS, -8.0) == coding.step_codes(TENSORS, -8.0, [np.std(t) if t.size else 0 for t in TENSORS])
+
+
+def test_step_codes_share_a_grid_and_move_together_with_the_quality():
+    for quality in (-8.0, -8 + 5 / 256, -8 + 15 / 256, -8 + 16 / 256):
+        codes = coding.step_codes(TENSORS, quality)
+        assert all((c - codes[0]) % coding.STEP_GRID == 0 for c in codes)
+        finer = coding.step_codes(TENSORS, quality - 1 / 256)
+        assert [c - f for c, f in zip(codes, finer)] == [1] * len(codes)
+    # so the size falls step by step as the quality coarsens, which the budget search relies on
+    # (scales apart by half a code: a step grid from the quality's fraction would leave one behind)
+    tensors, scales = [RNG.normal(0, 0.1, 3000) for _ in range(2)], [1.0, 2 ** (0.5 / 256)]
+    sizes = [len(coding.encode(tensors, q, scales)) for q in np.linspace(-8, -7.5, 701)]
+    assert all(a >= b for a, b in zip(sizes, sizes[1:])) and sizes[0] > sizes[-1]
+    with pytest.raises(ValueError, match="multiples"):
+        coding.encode_with_steps(TENSORS, [-2000, -1999, -900, 0, -1024])
+
+
+def test_a_tensor_header_takes_three_bytes():
+    one = coding.encode_with_steps(TENSORS[:1], [-2000])
+    repeated = coding.encode_with_steps(TENSORS[:1] * 2 + [np.zeros(0)] * 6, [-2000] * 8)
+    # the second copy adds its stream and one header; the empty tensors add a header each
+    stream = len(one) - 1 - 4  # marker, header with a two-byte first step code
+    assert len(repeated) - len(one) - 7 * 3 == pytest.approx(stream, abs=4)
+
+
+def test_format_2_weight_sections_still_decode():
+    import tinc
+
+    here = os.path.join(os.path.dirname(__file__), "data")
+    data = open(os.path.join(here, "format2.tinc"), "rb").read()
+    assert data[4] == 2
+    expected = np.load(os.path.join(here, "format2-decoded.npy"))
+    restored = tinc.decompress(data)
+    assert restored.dtype == expected.dtype and np.abs(restored.astype(int) - expected).max() <= 1
+    assert np.mean(restored == expected) > 0.99
 
 
 def test_sensitivity_scales_give_steps_inversely_proportional_to_the_root_curvature():
@@ -93,3 +131,34 @@ def test_steps_from_sensitivities_lose_less_than_std_steps_at_the_same_size():
         return sum(s * np.sum((t - r) ** 2) for s, t, r in zip(sensitivities, tensors, restored))
 
     assert weighted_error(coding.sensitivity_scales(tensors, sensitivities)) < 0.8 * weighted_error(None)
+
+
+def _rounded_over_budget(overshoot: int):
+    """Tensors rounded to their steps, their latent values, the codes, and a budget `overshoot` bytes short."""
+    latent = [RNG.normal(0, 0.1, 3000), RNG.normal(0, 0.02, 500)]
+    codes = [-896, -1408]
+    rounded = [np.rint(t / coding.step_of(c)) * coding.step_of(c) for t, c in zip(latent, codes)]
+    return rounded, latent, codes, len(coding.encode_with_steps(rounded, codes)) - overshoot
+
+
+def test_weights_just_over_the_budget_give_up_their_cheapest_roundings():
+    rounded, latent, codes, budget = _rounded_over_budget(6)
+    sensitivities = np.array([1.0, 1.0])
+    coded = coding.encode_within_budget(rounded, latent, codes, budget, sensitivities)
+    assert coded is not None and len(coded) <= budget
+    restored = coding.decode(coded, [t.size for t in rounded])
+    for values, kept, latent_values, code in zip(rounded, restored, latent, codes):
+        step = coding.step_of(code)
+        moved = np.abs(values - kept) > step / 2
+        # a few symbols, each one step toward zero, among those whose latent value sits near a boundary
+        assert np.allclose(np.abs(values[moved]) - np.abs(kept[moved]), step)
+        assert np.abs(values - kept).max() <= step * 1.0001
+        if moved.any():
+            distance = np.abs(latent_values[moved] / step - np.rint(latent_values[moved] / step))
+            assert distance.mean() > 0.3 > np.abs(latent_values / step - np.rint(latent_values / step)).mean()
+    assert 0 < sum(int((np.abs(v - k) > coding.step_of(c) / 2).sum()) for v, k, c in zip(rounded, restored, codes)) < 0.1 * 3500
+
+
+def test_weights_far_over_the_budget_are_left_to_a_fresh_rounding():
+    rounded, latent, codes, budget = _rounded_over_budget(400)
+    assert coding.encode_within_budget(rounded, latent, codes, budget, np.array([1.0, 1.0])) is None

@@ -236,7 +236,7 @@ def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it
     from tinc import coding
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
-    steps = [coding.step_of(-1000 + 37 * i) for i in range(2 * model.n_layers)]
+    steps = [coding.step_of(-1000 + coding.STEP_GRID * 3 * i) for i in range(2 * model.n_layers)]
     with torch.no_grad():  # latent weights half a step between two values, where QAT leaves many
         for view, step in zip(model.split(model.flat), steps):
             view.copy_((torch.round(view / step) + 0.5) * step)
@@ -262,7 +262,7 @@ def test_rounding_penalty_is_the_mean_squared_distance_from_the_rounded_weights_
     from tinc import coding
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
-    steps = [coding.step_of(-1000 + 37 * i) for i in range(2 * model.n_layers)]
+    steps = [coding.step_of(-1000 + coding.STEP_GRID * 3 * i) for i in range(2 * model.n_layers)]
     masks = [mask for index in range(model.n_layers) for mask in model.masks(index)]
     with torch.no_grad():  # every real weight a quarter step above a rounded value; padding stays 0
         for view, step, mask in zip(model.split(model.flat), steps, masks):

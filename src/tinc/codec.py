@@ -35,6 +35,10 @@ MAX_LAYERS = 16
 # 5 throughout moved cell at 64x and 512x to other depths and lost 3.7 and 1.7 dB there, while
 # it gains in most other cells (RESULTS.md sections 13 and 15).
 SHAPE_BITS = 6
+# Bytes the steps of quantization-aware training leave free (one word of the ANS stream):
+# the weights it ends with code up to a few bytes longer than those it started from (+3 in
+# 37 fits of section 17), and a file over its budget must give up trained roundings.
+QAT_SLACK = 4
 _STREAM_SLACK = 16  # the ANS stream ends on a 32-bit word; the WGTS length varint may grow
 
 
@@ -131,12 +135,15 @@ class TincCodec:
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
-        from .training import fit
+        from .training import fit, weight_sensitivities
 
         def quantization(model: TreeINR) -> list[float]:
             """The steps the weights would be coded with now, to the budget: QAT trains through them."""
             tensors, scales = stored_tensors(model), step_scales(model, weights, coords, config)
-            _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales)
+            try:
+                _, log2_quality = coding.encode_to_budget(tensors, weight_budget - QAT_SLACK, scales)
+            except TincConfigError:  # a budget too small to leave slack in
+                _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales)
             report.log2_quality = log2_quality
             return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
 
@@ -163,6 +170,7 @@ class TincCodec:
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
             report.fit_psnr = fit_psnr(fit_report.loss, config)
 
+        latent = stored_tensors(model)
         if model.quantization_steps is not None:
             model.round_to_steps()  # store the weights the forward pass trained with
         tensors = stored_tensors(model)
@@ -172,11 +180,13 @@ class TincCodec:
             if len(coded) > weight_budget:
                 raise TincConfigError(f"float32 weights need {len(coded)} bytes, the budget leaves {weight_budget}; use a lower --ratio")
         elif model.quantization_steps is not None:
-            # the steps trained through, as long as the tuned weights still fit the budget
+            # the steps trained through; weights that came to code a little over the budget give
+            # up the roundings that cost least (None: so many that rounding afresh costs less)
             codes = [round(256 * math.log2(step)) for step in model.quantization_steps]
             coded = coding.encode_with_steps(tensors, codes)
             if len(coded) > weight_budget:
-                coded = None
+                sensitivities = weight_sensitivities(model, weights, coords, config.batch // plan.layout.leaves + 1, config.seed)
+                coded = coding.encode_within_budget(tensors, latent, codes, weight_budget, sensitivities)
         if coded is None:
             coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config))
         data = container.pack(header, coded, metadata)

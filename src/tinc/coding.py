@@ -7,6 +7,11 @@ the tensor's histogram favours. The scale is the tensor's standard deviation, or
 `sensitivity_scales`, one that gives the tensors the loss cares most about the finer
 steps. One global `log2_quality` knob therefore trades size for precision smoothly, and
 `encode_to_budget` searches it so the file lands on its budget.
+
+A section is one byte naming its coding, the tensors' headers, then the ANS words. A
+`COMPACT` header is three bytes: family and support, the model's scale on a 1/8-octave
+grid, the step as a difference from the last tensor's (the first tensor's step in full).
+Files of format 2 hold `LEGACY` sections (seven bytes per tensor), still decoded.
 """
 
 from __future__ import annotations
@@ -21,10 +26,16 @@ from scipy.special import ndtr
 from .container import Reader, unzigzag, varint, zigzag
 from .errors import TincConfigError, TincFormatError
 
-GAUSSIAN, LAPLACE, RAW = 0, 1, 2
-MAX_SYMBOL = 32766  # keeps low - 1 and high + 1 within int16
-_STEP_AND_SCALE = struct.Struct("<he")  # log2(step) in 1/256 units, model scale as float16
-TENSOR_HEADER_BYTES = 1 + _STEP_AND_SCALE.size + 2  # typical: family, step, scale, two 1-byte varints
+GAUSSIAN, LAPLACE = 0, 1  # the families of the symbols' model
+LEGACY, RAW, COMPACT = 0, 2, 3  # the first byte of a weight section: how it is coded
+MAX_SYMBOL = 32766  # keeps the support, +-(2^15 - 1), within int16
+# A step is 2 ** (code / 256). The codes of one section differ by multiples of STEP_GRID, so
+# each is stored as a one-byte difference from the last, while all steps still move together
+# by 1/256 of an octave as the quality changes, which keeps the budget search fine-grained.
+STEP_GRID = 16
+_SCALE_UNITS, _SCALE_OFFSET = 8, 80  # model scale = 2 ** ((byte - 80) / 8): 2^-10 to 2^21.9
+TENSOR_HEADER_BYTES = 3  # typical: family and support, scale, step difference
+_LEGACY_STEP_AND_SCALE = struct.Struct("<he")  # format 2 files: log2(step) in 1/256 units, scale as float16
 _QUALITY_RANGE = (-28.0, 10.0)  # log2 of step / std: from ~32 bits down to ~0 bits per weight
 
 
@@ -35,7 +46,8 @@ def _family_models(family: int, low: int, high: int, scale: float):
     return constriction.stream.model.QuantizedLaplace(low, high, 0.0, scale)
 
 
-def _estimated_bits(symbols: np.ndarray, family: int, scale: float) -> float:
+def _symbol_bits(symbols: np.ndarray, family: int, scale: float) -> np.ndarray:
+    """Bits each symbol costs under the zero-mean model of `family` and `scale`."""
     x = symbols.astype(np.float64)
     scale = max(scale, 1e-3)
     if family == GAUSSIAN:
@@ -43,19 +55,45 @@ def _estimated_bits(symbols: np.ndarray, family: int, scale: float) -> float:
     else:
         cdf = lambda t: np.where(t < 0, 0.5 * np.exp(np.minimum(t, 0) / scale), 1 - 0.5 * np.exp(-np.maximum(t, 0) / scale))
         p = cdf(x + 0.5) - cdf(x - 0.5)
-    return float(-np.log2(np.maximum(p, 1e-12)).sum())
+    return -np.log2(np.maximum(p, 1e-12))
+
+
+def _model_of(symbols: np.ndarray) -> tuple[int, int]:
+    """The family and scale byte (`scale_of`) that code `symbols` in the fewest bits."""
+    gauss_scale = np.sqrt(np.mean(symbols.astype(np.float64) ** 2)) if symbols.size else 1.0
+    laplace_scale = np.mean(np.abs(symbols)) if symbols.size else 1.0
+    candidates = [(GAUSSIAN, _scale_byte(gauss_scale)), (LAPLACE, _scale_byte(laplace_scale))]
+    return min(candidates, key=lambda c: float(_symbol_bits(symbols, c[0], scale_of(c[1])).sum()))
+
+
+def _scale_byte(scale: float) -> int:
+    return int(np.clip(round(_SCALE_UNITS * math.log2(max(float(scale), 1e-3))) + _SCALE_OFFSET, 0, 255))
+
+
+def scale_of(byte: int) -> float:
+    """The model scale a stored scale byte stands for."""
+    return 2.0 ** ((byte - _SCALE_OFFSET) / _SCALE_UNITS)
+
+
+def _support(symbols: np.ndarray) -> int:
+    """The exponent e of the model's support, +-(2^e - 1), which covers every symbol and one more."""
+    return (int(np.abs(symbols).max(initial=0)) + 1).bit_length()
 
 
 def step_codes(tensors: list[np.ndarray], log2_quality: float, scales: np.ndarray | None = None) -> list[int]:
-    """Each tensor's quantization step, `2 ** log2_quality x its scale` (default: its std), as a
-    code: step = 2 ** (code / 256), so two bytes store it exactly."""
+    """Each tensor's quantization step, at least `2 ** log2_quality x its scale` (default: its
+    std) and at most 2^(1/16) above, as a code: step = 2 ** (code / 256). The codes differ by
+    multiples of `STEP_GRID` and all rise by one as `log2_quality` rises by 1/256."""
     if scales is None:
         scales = [float(np.std(t)) if np.size(t) else 0.0 for t in tensors]
+    quality = math.ceil(256 * log2_quality)  # the codes are a function of this integer alone
+    residue = quality % STEP_GRID
     codes = []
     for values, scale in zip(tensors, scales, strict=True):
         peak = float(np.max(np.abs(values))) if np.size(values) else 0.0
-        step = max(2.0 ** log2_quality * max(float(scale), 1e-8), peak / MAX_SYMBOL, 1e-30)
-        codes.append(int(np.clip(math.ceil(256 * math.log2(step)), -32768, 32767)))
+        step = max(2.0 ** (quality / 256) * max(float(scale), 1e-8), peak / MAX_SYMBOL, 1e-30)
+        wanted = math.ceil(256 * math.log2(step))
+        codes.append(residue + STEP_GRID * -((residue - wanted) // STEP_GRID))
     return codes
 
 
@@ -90,24 +128,78 @@ def encode(tensors: list[np.ndarray], log2_quality: float | None, scales: np.nda
 
 def encode_with_steps(tensors: list[np.ndarray], codes: list[int]) -> bytes:
     """Code 1-D float tensors, each rounded to the multiples of its step (`step_of(code)`)."""
+    return _encode_symbols([_symbols(values, code) for values, code in zip(tensors, codes, strict=True)], codes)
+
+
+def _symbols(values: np.ndarray, code: int) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) / step_of(code)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+
+
+def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int]) -> bytes:
+    if any((code - codes[0]) % STEP_GRID for code in codes):
+        raise ValueError(f"step codes must differ by multiples of {STEP_GRID}, got {codes}")
     headers, streams = [], []
     coder = constriction.stream.stack.AnsCoder()
-    for values, code in zip(tensors, codes, strict=True):
-        values = np.asarray(values, dtype=np.float64)
-        symbols = np.clip(np.rint(values / step_of(code)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
-        low = int(min(symbols.min(initial=0), 0)) - 1
-        high = int(max(symbols.max(initial=0), 0)) + 1
-        gauss_scale = float(np.float16(max(np.sqrt(np.mean(symbols.astype(np.float64) ** 2)) if symbols.size else 1.0, 1e-3)))
-        laplace_scale = float(np.float16(max(np.mean(np.abs(symbols)) if symbols.size else 1.0, 1e-3)))
-        candidates = [(GAUSSIAN, gauss_scale), (LAPLACE, laplace_scale)]
-        family, scale = min(candidates, key=lambda c: _estimated_bits(symbols, *c))
-        headers.append(bytes([family]) + _STEP_AND_SCALE.pack(code, scale) + varint(zigzag(low)) + varint(zigzag(high)))
-        streams.append((symbols, _family_models(family, low, high, scale)))
+    previous = None
+    for symbols, code in zip(all_symbols, codes, strict=True):
+        support = _support(symbols)
+        family, scale = _model_of(symbols)
+        step = zigzag(code) if previous is None else zigzag((code - previous) // STEP_GRID)
+        headers.append(bytes([family << 4 | support, scale]) + varint(step))
+        streams.append((symbols, _family_models(family, -(2**support - 1), 2**support - 1, scale_of(scale))))
+        previous = code
     for symbols, model in reversed(streams):
         if symbols.size:
             coder.encode_reverse(symbols, model)
     words = coder.get_compressed().astype("<u4")
-    return bytes([GAUSSIAN]) + b"".join(headers) + words.tobytes()
+    return bytes([COMPACT]) + b"".join(headers) + words.tobytes()
+
+
+def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], codes: list[int], budget: int,
+                         sensitivities: np.ndarray, max_rounds: int = 64) -> bytes | None:
+    """Code `rounded` (multiples of the steps of `codes`) in at most `budget` bytes, or None.
+
+    Quantization-aware training chooses its steps for the budget when it starts, and the
+    weights it ends with may code a word or two longer (cell at 512x: 678 bytes for 677).
+    Rounding them afresh to coarser steps throws the training away (-1.2 dB there), so
+    instead the symbols whose move costs the least added error per bit saved go one step
+    toward zero: the error of a move is `sensitivity x step^2 x` the rise in squared
+    distance from the `latent` (unrounded) weight, so weights trained to sit near a
+    rounding boundary go first. None when the moves would add more error than rounding
+    every weight afresh (a twelfth of a step squared each) would.
+    """
+    steps = [step_of(code) for code in codes]
+    symbols = [_symbols(values, code) for values, code in zip(rounded, codes, strict=True)]
+    offsets = [np.asarray(values, dtype=np.float64) / step for values, step in zip(latent, steps, strict=True)]
+    costs = np.asarray(sensitivities, dtype=np.float64) * np.square(steps)
+    fresh_rounding = float(sum(cost * s.size for cost, s in zip(costs, symbols)) / 12)
+    added = 0.0
+    coded = _encode_symbols(symbols, codes)
+    for _ in range(max_rounds):
+        if len(coded) <= budget:
+            return coded
+        saved, errors, where = [], [], []
+        for index, (q, x, cost) in enumerate(zip(symbols, offsets, costs)):
+            family, scale = _model_of(q)
+            toward = q - np.sign(q)
+            saved.append(_symbol_bits(q, family, scale_of(scale)) - _symbol_bits(toward, family, scale_of(scale)))
+            errors.append(cost * (np.square(x - toward) - np.square(x - q)))
+            where.append(np.stack([np.full(q.size, index), np.arange(q.size)], axis=1))
+        saved, errors, where = np.concatenate(saved), np.concatenate(errors), np.concatenate(where)
+        movable = saved > 0
+        saved, errors, where = saved[movable], errors[movable], where[movable]
+        if not saved.size:
+            return None
+        order = np.argsort(np.maximum(errors, 0) / saved, kind="stable")
+        needed = 8 * (len(coded) - budget)
+        count = int(np.searchsorted(np.cumsum(saved[order]), needed)) + 1
+        for index, position in where[order[:count]]:
+            symbols[index][position] -= np.sign(symbols[index][position])
+        added += float(errors[order[:count]].sum())
+        if added > fresh_rounding:
+            return None
+        coded = _encode_symbols(symbols, codes)
+    return coded if len(coded) <= budget else None
 
 
 def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
@@ -120,17 +212,10 @@ def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
             raise TincFormatError(f"weight section has {len(data)} bytes, expected {expected}")
         flat = np.frombuffer(data, dtype="<f4", offset=1)
         return list(np.split(flat.astype(np.float32), np.cumsum(sizes)[:-1]))
-    if data[0] != GAUSSIAN:
+    if data[0] not in (COMPACT, LEGACY):
         raise TincFormatError(f"unknown weight coding {data[0]}")
     reader = Reader(data, 1, "weight section is truncated")
-    headers = []
-    for index in range(len(sizes)):
-        family = reader.byte()
-        step_code, scale = _STEP_AND_SCALE.unpack(reader.take(_STEP_AND_SCALE.size))
-        low, high = unzigzag(reader.varint()), unzigzag(reader.varint())
-        if family not in (GAUSSIAN, LAPLACE) or not -MAX_SYMBOL - 1 <= low < high <= MAX_SYMBOL + 1 or not np.isfinite(scale):
-            raise TincFormatError(f"weight tensor {index} has an invalid header")
-        headers.append((family, step_of(step_code), scale, low, high))
+    headers = _compact_headers(reader, len(sizes)) if data[0] == COMPACT else _legacy_headers(reader, len(sizes))
     if (len(data) - reader.position) % 4:
         raise TincFormatError("weight section is truncated")
     words = np.frombuffer(data, dtype="<u4", offset=reader.position).astype(np.uint32)
@@ -152,6 +237,33 @@ def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
     return tensors
 
 
+def _compact_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int, int]]:
+    """(family, step, scale, lowest symbol, highest symbol) per tensor of a `COMPACT` section."""
+    headers, code = [], 0
+    for index in range(count):
+        packed, scale = reader.byte(), reader.byte()
+        family, support = packed >> 4, packed & 15
+        difference = unzigzag(reader.varint())
+        code = difference if index == 0 else code + STEP_GRID * difference
+        if family not in (GAUSSIAN, LAPLACE) or not 1 <= support <= 15 or abs(code) > 1 << 16:
+            raise TincFormatError(f"weight tensor {index} has an invalid header")
+        headers.append((family, step_of(code), scale_of(scale), -(2**support - 1), 2**support - 1))
+    return headers
+
+
+def _legacy_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int, int]]:
+    """The same for sections of format 2 files: family, int16 step code, float16 scale, symbol range."""
+    headers = []
+    for index in range(count):
+        family = reader.byte()
+        step_code, scale = _LEGACY_STEP_AND_SCALE.unpack(reader.take(_LEGACY_STEP_AND_SCALE.size))
+        low, high = unzigzag(reader.varint()), unzigzag(reader.varint())
+        if family not in (GAUSSIAN, LAPLACE) or not -MAX_SYMBOL - 1 <= low < high <= MAX_SYMBOL + 1 or not np.isfinite(scale):
+            raise TincFormatError(f"weight tensor {index} has an invalid header")
+        headers.append((family, step_of(step_code), float(scale), low, high))
+    return headers
+
+
 def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray | None = None) -> tuple[bytes, float]:
     """The finest quantization whose coded size is at most `budget` bytes (bisection on quality)."""
     low, high = _QUALITY_RANGE
@@ -171,6 +283,6 @@ def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray 
             best, best_quality, high = coded, middle, middle
         else:
             low = middle
-        if high - low < 1 / 64:
+        if high - low < 1 / 256:  # the steps' resolution: finer qualities give the same codes
             break
     return best, best_quality

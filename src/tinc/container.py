@@ -10,6 +10,8 @@ are skipped, so later versions can add sections that older readers ignore.
 Version 2 changed what the weights mean, not the layout: the root takes only the spatial
 axes longer than 1 as coordinates (version 1 gave a length-1 axis a constant input too).
 `unpack` puts the version in the header as "format_version" for `plan_from_header`.
+Version 3 codes the weights with three-byte tensor headers instead of seven
+(`coding.COMPACT`); the weight section's first byte says which, so version 2 files decode.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from .errors import TincFormatError
 
 MAGIC = b"TINC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEAD, WGTS, META = 1, 2, 3
 SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
 _MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory
