@@ -214,6 +214,32 @@ step18() {  # The restart that misfired on tinc-reference (before: d7e95a0), the
   } | tee "$out/peak-rate.md"
 }
 
+step19() {  # Weights over the budget after quantization-aware training (before: daaaf78); format 3's tensor headers.
+  before=$(mktemp -d) && git worktree add -q --detach "$before" daaaf78
+  drift() { python benchmarks/qat_drift.py skimage:cell "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
+      --ratios 64,128,256,512 --seeds 0,1 --steps 1500
+    python benchmarks/qat_drift.py "$data/brain64.tif" "$data/tinc_test.tif" --ratios 16 --seeds 0,1 --steps 1500
+    python benchmarks/qat_drift.py skimage:cell --ratios 512 --seeds 0 --steps 6000; }
+  PYTHONPATH="$before/src" drift | tee "$out/drift-before.md"
+  drift | tee "$out/drift-after.md"
+  for spec in "skimage:cell 256" "skimage:cell 512" "$data/tinc_test.tif 512" "$data/brain64.tif 512"; do
+    set -- $spec
+    for seed in 0 1; do
+      for src in "$before/src" src; do echo "$1 ${2}x seed $seed $src"
+        PYTHONPATH="$src" python benchmarks/fidelity_path.py "$1" --ratio "$2" --steps 6000 --set seed=$seed | tail -1; done
+    done
+  done | tee "$out/compact-headers.md"
+  for spec in "skimage:cell 128" "skimage:cell 256" "skimage:cell 512" "$data/tinc_test.tif 512" "$data/brain64.tif 512" \
+      "nibabel:example4d.nii.gz 512"; do
+    set -- $spec
+    for src in "$before/src" src; do echo "$1 ${2}x $src"
+      PYTHONPATH="$src" python -m tinc.cli compress "$1" -o "$out/parameters.tinc" --ratio "$2" --steps 10 --quiet
+      PYTHONPATH="$src" python -m tinc.cli info "$out/parameters.tinc" | grep -E "tree|sections"; done
+  done | tee "$out/compact-parameters.txt"
+  python benchmarks/qat_drift.py skimage:cell --ratios 512 --seeds 0 --steps 6000 --slack 0
+  git worktree remove --force "$before"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
 for s in "${steps[@]}"; do "step$s"; done
