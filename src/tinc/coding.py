@@ -168,37 +168,31 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
     rounding boundary go first. None when the moves would add more error than rounding
     every weight afresh (a twelfth of a step squared each) would.
     """
-    steps = [step_of(code) for code in codes]
-    symbols = [_symbols(values, code) for values, code in zip(rounded, codes, strict=True)]
-    offsets = [np.asarray(values, dtype=np.float64) / step for values, step in zip(latent, steps, strict=True)]
-    costs = np.asarray(sensitivities, dtype=np.float64) * np.square(steps)
-    fresh_rounding = float(sum(cost * s.size for cost, s in zip(costs, symbols)) / 12)
-    added = 0.0
-    coded = _encode_symbols(symbols, codes)
+    sizes = [np.size(values) for values in rounded]
+    symbols = np.concatenate([_symbols(values, code) for values, code in zip(rounded, codes, strict=True)])
+    offsets = np.concatenate([np.asarray(values, dtype=np.float64) / step_of(code) for values, code in zip(latent, codes, strict=True)])
+    costs = np.repeat(np.asarray(sensitivities, dtype=np.float64) * np.square([step_of(code) for code in codes]), sizes)
+    fresh_rounding, added = float(costs.sum() / 12), 0.0
+    splits = np.cumsum(sizes)[:-1]
+    coded = _encode_symbols(np.split(symbols, splits), codes)
     for _ in range(max_rounds):
         if len(coded) <= budget:
             return coded
-        saved, errors, where = [], [], []
-        for index, (q, x, cost) in enumerate(zip(symbols, offsets, costs)):
-            family, scale = _model_of(q)
-            toward = q - np.sign(q)
-            saved.append(_symbol_bits(q, family, scale_of(scale)) - _symbol_bits(toward, family, scale_of(scale)))
-            errors.append(cost * (np.square(x - toward) - np.square(x - q)))
-            where.append(np.stack([np.full(q.size, index), np.arange(q.size)], axis=1))
-        saved, errors, where = np.concatenate(saved), np.concatenate(errors), np.concatenate(where)
-        movable = saved > 0
-        saved, errors, where = saved[movable], errors[movable], where[movable]
-        if not saved.size:
+        toward = symbols - np.sign(symbols)
+        saved = np.concatenate([_symbol_bits(q, family, scale_of(scale)) - _symbol_bits(t, family, scale_of(scale))
+                                for q, t in zip(np.split(symbols, splits), np.split(toward, splits))
+                                for family, scale in [_model_of(q)]])
+        errors = costs * (np.square(offsets - toward) - np.square(offsets - symbols))
+        movable = np.flatnonzero(saved > 0)
+        if not movable.size:
             return None
-        order = np.argsort(np.maximum(errors, 0) / saved, kind="stable")
-        needed = 8 * (len(coded) - budget)
-        count = int(np.searchsorted(np.cumsum(saved[order]), needed)) + 1
-        for index, position in where[order[:count]]:
-            symbols[index][position] -= np.sign(symbols[index][position])
-        added += float(errors[order[:count]].sum())
+        order = movable[np.argsort(np.maximum(errors[movable], 0) / saved[movable], kind="stable")]
+        chosen = order[:int(np.searchsorted(np.cumsum(saved[order]), 8 * (len(coded) - budget))) + 1]
+        symbols[chosen] = toward[chosen]
+        added += float(errors[chosen].sum())
         if added > fresh_rounding:
             return None
-        coded = _encode_symbols(symbols, codes)
+        coded = _encode_symbols(np.split(symbols, splits), codes)
     return coded if len(coded) <= budget else None
 
 
