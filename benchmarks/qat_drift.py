@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 import tinc
 from tinc import codec as codec_module
 from tinc import coding, training
@@ -86,8 +88,6 @@ def main() -> None:
 
 
 def _loss(model, blocks, weights, coords) -> float:
-    import torch
-
     with torch.no_grad():
         error = (model.render(coords) - blocks).square().mean(-1)
         return float((error * weights).sum() / weights.sum())

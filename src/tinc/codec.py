@@ -36,8 +36,9 @@ MAX_LAYERS = 16
 # it gains in most other cells (RESULTS.md sections 13 and 15).
 SHAPE_BITS = 6
 # Bytes the steps of quantization-aware training leave free (one word of the ANS stream):
-# the weights it ends with code up to a few bytes longer than those it started from (+3 in
-# 37 fits of section 17), and a file over its budget must give up trained roundings.
+# the weights it ends with code as long as those it started from in most fits, 4-16 bytes
+# longer in a few (RESULTS.md section 17), and a file over its budget must give up
+# trained roundings.
 QAT_SLACK = 4
 _STREAM_SLACK = 16  # the ANS stream ends on a 32-bit word; the WGTS length varint may grow
 
@@ -135,7 +136,7 @@ class TincCodec:
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
-        from .training import fit, weight_sensitivities
+        from .training import fit
 
         def quantization(model: TreeINR) -> list[float]:
             """The steps the weights would be coded with now, to the budget: QAT trains through them."""
@@ -185,7 +186,7 @@ class TincCodec:
             codes = [round(256 * math.log2(step)) for step in model.quantization_steps]
             coded = coding.encode_with_steps(tensors, codes)
             if len(coded) > weight_budget:
-                sensitivities = weight_sensitivities(model, weights, coords, config.batch // plan.layout.leaves + 1, config.seed)
+                sensitivities = tensor_sensitivities(model, weights, coords, config)
                 coded = coding.encode_within_budget(tensors, latent, codes, weight_budget, sensitivities)
         if coded is None:
             coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config))
@@ -217,12 +218,16 @@ def stored_tensors(model: TreeINR) -> list[np.ndarray]:
     return [values[mask] for _, values, mask in model.tensors()]
 
 
-def step_scales(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, config: TincConfig) -> np.ndarray:
-    """Per stored tensor, the scale of its quantization step, from the loss's curvature."""
+def tensor_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, config: TincConfig) -> np.ndarray:
+    """Per stored tensor, the loss's mean curvature along one of its weights, on a batch's samples."""
     from .training import weight_sensitivities
 
-    sensitivities = weight_sensitivities(model, weights, coords, config.batch // model.plan.layout.leaves + 1, config.seed)
-    return coding.sensitivity_scales(stored_tensors(model), sensitivities)
+    return weight_sensitivities(model, weights, coords, config.batch // model.plan.layout.leaves + 1, config.seed)
+
+
+def step_scales(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, config: TincConfig) -> np.ndarray:
+    """Per stored tensor, the scale of its quantization step, from the loss's curvature."""
+    return coding.sensitivity_scales(stored_tensors(model), tensor_sensitivities(model, weights, coords, config))
 
 
 def load_model(parsed: container.Container, device: torch.device, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[TreePlan, TreeINR]:
