@@ -30,6 +30,7 @@ VARIANTS = {
     "no quantization-aware training": {"qat_fraction": 0.0},
     "quantization-aware training over the last 20%": {"qat_fraction": 0.2},
     "no pull toward the rounded weights": {"qat_damping": 0.0},
+    "no spread penalty": {"spread_penalty": 0.0},
     "sized for 4-bit weights": {"weight_bits": 4},
     "sized for 5-bit weights": {"weight_bits": 5},
     "sized for 6-bit weights": {"weight_bits": 6},

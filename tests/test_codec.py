@@ -138,6 +138,8 @@ def test_impossible_ratio_and_unknown_option_are_config_errors(brain32):
         tinc.compress(brain32, ratio=8, colour="blue")
     with pytest.raises(TincConfigError, match="qat_damping"):
         tinc.compress(brain32, ratio=8, qat_damping=-1)
+    with pytest.raises(TincConfigError, match="spread_penalty"):
+        tinc.compress(brain32, ratio=8, spread_penalty=-0.1)
     with pytest.raises(TincConfigError, match="lr must be"):
         tinc.compress(brain32, ratio=8, lr=0)
 

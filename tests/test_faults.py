@@ -163,9 +163,10 @@ def resumed_after_interrupt(cube, tmp_path, monkeypatch, options: dict, interrup
     return codec.encode(cube), codec
 
 
-# Forward passes before training step 17: 16 steps; with rounding from step 15 on, also 8
-# curvature probes and 2 loss evaluations (the rounding cost) before step 15.
-@pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 17), (0.5, 27)], ids=["before-rounding", "while-rounding"])
+# Forward passes before training step 16: 16 steps, and 8 curvature probes and 2 loss
+# evaluations (a rounding cost) at step 3, where the spread penalty's weight is set
+# (`training.SPREAD_CHECK`); with rounding from step 15 on, 10 more before step 15.
+@pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 27), (0.5, 37)], ids=["before-rounding", "while-rounding"])
 def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch, qat_fraction, interrupted_call):
     options = dict(CODEC, qat_fraction=qat_fraction)
     uninterrupted = tinc.compress(cube, **options)
@@ -177,8 +178,9 @@ def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_pa
     assert again.encode(cube) == uninterrupted and again.report.resumed_from == 30
 
 
-# Three starts of 10 steps: forward passes 1-30 are the trial starts, 31 on the fit from step 11.
-@pytest.mark.parametrize("interrupted_call, resumed_from", [(15, 0), (40, 19)], ids=["while-trying-starts", "after-them"])
+# Three starts of 10 steps: forward passes 1-30 are the trial starts, 31 on the fit from step
+# 10, with the 10 passes that set the spread penalty's weight before step 12.
+@pytest.mark.parametrize("interrupted_call, resumed_from", [(15, 0), (50, 19)], ids=["while-trying-starts", "after-them"])
 def test_a_fit_from_several_starts_resumes_to_the_same_bytes(cube, tmp_path, monkeypatch, interrupted_call, resumed_from):
     from tinc import training
 

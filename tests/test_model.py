@@ -370,3 +370,56 @@ def test_several_starts_each_train_briefly_and_the_fit_continues_the_best(brain3
     # the winner, started alone, gives bit for bit the same fit: same samples, same schedule
     alone, single = fitted(report.start, 1)
     assert single.start_losses == [] and torch.equal(several, alone)
+
+
+def test_spread_penalty_is_the_mean_log_mean_square_over_the_real_weights():
+    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    logs, counts = [], []
+    for _, values, mask in model.tensors():
+        real = values[mask].astype(np.float64)
+        logs.append(np.log(np.mean(real**2)) * real.size)
+        counts.append(real.size)
+    assert model.spread_penalty().item() == pytest.approx(sum(logs) / sum(counts), rel=1e-5)
+    with torch.no_grad():
+        model.flat.mul_(0.5)  # every spread halves: the penalty falls by log 4
+    assert model.spread_penalty().item() == pytest.approx(sum(logs) / sum(counts) - np.log(4), rel=1e-5)
+
+
+def test_spread_penalty_narrows_quantized_weights_and_leaves_float32_ones_alone():
+    from tinc.training import fit
+
+    plan = unequal_plan()
+    coords = torch.as_tensor(plan.layout.block_coordinates())
+    targets = torch.sin(3 * coords.sum(-1)).expand(plan.layout.leaves, -1).unsqueeze(-1)
+    weights = torch.ones(targets.shape[:2])
+    spreads, flats = {}, {}
+    for bits, penalty in ((5, 0.0), (5, 1.0), (32, 0.0), (32, 1.0)):
+        model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
+        config = TincConfig(steps=150, batch=1024, weight_bits=bits, spread_penalty=penalty, starts=1, quiet=True)
+        fit(model, targets, weights, coords, config)
+        with torch.no_grad():
+            spreads[bits, penalty], flats[bits, penalty] = model.spread_penalty().item(), model.flat.clone()
+    assert spreads[5, 1.0] < spreads[5, 0.0] - 1
+    assert torch.equal(flats[32, 1.0], flats[32, 0.0])  # raw float32 weights cost the same at any spread
+
+
+def test_spread_penalty_weighs_no_more_than_rounding_costs(monkeypatch):
+    from tinc import training
+
+    plan = unequal_plan()
+    coords = torch.as_tensor(plan.layout.block_coordinates())
+    targets = torch.sin(3 * coords.sum(-1)).expand(plan.layout.leaves, -1).unsqueeze(-1)
+    weights = torch.ones(targets.shape[:2])
+    measured_at = []
+
+    def quantization(model):
+        measured_at.append(model.spread_checked)
+        return [0.01] * (2 * model.n_layers)
+
+    for cost, expected in ((0.03, 0.03), (0.5, 0.1)):  # cheap rounding lowers the weight; costly keeps it
+        monkeypatch.setattr(training, "rounding_cost", lambda *args, cost=cost: cost)
+        model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
+        config = TincConfig(steps=100, batch=1024, spread_penalty=0.1, qat_damping=0, starts=1, quiet=True)
+        training.fit(model, targets, weights, coords, config, quantization=quantization)
+        assert model.spread_checked and model.spread_pull == expected
+    assert measured_at == [False, True] * 2  # per fit: once to set the weight, once as the rounded phase begins

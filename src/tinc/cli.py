@@ -96,6 +96,8 @@ CONFIG_FLAGS: dict[str, dict] = {
                          "file stores (default 0.1; 0: off)"),
     "qat_damping": dict(type=float, metavar="D", help="pull of the weights toward their rounded values while training through "
                         "them, relative to the cost of rounding (default 20; 0: off)"),
+    "spread_penalty": dict(type=float, metavar="K", help="weight of the weights' coded size in the objective before the "
+                           "rounded phase, relative to the loss (default 0.1; 0: off)"),
     "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
     "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
     "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),

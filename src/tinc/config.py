@@ -65,6 +65,10 @@ class TincConfig:
     which stops them flipping across rounding boundaries: a penalty of `qat_damping` x how
     much rounding raised the loss (relative) x the loss x the mean squared distance in steps,
     grown over that phase from 0. 0 turns it off."""
+    spread_penalty: float = 0.1
+    """Weight, relative to the loss, of the weights' coded size in the objective before the
+    rounded phase (`TreeINR.spread_penalty`): narrower weight distributions code in fewer
+    bits, and within the budget the bits saved become finer steps. 0 turns it off."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     """Range the data is scaled to for the fit."""
     min_width: int = 8
@@ -131,6 +135,8 @@ class TincConfig:
                 raise TincConfigError(f"layers must be >= 1, got {self.layers}")
         if not self.qat_damping >= 0:
             raise TincConfigError(f"qat_damping must be >= 0, got {self.qat_damping}")
+        if not self.spread_penalty >= 0:
+            raise TincConfigError(f"spread_penalty must be >= 0, got {self.spread_penalty}")
         low, high = self.value_range
         if not low < high:
             raise TincConfigError(f"value_range must be increasing, got {self.value_range}")

@@ -78,7 +78,11 @@ class TreeINR(nn.Module):
         the forward pass sees rounded weights (quantization-aware training)."""
         self.rounding_pull = 0.0
         """Weight of `rounding_penalty` in the training objective, relative to the loss."""
+        # the weight of `spread_penalty` in the objective before the rounded phase, relative to
+        # the loss, and whether it has been set from the rounding cost yet (`training.SPREAD_CHECK`)
+        self.spread_pull, self.spread_checked = 0.0, False
         self._step_sizes: tuple[list[float], torch.Tensor, int] | None = None  # for rounding_penalty
+        self._tensor_index: tuple[torch.Tensor, torch.Tensor] | None = None  # for spread_penalty
 
     def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator, initial):
         nodes = len(fan_out)
@@ -223,6 +227,22 @@ class TreeINR(nn.Module):
         offsets = self.flat / steps
         # padded entries stay 0, so they add nothing to the sum
         return (offsets - torch.round(offsets)).square().sum() / real
+
+    def spread_penalty(self) -> torch.Tensor:
+        """Mean over the real weights of the log of their tensor's mean square; differentiable.
+
+        At its step a tensor of `n` weights codes in about `n/2 log2(mean square)` bits plus
+        a constant, so this is twice the weights' coded size per weight in nats, up to a
+        constant; within a fixed budget, whatever it saves buys finer steps for every tensor."""
+        if self._tensor_index is None:
+            sizes = torch.as_tensor([math.prod(shape) for shape in self.tensor_shapes])
+            tensor_of = torch.repeat_interleave(torch.arange(len(sizes)), sizes).to(self.flat.device)
+            real = torch.stack([mask.sum() for index in range(self.n_layers) for mask in self.masks(index)]).to(self.flat.dtype)
+            self._tensor_index = (tensor_of, real)
+        tensor_of, real = self._tensor_index
+        squares = torch.zeros_like(real).index_add_(0, tensor_of, self.flat.square())  # padding is 0
+        present = real > 0
+        return (real[present] * torch.log(squares[present] / real[present] + 1e-30)).sum() / real.sum()
 
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of

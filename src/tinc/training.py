@@ -34,6 +34,13 @@ WARMUP_STEPS = 100
 # last `TRIAL_SCORE_STEPS`, and the fit continues the best (`TincConfig.starts`).
 START_STEPS, TRIAL_SCORE_STEPS, START_TIME_SHARE = 200, 50, 0.1
 
+# Narrower weights code in fewer bits, and the bits buy finer steps, so the spread penalty
+# (`TincConfig.spread_penalty`) is worth about as much as rounding raises the loss. Once
+# the starts are done, at this clock, its weight drops to that cost where it is lower: cell
+# (rounding nearly doubles its loss) gains 0.2-0.5 dB at 0.1, while the 3-D inputs, where
+# rounding costs 1-5%, lose up to 1.2 dB at 0.2 (RESULTS.md section 18).
+SPREAD_CHECK = 0.1
+
 
 @dataclass
 class FitReport:
@@ -213,6 +220,8 @@ class Checkpoint:
         generator.set_state(state["generator"])
         model.quantization_steps = state.get("quantization_steps")
         model.rounding_pull = float(state.get("rounding_pull", 0.0))
+        model.spread_pull = float(state.get("spread_pull", model.spread_pull))
+        model.spread_checked = bool(state.get("spread_checked", False))
         self.guard = state.get("guard")
         return int(state["step"]), float(state["seconds"]), float(state["loss"])
 
@@ -225,7 +234,8 @@ class Checkpoint:
         state = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "loss": float(loss),
                  "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
                  "quantization_steps": model.quantization_steps,
-                 "rounding_pull": model.rounding_pull, "guard": guard.saved()}
+                 "rounding_pull": model.rounding_pull, "spread_pull": model.spread_pull,
+                 "spread_checked": model.spread_checked, "guard": guard.saved()}
         with atomic_path(self.path) as temporary:  # a kill mid-write keeps the previous checkpoint
             torch.save(state, temporary)
         self.saved_at = time.perf_counter()
@@ -248,7 +258,8 @@ def fit(
     `time_limit` still ends with a decayed rate. `quantization(model) -> steps` gives the
     steps the coder will round each tensor to; from clock `1 - config.qat_fraction` on, the
     model trains through them, pulled toward them as strongly as rounding costs
-    (`rounding_cost`, `TreeINR.rounding_penalty`). With `config.checkpoint` the fit is saved
+    (`rounding_cost`, `TreeINR.rounding_penalty`); before that, the objective also weighs the
+    weights' coded size (`config.spread_penalty`, `TreeINR.spread_penalty`). With `config.checkpoint` the fit is saved
     every `config.checkpoint_every` seconds and at its end, and resumed from that file if present.
     """
     leaves, voxels, _ = targets.shape
@@ -261,6 +272,8 @@ def fit(
     weight_total = weights.sum() if full_batch else None
     checkpoint = None
     done, spent, loss_value = 0, 0.0, float("nan")
+    # float32 weights are stored as they are: their spread costs no bits
+    model.spread_pull, model.spread_checked = (config.spread_penalty if config.weight_bits != 32 else 0.0), False
     if config.checkpoint:
         checkpoint = Checkpoint(config.checkpoint, Checkpoint.fingerprint_of(config, targets, weights, coords), config.checkpoint_every)
         done, spent, loss_value = checkpoint.restore(model, optimiser, generator)
@@ -280,6 +293,11 @@ def fit(
             clock = max(clock, elapsed / config.time_limit)
             if elapsed >= config.time_limit:
                 return None
+        if (model.spread_pull and not model.spread_checked and quantization is not None and model.quantization_steps is None
+                and clock >= SPREAD_CHECK):
+            model.quantization_steps = quantization(model)
+            model.spread_pull = min(model.spread_pull, rounding_cost(model, targets, weights, coords, 8 * samples, config.seed))
+            model.quantization_steps, model.spread_checked = None, True
         if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
             if config.qat_damping:
@@ -297,6 +315,8 @@ def fit(
         error = model(batch_coords) - batch_targets
         loss = (error.square().mean(dim=-1) * batch_weights).sum() / total.clamp_min(1e-12)
         objective = loss
+        if model.quantization_steps is None and model.spread_pull:
+            objective = loss + model.spread_pull * loss.detach() * model.spread_penalty()
         if model.quantization_steps is not None and model.rounding_pull:
             # relative to the loss, so the pull means the same at any fidelity; it grows over
             # the rounded phase from nothing
