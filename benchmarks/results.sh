@@ -240,6 +240,20 @@ step19() {  # Weights over the budget after quantization-aware training (before:
   git worktree remove --force "$before"
 }
 
+step20() {  # The spread penalty against none, fixed step counts; three more seeds of cell; its cost per step.
+  python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
+      --ratio 128,256 --steps 6000 --only "defaults,no spread penalty" | tee "$out/spread-ablation.md"
+  python benchmarks/ablation.py skimage:cell --ratio 64,512 --steps 6000 --only "defaults,no spread penalty" | tee -a "$out/spread-ablation.md"
+  for spec in "128 1" "128 2" "256 1"; do
+    set -- $spec
+    for penalty in 0.1 0; do echo "cell ${1}x seed $2 spread_penalty $penalty"
+      python benchmarks/fidelity_path.py skimage:cell --ratio "$1" --steps 6000 --set seed="$2" --set spread_penalty="$penalty" | tail -1; done
+  done | tee "$out/spread-seeds.md"
+  for penalty in 0 0.1 0 0.1; do echo "spread_penalty $penalty"
+    TIMEFORMAT="%R s"; time tinc compress skimage:cell -o "$out/spread.tinc" --ratio 128 --steps 3000 --spread-penalty "$penalty" --quiet
+  done 2>&1 | tee "$out/spread-time.txt"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
 for s in "${steps[@]}"; do "step$s"; done
