@@ -240,7 +240,7 @@ step19() {  # Weights over the budget after quantization-aware training (before:
   git worktree remove --force "$before"
 }
 
-step20() {  # The spread penalty against none, fixed step counts; three more seeds of cell; its cost per step.
+step20() {  # The spread penalty against none, fixed step counts; more seeds of cell; its cost per step; cell's scoreboard at 300 s.
   python benchmarks/ablation.py "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz skimage:cell \
       --ratio 128,256 --steps 6000 --only "defaults,no spread penalty" | tee "$out/spread-ablation.md"
   python benchmarks/ablation.py skimage:cell --ratio 64,512 --steps 6000 --only "defaults,no spread penalty" | tee -a "$out/spread-ablation.md"
@@ -252,6 +252,7 @@ step20() {  # The spread penalty against none, fixed step counts; three more see
   for penalty in 0 0.1 0 0.1; do echo "spread_penalty $penalty"
     TIMEFORMAT="%R s"; time tinc compress skimage:cell -o "$out/spread.tinc" --ratio 128 --steps 3000 --spread-penalty "$penalty" --quiet
   done 2>&1 | tee "$out/spread-time.txt"
+  tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/spread-cell" --quiet
 }
 
 steps=("$@")
