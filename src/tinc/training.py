@@ -36,9 +36,9 @@ START_STEPS, TRIAL_SCORE_STEPS, START_TIME_SHARE = 200, 50, 0.1
 
 # Narrower weights code in fewer bits, and the bits buy finer steps, so the spread penalty
 # (`TincConfig.spread_penalty`) is worth about as much as rounding raises the loss. Once
-# the starts are done, at this clock, its weight drops to that cost where it is lower. cell
-# (rounding nearly doubles its loss) gains 0.15-0.47 dB at 0.1; the 3-D inputs, where
-# rounding costs 1-5%, lost 0.3-1.2 dB at a constant 0.2 (RESULTS.md section 18).
+# the starts are done, at this clock, its weight drops to that cost where it is lower: cell
+# (rounding nearly doubles its loss) gains 0.15-0.47 dB at 0.1 (RESULTS.md section 18),
+# while inputs where rounding costs 1-5% have little to gain and a fit to lose.
 SPREAD_CHECK = 0.1
 
 
