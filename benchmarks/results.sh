@@ -255,6 +255,20 @@ step20() {  # The spread penalty against none, fixed step counts; more seeds of 
   tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/spread-cell" --quiet
 }
 
+step21() {  # The canonical form's sorted biases (format 4; before: 5244afd): bytes saved, fidelity at fixed steps, cell's scoreboard at 300 s.
+  python benchmarks/symmetry.py skimage:cell "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
+      --ratios 128,256 --steps 1500 | tee "$out/symmetry-bytes.md"
+  before=$(mktemp -d) && git worktree add -q --detach "$before" 5244afd
+  for spec in "skimage:cell 128 0" "skimage:cell 128 1" "skimage:cell 128 2" "skimage:cell 256 0" "skimage:cell 256 1" \
+      "$data/brain64.tif 256 0" "$data/tinc_test.tif 256 0" "nibabel:example4d.nii.gz 256 0"; do
+    set -- $spec
+    for src in "$before/src" src; do echo "$1 ${2}x seed $3 $src"
+      PYTHONPATH="$src" python benchmarks/fidelity_path.py "$1" --ratio "$2" --steps 6000 --set seed="$3" | tail -1; done
+  done | tee "$out/symmetry-fidelity.md"
+  git worktree remove --force "$before"
+  tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/symmetry-cell" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21)
 for s in "${steps[@]}"; do "step$s"; done

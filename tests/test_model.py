@@ -48,6 +48,28 @@ def test_batched_levels_equal_the_per_node_loop():
     assert torch.allclose(model(coords), per_node_reference(model, coords), atol=1e-5)
 
 
+def test_the_canonical_form_is_the_same_function_with_sorted_non_negative_biases():
+    torch.manual_seed(0)
+    model = TreeINR(unequal_plan())  # three levels of unequal widths, two layers at the root and leaves
+    with torch.no_grad():
+        model.flat.mul_(torch.rand_like(model.flat) + 0.5)
+    coords = torch.rand(200, 3) * 2 - 1
+    before, flat_before = model(coords).detach(), model.flat.detach().clone()
+    model.canonicalise()
+    assert not torch.equal(model.flat, flat_before)
+    assert torch.allclose(model(coords), before, atol=1e-5)
+    for (name, values, mask), runs in zip(model.tensors(), model.bias_runs()):
+        assert np.all(values[~mask] == 0), name  # padding stays in place
+        if runs is not None:
+            real = values[mask]
+            starts = np.cumsum(runs) - runs
+            assert real.min() >= 0 and np.all((np.diff(real) >= 0) | np.isin(np.arange(1, real.size), starts)), name
+    # the output layer's biases (the channels) keep their order; canonical is a fixed point
+    assert [runs is None for runs in model.bias_runs()] == [True, False] * (model.n_layers - 1) + [True, True]
+    index, sign = model.canonical_order()
+    assert torch.equal(index, torch.arange(index.numel())) and torch.all(sign == 1)
+
+
 def test_parameter_count_matches_the_plan_and_padding_stays_zero():
     plan = unequal_plan()
     model = TreeINR(plan)

@@ -138,13 +138,15 @@ class TincCodec:
 
         from .training import fit
 
+        runs = model.bias_runs()
+
         def quantization(model: TreeINR) -> list[float]:
             """The steps the weights would be coded with now, to the budget: QAT trains through them."""
-            tensors, scales = stored_tensors(model), step_scales(model, weights, coords, config)
+            tensors, scales = stored_tensors(model, canonical=True), step_scales(model, weights, coords, config)
             try:
-                _, log2_quality = coding.encode_to_budget(tensors, weight_budget - QAT_SLACK, scales)
+                _, log2_quality = coding.encode_to_budget(tensors, weight_budget - QAT_SLACK, scales, runs)
             except TincConfigError:  # a budget too small to leave slack in
-                _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales)
+                _, log2_quality = coding.encode_to_budget(tensors, weight_budget, scales, runs)
             report.log2_quality = log2_quality
             return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
 
@@ -171,6 +173,7 @@ class TincCodec:
         if fit_report.loss == fit_report.loss and fit_report.loss > 0:
             report.fit_psnr = fit_psnr(fit_report.loss, config)
 
+        model.canonicalise()  # the same function, in the form whose biases code as sorted runs
         latent = stored_tensors(model)
         if model.quantization_steps is not None:
             model.round_to_steps()  # store the weights the forward pass trained with
@@ -184,12 +187,12 @@ class TincCodec:
             # the steps trained through; weights that came to code a little over the budget give
             # up the roundings that cost least (None: so many that rounding afresh costs less)
             codes = [round(256 * math.log2(step)) for step in model.quantization_steps]
-            coded = coding.encode_with_steps(tensors, codes)
+            coded = coding.encode_with_steps(tensors, codes, runs)
             if len(coded) > weight_budget:
                 sensitivities = tensor_sensitivities(model, weights, coords, config)
-                coded = coding.encode_within_budget(tensors, latent, codes, weight_budget, sensitivities)
+                coded = coding.encode_within_budget(tensors, latent, codes, weight_budget, sensitivities, runs=runs)
         if coded is None:
-            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config))
+            coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config), runs)
         data = container.pack(header, coded, metadata)
         report.nbytes = len(data)
         self.report = report
@@ -213,9 +216,10 @@ class TincCodec:
 
 
 # ---------------------------------------------------------------------- helpers
-def stored_tensors(model: TreeINR) -> list[np.ndarray]:
-    """The real (unpadded) weights and biases, flat, in the order the coder stores them."""
-    return [values[mask] for _, values, mask in model.tensors()]
+def stored_tensors(model: TreeINR, canonical: bool = False) -> list[np.ndarray]:
+    """The real (unpadded) weights and biases, flat, in the order the coder stores them
+    (`canonical`: those of the model's canonical form)."""
+    return [values[mask] for _, values, mask in model.tensors(canonical)]
 
 
 def tensor_sensitivities(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, config: TincConfig) -> np.ndarray:
@@ -237,7 +241,7 @@ def load_model(parsed: container.Container, device: torch.device, max_voxels: in
     check_model_size(plan, len(parsed.weights))
     model = TreeINR(plan, w0=header["w0"])
     tensors = model.tensors()
-    values = coding.decode(parsed.weights, [int(mask.sum()) for _, _, mask in tensors])
+    values = coding.decode(parsed.weights, [int(mask.sum()) for _, _, mask in tensors], model.bias_runs())
     if not all(np.isfinite(v).all() for v in values):
         raise TincFormatError("the .tinc weights are not finite numbers: the file is corrupted")
     padded = []

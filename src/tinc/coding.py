@@ -12,6 +12,14 @@ A section is one byte naming its coding, the tensors' headers, then the ANS word
 `COMPACT` header is three bytes: family and support, the model's scale on a 1/8-octave
 grid, the step as a difference from the last tensor's (the first tensor's step in full).
 Files of format 2 hold `LEGACY` sections (seven bytes per tensor), still decoded.
+
+A tensor whose runs (one per tree node, e.g. a hidden layer's biases in the model's
+canonical form, `TreeINR.canonicalise`) are ascending and non-negative codes each run as
+order statistics (`SORTED` in its header): the k-th value as the least of the run's
+remaining values, all drawn from the tensor's model folded onto x >= 0. That saves the
+sign of each value and log2(n!) bits per run of n, which is what the network's freedom to
+flip and permute its neurons would otherwise waste. Its probability tables are computed
+with IEEE-754 basic operations alone, so every machine's decoder rebuilds them bit for bit.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from .container import Reader, unzigzag, varint, zigzag
 from .errors import TincConfigError, TincFormatError
 
 GAUSSIAN, LAPLACE = 0, 1  # the families of the symbols' model
+SORTED = 2  # added to the family: the tensor's runs are ascending, non-negative order statistics
+# a SORTED tensor's values times its support: bounds the tables a forged file can make a decoder build
+MAX_SORTED_ENTRIES = 1 << 25
 LEGACY, RAW, COMPACT = 0, 2, 3  # the first byte of a weight section: how it is coded
 MAX_SYMBOL = 32766  # keeps the support, +-(2^15 - 1), within int16
 # A step is 2 ** (code / 256). The codes of one section differ by multiples of STEP_GRID, so
@@ -119,44 +130,140 @@ def step_of(code: int) -> float:
     return 2.0 ** (code / 256)
 
 
-def encode(tensors: list[np.ndarray], log2_quality: float | None, scales: np.ndarray | None = None) -> bytes:
+Runs = list  # per tensor: None, or the lengths of its ascending non-negative runs (`SORTED`)
+
+
+def encode(tensors: list[np.ndarray], log2_quality: float | None, scales: np.ndarray | None = None,
+           runs: Runs | None = None) -> bytes:
     """Code 1-D float tensors with the steps of `step_codes`; `log2_quality=None` stores raw float32."""
     if log2_quality is None:
         return bytes([RAW]) + b"".join(np.asarray(t, dtype="<f4").tobytes() for t in tensors)
-    return encode_with_steps(tensors, step_codes(tensors, log2_quality, scales))
+    return encode_with_steps(tensors, step_codes(tensors, log2_quality, scales), runs)
 
 
-def encode_with_steps(tensors: list[np.ndarray], codes: list[int]) -> bytes:
+def encode_with_steps(tensors: list[np.ndarray], codes: list[int], runs: Runs | None = None) -> bytes:
     """Code 1-D float tensors, each rounded to the multiples of its step (`step_of(code)`)."""
-    return _encode_symbols([_symbols(values, code) for values, code in zip(tensors, codes, strict=True)], codes)
+    return _encode_symbols([_symbols(values, code) for values, code in zip(tensors, codes, strict=True)], codes, runs)
 
 
 def _symbols(values: np.ndarray, code: int) -> np.ndarray:
     return np.clip(np.rint(np.asarray(values, dtype=np.float64) / step_of(code)), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
 
 
-def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int]) -> bytes:
+def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs | None = None) -> bytes:
     if any((code - codes[0]) % STEP_GRID for code in codes):
         raise ValueError(f"step codes must differ by multiples of {STEP_GRID}, got {codes}")
-    headers, streams = [], []
+    headers, pieces = [], []  # (symbols, model) in decoding order
     coder = constriction.stream.stack.AnsCoder()
     previous = None
-    for symbols, code in zip(all_symbols, codes, strict=True):
+    for index, (symbols, code) in enumerate(zip(all_symbols, codes, strict=True)):
         support = _support(symbols)
         family, scale = _model_of(symbols)
+        high = 2**support - 1
+        tensor_runs = None if runs is None else runs[index]
+        if tensor_runs is not None and _sortable(symbols, tensor_runs, high):
+            def visit(positions, model, symbols=symbols):
+                pieces.append((symbols[positions], model))
+                return symbols[positions]
+
+            _walk_runs(np.asarray(tensor_runs, dtype=np.int64), family, scale, high, visit)
+            family |= SORTED
+        elif symbols.size:
+            pieces.append((symbols, _family_models(family, -high, high, scale_of(scale))))
         step = zigzag(code) if previous is None else zigzag((code - previous) // STEP_GRID)
         headers.append(bytes([family << 4 | support, scale]) + varint(step))
-        streams.append((symbols, _family_models(family, -(2**support - 1), 2**support - 1, scale_of(scale))))
         previous = code
-    for symbols, model in reversed(streams):
-        if symbols.size:
-            coder.encode_reverse(symbols, model)
+    for symbols, model in reversed(pieces):
+        coder.encode_reverse(symbols.astype(np.int32), model)
     words = coder.get_compressed().astype("<u4")
     return bytes([COMPACT]) + b"".join(headers) + words.tobytes()
 
 
+# ------------------------------------------------------------------ sorted runs
+_LN2 = 0.6931471805599453
+
+
+def _sortable(symbols: np.ndarray, runs: np.ndarray, high: int) -> bool:
+    """Whether `symbols` are ascending, non-negative runs of the given lengths, with tables in bounds."""
+    runs = np.asarray(runs, dtype=np.int64)
+    if runs.sum() != symbols.size or not symbols.size or symbols.size * (high + 2) > MAX_SORTED_ENTRIES:
+        return False
+    starts = np.repeat(np.cumsum(runs) - runs, runs)
+    rising = np.diff(symbols, prepend=0) >= 0
+    return bool(symbols.min() >= 0 and np.all(rising | (np.arange(symbols.size) == starts)))
+
+
+def _walk_runs(runs: np.ndarray, family: int, scale: int, high: int, visit) -> np.ndarray:
+    """A `SORTED` tensor's symbols in coding order, for the encoder and decoder alike.
+
+    Step k takes the k-th value of every run longer than k: the least of the run's remaining
+    values, all at least the run's previous value. Runs sharing that (previous value, values
+    left) pair share one model, so each step visits its pairs in turn: `visit(positions,
+    model)` returns the symbols at `positions` (the encoder knows them, the decoder decodes)."""
+    starts, symbols = np.cumsum(runs) - runs, np.zeros(int(runs.sum()), dtype=np.int64)
+    previous = np.zeros(len(runs), dtype=np.int64)
+    tails = _tail_masses(family, scale, high)
+    for k in range(int(runs.max(initial=0))):
+        active = np.flatnonzero(runs > k)
+        remaining = runs[active] - k
+        _, first, inverse, counts = np.unique(previous[active] * (int(runs.max()) + 1) + remaining,
+                                              return_index=True, return_inverse=True, return_counts=True)
+        groups = np.split(active[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
+        for table, members in zip(_least_of(tails, previous[active][first], remaining[first]), groups):
+            positions = starts[members] + k
+            symbols[positions] = visit(positions, constriction.stream.model.Categorical(table, perfect=False))
+        previous[active] = symbols[starts[active] + k]
+    return symbols
+
+
+def _tail_masses(family: int, scale: int, high: int) -> np.ndarray:
+    """S(x) = P(|symbol| >= x) up to a factor, for x = 0 .. high + 1, under the folded model
+    of `family` and the scale byte: the density sampled at the integers (q^(x^2) for a
+    Gaussian, r^x for a Laplace), from basic operations alone."""
+    sigma = max(_exact_scale(scale), 1e-3)
+    ratio = _exp(-0.5 / (sigma * sigma)) if family == GAUSSIAN else _exp(-1.0 / sigma)
+    factors = np.full(high, ratio)
+    if family == GAUSSIAN and high:
+        factors = np.cumprod(np.concatenate([[ratio], np.full(high - 1, ratio * ratio)]))  # q^(2x+1)
+    density = np.cumprod(np.concatenate([[1.0], factors]))
+    density[1:] *= 2  # both signs fold onto x > 0
+    density = np.maximum(density, 1e-300)  # so that no tail is empty
+    return np.append(np.cumsum(density[::-1])[::-1], 0.0)
+
+
+def _least_of(tails: np.ndarray, previous: np.ndarray, remaining: np.ndarray) -> np.ndarray:
+    """Per row, P(least of `remaining` draws = x | all >= `previous`), x = 0 .. high."""
+    fraction = np.minimum(tails[None, :] / tails[previous][:, None], 1.0)
+    power, exponent = np.ones_like(fraction), remaining.astype(np.int64)
+    while exponent.any():  # by squaring, with the same products on every machine
+        power = np.where((exponent & 1)[:, None] == 1, power * fraction, power)
+        fraction, exponent = fraction * fraction, exponent >> 1
+    return power[:, :-1] - power[:, 1:]
+
+
+def _exact_scale(byte: int) -> float:
+    """`scale_of(byte)` from square roots (correctly rounded everywhere) instead of `pow`."""
+    octaves, eighths = divmod(byte - _SCALE_OFFSET, _SCALE_UNITS)
+    root, value = math.sqrt(math.sqrt(math.sqrt(2.0))), 1.0  # 2^(1/_SCALE_UNITS)
+    for _ in range(eighths):
+        value *= root
+    return math.ldexp(value, octaves)
+
+
+def _exp(y: float) -> float:
+    """e^y for y <= 0 by a fixed series: C libraries' `exp` may differ in the last bit."""
+    if y < -745:
+        return 0.0
+    octaves = round(y / _LN2)
+    rest, term, total = y - octaves * _LN2, 1.0, 1.0
+    for n in range(1, 20):
+        term = term * rest / n
+        total += term
+    return math.ldexp(total, octaves)
+
+
 def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], codes: list[int], budget: int,
-                         sensitivities: np.ndarray, max_rounds: int = 64) -> bytes | None:
+                         sensitivities: np.ndarray, max_rounds: int = 64, runs: Runs | None = None) -> bytes | None:
     """Code `rounded` (multiples of the steps of `codes`) in at most `budget` bytes, or None.
 
     Quantization-aware training chooses its steps for the budget when it starts, and the
@@ -166,7 +273,8 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
     toward zero: the error of a move is `sensitivity x step^2 x` the rise in squared
     distance from the `latent` (unrounded) weight, so weights trained to sit near a
     rounding boundary go first. None when the moves would add more error than rounding
-    every weight afresh (a twelfth of a step squared each) would.
+    every weight afresh (a twelfth of a step squared each) would. Tensors with `runs` keep
+    their symbols, since a move could unsort a run.
     """
     sizes = [np.size(values) for values in rounded]
     symbols = np.concatenate([_symbols(values, code) for values, code in zip(rounded, codes, strict=True)])
@@ -174,7 +282,8 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
     costs = np.repeat(np.asarray(sensitivities, dtype=np.float64) * np.square([step_of(code) for code in codes]), sizes)
     fresh_rounding, added = float(costs.sum() / 12), 0.0
     splits = np.cumsum(sizes)[:-1]
-    coded = _encode_symbols(np.split(symbols, splits), codes)
+    fixed = np.repeat([runs is not None and tensor_runs is not None for tensor_runs in (runs or [None] * len(sizes))], sizes)
+    coded = _encode_symbols(np.split(symbols, splits), codes, runs)
     for _ in range(max_rounds):
         if len(coded) <= budget:
             return coded
@@ -183,7 +292,7 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
                                 for q, t in zip(np.split(symbols, splits), np.split(toward, splits))
                                 for family, scale in [_model_of(q)]])
         errors = costs * (np.square(offsets - toward) - np.square(offsets - symbols))
-        movable = np.flatnonzero(saved > 0)
+        movable = np.flatnonzero((saved > 0) & ~fixed)
         if not movable.size:
             return None
         order = movable[np.argsort(np.maximum(errors[movable], 0) / saved[movable], kind="stable")]
@@ -192,12 +301,13 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
         added += float(errors[chosen].sum())
         if added > fresh_rounding:
             return None
-        coded = _encode_symbols(np.split(symbols, splits), codes)
+        coded = _encode_symbols(np.split(symbols, splits), codes, runs)
     return coded if len(coded) <= budget else None
 
 
-def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
-    """Inverse of `encode` for tensors of the given element counts."""
+def decode(data: bytes, sizes: list[int], runs: Runs | None = None) -> list[np.ndarray]:
+    """Inverse of `encode` for tensors of the given element counts; `runs` gives, per tensor,
+    the lengths its runs would have if it was coded `SORTED` (e.g. its nodes' entry counts)."""
     if not data:
         raise TincFormatError("weight section is empty")
     if data[0] == RAW:
@@ -216,13 +326,16 @@ def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
     try:
         coder = constriction.stream.stack.AnsCoder(words) if words.size else None
         tensors = []
-        for (family, step, scale, low, high), size in zip(headers, sizes):
+        for index, ((family, step, scale, scale_byte, low, high), size) in enumerate(zip(headers, sizes)):
             if size == 0:
                 tensors.append(np.zeros(0, np.float32))
                 continue
             if coder is None:
                 raise TincFormatError("weight stream is empty")
-            symbols = coder.decode(_family_models(family, low, high, scale), size)
+            if family & SORTED:
+                symbols = _decode_sorted(coder, family & ~SORTED, scale_byte, high, size, None if runs is None else runs[index], index)
+            else:
+                symbols = coder.decode(_family_models(family, low, high, scale), size)
             tensors.append((symbols.astype(np.float64) * step).astype(np.float32))
     except TincFormatError:
         raise
@@ -231,22 +344,30 @@ def decode(data: bytes, sizes: list[int]) -> list[np.ndarray]:
     return tensors
 
 
-def _compact_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int, int]]:
-    """(family, step, scale, lowest symbol, highest symbol) per tensor of a `COMPACT` section."""
+def _decode_sorted(coder, family: int, scale: int, high: int, size: int, runs, index: int) -> np.ndarray:
+    """The symbols of a `SORTED` tensor, decoded in the order `_walk_runs` coded them."""
+    runs = None if runs is None else np.asarray(runs, dtype=np.int64)
+    if runs is None or runs.sum() != size or size * (high + 2) > MAX_SORTED_ENTRIES:
+        raise TincFormatError(f"weight tensor {index} cannot be coded as sorted runs")
+    return _walk_runs(runs, family, scale, high, lambda positions, model: coder.decode(model, len(positions)))
+
+
+def _compact_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int | None, int, int]]:
+    """(family, step, model scale, its byte, lowest symbol, highest symbol) per tensor of a `COMPACT` section."""
     headers, code = [], 0
     for index in range(count):
         packed, scale = reader.byte(), reader.byte()
         family, support = packed >> 4, packed & 15
         difference = unzigzag(reader.varint())
         code = difference if index == 0 else code + STEP_GRID * difference
-        if family not in (GAUSSIAN, LAPLACE) or not 1 <= support <= 15 or abs(code) > 1 << 16:
+        if family & ~SORTED not in (GAUSSIAN, LAPLACE) or not 1 <= support <= 15 or abs(code) > 1 << 16:
             raise TincFormatError(f"weight tensor {index} has an invalid header")
-        headers.append((family, step_of(code), scale_of(scale), -(2**support - 1), 2**support - 1))
+        headers.append((family, step_of(code), scale_of(scale), scale, -(2**support - 1), 2**support - 1))
     return headers
 
 
-def _legacy_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int, int]]:
-    """The same for sections of format 2 files: family, int16 step code, float16 scale, symbol range."""
+def _legacy_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int | None, int, int]]:
+    """The same for sections of format 2 files: family, int16 step code, float16 scale (no byte), symbol range."""
     headers = []
     for index in range(count):
         family = reader.byte()
@@ -254,25 +375,26 @@ def _legacy_headers(reader: Reader, count: int) -> list[tuple[int, float, float,
         low, high = unzigzag(reader.varint()), unzigzag(reader.varint())
         if family not in (GAUSSIAN, LAPLACE) or not -MAX_SYMBOL - 1 <= low < high <= MAX_SYMBOL + 1 or not np.isfinite(scale):
             raise TincFormatError(f"weight tensor {index} has an invalid header")
-        headers.append((family, step_of(step_code), float(scale), low, high))
+        headers.append((family, step_of(step_code), float(scale), None, low, high))
     return headers
 
 
-def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray | None = None) -> tuple[bytes, float]:
+def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray | None = None,
+                     runs: Runs | None = None) -> tuple[bytes, float]:
     """The finest quantization whose coded size is at most `budget` bytes (bisection on quality)."""
     low, high = _QUALITY_RANGE
-    smallest = encode(tensors, high, scales)
+    smallest = encode(tensors, high, scales, runs)
     if len(smallest) > budget:
         raise TincConfigError(
             f"the weights need at least {len(smallest)} bytes, the budget leaves {budget}; use a lower --ratio"
         )
     best, best_quality = smallest, high
-    finest = encode(tensors, low, scales)
+    finest = encode(tensors, low, scales, runs)
     if len(finest) <= budget:
         return finest, low
     for _ in range(24):
         middle = (low + high) / 2
-        coded = encode(tensors, middle, scales)
+        coded = encode(tensors, middle, scales, runs)
         if len(coded) <= budget:
             best, best_quality, high = coded, middle, middle
         else:

@@ -12,6 +12,9 @@ axes longer than 1 as coordinates (version 1 gave a length-1 axis a constant inp
 `unpack` puts the version in the header as "format_version" for `plan_from_header`.
 Version 3 codes the weights with three-byte tensor headers instead of seven
 (`coding.COMPACT`); the weight section's first byte says which, so version 2 files decode.
+Version 4 may code a hidden layer's biases as sorted runs (`coding.SORTED`, a flag in the
+tensor's header that version 3 readers would call invalid), the network stored in its
+canonical form (`TreeINR.canonical_order`); version 3 files never set it and still decode.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 from .errors import TincFormatError
 
 MAGIC = b"TINC"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 HEAD, WGTS, META = 1, 2, 3
 SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
 _MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory

@@ -183,15 +183,74 @@ class TreeINR(nn.Module):
         weight, bias = tensors[index]
         return torch.baddbmm(bias, weight, h).transpose(1, 2)
 
-    def tensors(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """Every weight and bias as (name, values, mask) in a fixed order, for the coder."""
-        stored = self.split(self.flat.detach().cpu())
+    def tensors(self, canonical: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every weight and bias as (name, values, mask) in a fixed order, for the coder;
+        `canonical`: those of the canonical form (`canonical_order`), the model unchanged."""
+        flat = self.flat.detach().cpu()
+        if canonical:
+            index, sign = self.canonical_order()
+            flat = flat[index] * sign
+        stored = self.split(flat)
         result = []
         for index in range(self.n_layers):
             weight_mask, bias_mask = self.masks(index)
             result.append((f"w{index}", stored[2 * index].numpy(), weight_mask.cpu().numpy().astype(bool)))
             result.append((f"b{index}", stored[2 * index + 1].numpy(), bias_mask.cpu().numpy().astype(bool)))
         return result
+
+    def canonical_order(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, sign) such that `flat[index] * sign` is the same function with every hidden
+        neuron's bias non-negative and each node's neurons in ascending order of bias.
+
+        sin is odd, so negating a neuron's incoming weights and bias negates its output, which
+        negating its outgoing weights undoes; and a layer's neurons can be listed in any order
+        if the next layer's inputs follow. The coder codes the canonical biases as sorted runs
+        (`coding.SORTED`), which saves the bits those freedoms would spend. Rounding to a
+        tensor's step commutes with both, so the rounded weights stay canonical."""
+        stored = [piece.numpy() for piece in self.split(self.flat.detach().cpu())]
+        offsets = np.cumsum([0] + [piece.size for piece in stored])
+        index, sign = np.empty(offsets[-1], dtype=np.int64), np.empty(offsets[-1], dtype=np.float32)
+        levels = [level for level, count in enumerate(self.plan.layers) for _ in range(count)] + [self.plan.depth]
+        previous = None  # the last hidden layer's neuron order and signs, per node
+        for layer in range(self.n_layers):
+            weight, bias = stored[2 * layer], stored[2 * layer + 1]
+            nodes, fan_in, width = weight.shape
+            if previous is None:  # the root reads coordinates, which keep their order
+                rows, row_signs = np.broadcast_to(np.arange(fan_in), (nodes, fan_in)), np.ones((nodes, fan_in), np.float32)
+            else:
+                same_level = levels[layer] == levels[layer - 1]
+                parent = np.arange(nodes) // (1 if same_level else self.plan.layout.children[levels[layer - 1]])
+                rows, row_signs = previous[0][parent], previous[1][parent]
+            if layer < self.n_layers - 1:
+                values, real = bias[:, 0, :], self.masks(layer)[1][:, 0, :].cpu().numpy().astype(bool)
+                columns = np.argsort(np.where(real, np.abs(values), np.inf), axis=1, kind="stable")
+                column_signs = np.take_along_axis(np.where(values < 0, -1, 1).astype(np.float32), columns, axis=1)
+            else:  # the output channels keep their order
+                columns, column_signs = np.broadcast_to(np.arange(width), (nodes, width)), np.ones((nodes, width), np.float32)
+            node = np.arange(nodes)[:, None, None]
+            weights = slice(offsets[2 * layer], offsets[2 * layer + 1])
+            index[weights] = (offsets[2 * layer] + (node * fan_in + rows[:, :, None]) * width + columns[:, None, :]).ravel()
+            sign[weights] = (row_signs[:, :, None] * column_signs[:, None, :]).ravel()
+            biases = slice(offsets[2 * layer + 1], offsets[2 * layer + 2])
+            index[biases] = (offsets[2 * layer + 1] + node[:, 0] * width + columns).ravel()
+            sign[biases] = column_signs.ravel()
+            previous = (columns, column_signs)
+        return torch.as_tensor(index), torch.as_tensor(sign)
+
+    @torch.no_grad()
+    def canonicalise(self) -> None:
+        """Set the weights to their canonical form (`canonical_order`): the same function."""
+        index, sign = self.canonical_order()
+        self.flat.copy_(self.flat[index.to(self.flat.device)] * sign.to(self.flat.device))
+
+    def bias_runs(self) -> list[np.ndarray | None]:
+        """Per stored tensor, the runs the coder may code as sorted: each node's neuron count
+        for a hidden layer's biases (ascending in the canonical form), None elsewhere."""
+        runs: list[np.ndarray | None] = []
+        for layer in range(self.n_layers):
+            counts = self.masks(layer)[1].sum(dim=(1, 2)).cpu().numpy().astype(np.int64)
+            runs += [None, counts if layer < self.n_layers - 1 else None]
+        return runs
 
     @torch.no_grad()
     def load_tensors(self, values: list[np.ndarray]) -> None:
