@@ -130,7 +130,7 @@ def step_of(code: int) -> float:
     return 2.0 ** (code / 256)
 
 
-Runs = list  # per tensor: None, or the lengths of its ascending non-negative runs (`SORTED`)
+Runs = list[np.ndarray | None]  # per tensor: None, or the lengths of its ascending non-negative runs (`SORTED`)
 
 
 def encode(tensors: list[np.ndarray], log2_quality: float | None, scales: np.ndarray | None = None,
@@ -222,9 +222,10 @@ def _tail_masses(family: int, scale: int, high: int) -> np.ndarray:
     Gaussian, r^x for a Laplace), from basic operations alone."""
     sigma = max(_exact_scale(scale), 1e-3)
     ratio = _exp(-0.5 / (sigma * sigma)) if family == GAUSSIAN else _exp(-1.0 / sigma)
-    factors = np.full(high, ratio)
-    if family == GAUSSIAN and high:
-        factors = np.cumprod(np.concatenate([[ratio], np.full(high - 1, ratio * ratio)]))  # q^(2x+1)
+    if family == GAUSSIAN:  # density(x + 1) / density(x) = q^(2x + 1)
+        factors = np.cumprod(np.concatenate([[ratio], np.full(high - 1, ratio * ratio)]))
+    else:
+        factors = np.full(high, ratio)
     density = np.cumprod(np.concatenate([[1.0], factors]))
     density[1:] *= 2  # both signs fold onto x > 0
     density = np.maximum(density, 1e-300)  # so that no tail is empty
@@ -282,7 +283,7 @@ def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], co
     costs = np.repeat(np.asarray(sensitivities, dtype=np.float64) * np.square([step_of(code) for code in codes]), sizes)
     fresh_rounding, added = float(costs.sum() / 12), 0.0
     splits = np.cumsum(sizes)[:-1]
-    fixed = np.repeat([runs is not None and tensor_runs is not None for tensor_runs in (runs or [None] * len(sizes))], sizes)
+    fixed = np.repeat([tensor_runs is not None for tensor_runs in (runs or [None] * len(sizes))], sizes)
     coded = _encode_symbols(np.split(symbols, splits), codes, runs)
     for _ in range(max_rounds):
         if len(coded) <= budget:
