@@ -267,6 +267,8 @@ step21() {  # The canonical form's sorted biases (format 4; before: 5244afd): by
   done | tee "$out/symmetry-fidelity.md"
   git worktree remove --force "$before"
   tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/symmetry-cell" --quiet
+  tinc bench skimage:cell --ratios 512 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/symmetry-cell512" --quiet
+  tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/symmetry-example4d" --quiet
 }
 
 steps=("$@")
