@@ -21,7 +21,6 @@ import numpy as np
 import tinc
 from tinc import coding, container
 from tinc.codec import load_model, stored_tensors
-from tinc.container import Reader
 
 
 def main() -> None:
@@ -40,8 +39,7 @@ def main() -> None:
             parsed = container.unpack(data)
             _, model = load_model(parsed, "cpu")
             tensors, runs = stored_tensors(model), model.bias_runs()
-            headers = coding._compact_headers(Reader(parsed.weights, 1, "truncated"), len(tensors))
-            codes = [round(256 * math.log2(header[1])) for header in headers]
+            codes = [code for code, _ in coding.section_tensors(parsed.weights, len(tensors))]
             sorted_runs = len(coding.encode_with_steps(tensors, codes, runs))
             plain = len(coding.encode_with_steps(tensors, codes))
             seconds = [min(timeit.repeat(lambda r=r: coding.encode_with_steps(tensors, codes, r), number=1, repeat=5))

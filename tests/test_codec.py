@@ -244,17 +244,14 @@ def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
 
 def test_files_store_the_canonical_network_with_its_biases_as_sorted_runs(brain32):
     from tinc.codec import load_model, stored_tensors
-    from tinc.container import Reader
 
     data = tinc.compress(brain32, ratio=32, **FAST)
     parsed = container.unpack(data)
     _, model = load_model(parsed, "cpu")
     tensors, runs = stored_tensors(model), model.bias_runs()
-    headers = coding._compact_headers(Reader(parsed.weights, 1, "truncated"), len(tensors))
-    sorted_tensors = [bool(header[0] & coding.SORTED) for header in headers]
-    assert sorted_tensors == [r is not None for r in runs] and any(sorted_tensors)
+    codes, sorted_tensors = zip(*coding.section_tensors(parsed.weights, len(tensors)))
+    assert list(sorted_tensors) == [r is not None for r in runs] and any(sorted_tensors)
     index, sign = model.canonical_order()  # the decoded network is already canonical
     assert torch.equal(index, torch.arange(index.numel())) and torch.all(sign == 1)
     # the same symbols coded without the runs take more bytes: the bytes the canonical form saved
-    codes = [round(256 * np.log2(header[1])) for header in headers]
     assert len(coding.encode_with_steps(tensors, codes)) > len(coding.encode_with_steps(tensors, codes, runs)) == len(parsed.weights)

@@ -345,6 +345,14 @@ def decode(data: bytes, sizes: list[int], runs: Runs | None = None) -> list[np.n
     return tensors
 
 
+def section_tensors(data: bytes, count: int) -> list[tuple[int, bool]]:
+    """(step code, whether coded as sorted runs) per tensor of a `COMPACT` weight section."""
+    if not data or data[0] != COMPACT:
+        raise TincFormatError("not a compact weight section")
+    return [(round(256 * math.log2(step)), bool(family & SORTED))
+            for family, step, *_ in _compact_headers(Reader(data, 1, "weight section is truncated"), count)]
+
+
 def _decode_sorted(coder, family: int, scale: int, high: int, size: int, runs, index: int) -> np.ndarray:
     """The symbols of a `SORTED` tensor, decoded in the order `_walk_runs` coded them."""
     runs = None if runs is None else np.asarray(runs, dtype=np.int64)
