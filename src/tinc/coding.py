@@ -183,10 +183,15 @@ def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs 
 _LN2 = 0.6931471805599453
 
 
+def _runs_fit(runs: np.ndarray, size: int, high: int) -> bool:
+    """Whether runs of these lengths cover `size` values whose tables stay within bounds."""
+    return int(runs.sum()) == size and size * (high + 2) <= MAX_SORTED_ENTRIES
+
+
 def _sortable(symbols: np.ndarray, runs: np.ndarray, high: int) -> bool:
     """Whether `symbols` are ascending, non-negative runs of the given lengths, with tables in bounds."""
     runs = np.asarray(runs, dtype=np.int64)
-    if runs.sum() != symbols.size or not symbols.size or symbols.size * (high + 2) > MAX_SORTED_ENTRIES:
+    if not symbols.size or not _runs_fit(runs, symbols.size, high):
         return False
     starts = np.repeat(np.cumsum(runs) - runs, runs)
     rising = np.diff(symbols, prepend=0) >= 0
@@ -202,11 +207,11 @@ def _walk_runs(runs: np.ndarray, family: int, scale: int, high: int, visit) -> n
     model)` returns the symbols at `positions` (the encoder knows them, the decoder decodes)."""
     starts, symbols = np.cumsum(runs) - runs, np.zeros(int(runs.sum()), dtype=np.int64)
     previous = np.zeros(len(runs), dtype=np.int64)
-    tails = _tail_masses(family, scale, high)
-    for k in range(int(runs.max(initial=0))):
+    tails, longest = _tail_masses(family, scale, high), int(runs.max(initial=0))
+    for k in range(longest):
         active = np.flatnonzero(runs > k)
         remaining = runs[active] - k
-        _, first, inverse, counts = np.unique(previous[active] * (int(runs.max()) + 1) + remaining,
+        _, first, inverse, counts = np.unique(previous[active] * (longest + 1) + remaining,
                                               return_index=True, return_inverse=True, return_counts=True)
         groups = np.split(active[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
         for table, members in zip(_least_of(tails, previous[active][first], remaining[first]), groups):
@@ -356,7 +361,7 @@ def section_tensors(data: bytes, count: int) -> list[tuple[int, bool]]:
 def _decode_sorted(coder, family: int, scale: int, high: int, size: int, runs, index: int) -> np.ndarray:
     """The symbols of a `SORTED` tensor, decoded in the order `_walk_runs` coded them."""
     runs = None if runs is None else np.asarray(runs, dtype=np.int64)
-    if runs is None or runs.sum() != size or size * (high + 2) > MAX_SORTED_ENTRIES:
+    if runs is None or not _runs_fit(runs, size, high):
         raise TincFormatError(f"weight tensor {index} cannot be coded as sorted runs")
     return _walk_runs(runs, family, scale, high, lambda positions, model: coder.decode(model, len(positions)))
 
