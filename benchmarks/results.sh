@@ -271,6 +271,13 @@ step21() {  # The canonical form's sorted biases (format 4; before: 5244afd): by
   tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/symmetry-example4d" --quiet
 }
 
+step22() {  # Level weights: every level the same share (before: the square root of its nodes), fixed steps, then the closest scoreboard cells at 300 s.
+  python benchmarks/ablation.py skimage:cell "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
+      --ratio 64,128,256,512 --steps 6000 --only "defaults,level weights by the square root of the leaves" | tee "$out/level-weights.md"
+  tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/levels-cell" --quiet
+  tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/levels-example4d" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
 for s in "${steps[@]}"; do "step$s"; done

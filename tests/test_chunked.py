@@ -18,9 +18,9 @@ import tinc
 from tinc import chunked, metrics
 from tinc.cli import main
 
-# 10 steps so that 64 chunks take seconds; fidelity is not what these tests are about
-FLAGS = dict(ratio=32, steps=10, batch=2048, seed=1)
-CLI_FLAGS = ["--ratio", "32", "--steps", "10", "--batch", "2048", "--seed", "1"]
+# 20 steps so that 64 chunks take seconds; fidelity is not what these tests are about
+FLAGS = dict(ratio=32, steps=20, batch=2048, seed=1)
+CLI_FLAGS = ["--ratio", "32", "--steps", "20", "--batch", "2048", "--seed", "1"]
 WORKER_MEMORY_BOUND = 1 << 30  # bytes; torch alone takes about 400 MiB of a worker
 
 

@@ -13,9 +13,11 @@ from .partition import TreeLayout, choose_splits
 
 MAX_AUTO_DEPTH = 6
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
-# A node's automatic weight is (leaves below it) ** this; 0.5 gives each level parameters in
-# proportion to the square root of its node count (measured in RESULTS.md, section 11).
-AUTO_LEVEL_EXPONENT = 0.5
+# A node's automatic weight is (leaves below it) ** this; 1 gives every level the same share
+# of the parameters. 0.5 (each level in proportion to the square root of its node count,
+# RESULTS.md section 11) gave 0 to 0.5 dB less on every input at 64x-512x (section 20),
+# and 1.5 lost up to 0.4 dB on example4d.
+AUTO_LEVEL_EXPONENT = 1.0
 
 
 def node_params(width: int, fan_in: int, layers: int, fan_out: int) -> int:
@@ -149,9 +151,10 @@ def node_shares(layout: TreeLayout, blocks: np.ndarray | None, valid: np.ndarray
 def level_weights(layout: TreeLayout, config: TincConfig) -> tuple[float, ...]:
     """Relative parameters per node of each level.
 
-    "auto": a node weighs `(leaves below it) ** AUTO_LEVEL_EXPONENT`. A shallow node serves
-    every leaf beneath it, and its width is the input width of its children; with equal
-    weights a depth-2 tree of 1 + 4 + 16 nodes gives its root 5% of the budget.
+    "auto": a node weighs `(leaves below it) ** AUTO_LEVEL_EXPONENT`, so every level gets the
+    same share. A shallow node serves every leaf beneath it, and its width is the input width
+    of its children; with equal weights a depth-2 tree of 1 + 4 + 16 nodes gives its root 5%
+    of the budget.
     """
     if config.level_weights == "auto":
         return tuple(float(layout.leaves / n) ** AUTO_LEVEL_EXPONENT for n in layout.nodes_per_level)

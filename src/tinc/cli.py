@@ -79,7 +79,7 @@ CONFIG_FLAGS: dict[str, dict] = {
                         "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
     "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
-                          "or 'auto' (default: a node weighs the square root of the leaves below it)"),
+                          "or 'auto' (default: a node weighs the leaves below it, so every level gets the same share)"),
     "layers": dict(type=_layers, help="sine layers per node: one value, one per level, or auto (default): "
                                       "2 per node in a tree, 4 in a single network where its width allows"),
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),

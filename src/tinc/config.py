@@ -32,7 +32,7 @@ class TincConfig:
     """Tree depth L (0 = one network). None chooses it from the data size and budget."""
     level_weights: tuple[float, ...] | str = "auto"
     """Relative parameters per node, one per level (L+1 values); "equal"; or "auto": a node
-    weighs the square root of the leaves below it (see `allocation.level_weights`)."""
+    weighs the leaves below it, so every level gets the same share (see `allocation.level_weights`)."""
     layers: tuple[int, ...] | int | str = "auto"
     """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
     in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where its width allows."""
