@@ -33,6 +33,7 @@ VARIANTS = {
     "equal level weights": {"level_weights": "equal"},
     # the automatic rule of section 11: a node weighs the square root of the leaves below it
     "level weights by the square root of the leaves": {PATCH: {(allocation, "AUTO_LEVEL_EXPONENT"): 0.5}},
+    "level weights by the leaves to the power 1.5": {PATCH: {(allocation, "AUTO_LEVEL_EXPONENT"): 1.5}},
     "lr 1e-3": {"lr": 1e-3},
     "lr 4e-3": {"lr": 4e-3},
     "lr 8e-3": {"lr": 8e-3},

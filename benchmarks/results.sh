@@ -276,6 +276,8 @@ step22() {  # Level weights: every level the same share (before: the square root
       --ratio 64,128,256,512 --steps 6000 --only "defaults,level weights by the square root of the leaves" | tee "$out/level-weights.md"
   tinc bench skimage:cell --ratios 128,256 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/levels-cell" --quiet
   tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/levels-example4d" --quiet
+  python benchmarks/ablation.py skimage:cell nibabel:example4d.nii.gz --ratio 128 --time-limit 20 \
+      --only "defaults,level weights by the square root of the leaves,defaults,level weights by the square root of the leaves" | tee "$out/level-weights-speed.md"
 }
 
 steps=("$@")
