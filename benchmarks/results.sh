@@ -278,6 +278,13 @@ step22() {  # Level weights: every level the same share (before: the square root
   tinc bench nibabel:example4d.nii.gz --ratios 128 --codecs sperr,hevc,jpeg2000,sz3,tinc --time-limit 300 --out "$out/levels-example4d" --quiet
   python benchmarks/ablation.py skimage:cell nibabel:example4d.nii.gz --ratio 128 --time-limit 20 \
       --only "defaults,level weights by the square root of the leaves,defaults,level weights by the square root of the leaves" | tee "$out/level-weights-speed.md"
+  for w in "[2,1]" "[3,1]" "[4,1]" "[6,1]"; do echo "level_weights $w"
+    python benchmarks/fidelity_path.py skimage:cell --ratio 128 --steps 6000 --set "level_weights=$w" | tail -1; done | tee "$out/level-weights-root.md"
+  python benchmarks/ablation.py skimage:cell nibabel:example4d.nii.gz --ratio 128,256 --steps 6000 \
+      --only "defaults,level weights by the leaves to the power 1.5" | tee "$out/level-weights-1.5.md"
+  for m in 4 6; do echo "min_width $m"
+    python benchmarks/fidelity_path.py skimage:cell --ratio 128 --steps 6000 --set levels=1 --set min_width=$m \
+        --set "level_weights=[20,1]" | tail -1; done | tee "$out/level-weights-narrow.md"
 }
 
 steps=("$@")

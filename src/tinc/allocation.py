@@ -16,7 +16,7 @@ SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's 
 # A node's automatic weight is (leaves below it) ** this; 1 gives every level the same share
 # of the parameters. 0.5 (each level in proportion to the square root of its node count,
 # RESULTS.md section 11) gave up to 0.5 dB less in 15 of 16 fits at 64x-512x and 0.17 dB
-# more in one (section 20); 1.5 lost up to 0.4 dB on example4d in exploratory runs.
+# more in one (section 20); 1.5 lost up to 0.42 dB on example4d (section 20).
 AUTO_LEVEL_EXPONENT = 1.0
 
 
