@@ -287,6 +287,21 @@ step22() {  # Level weights: every level the same share (before: the square root
         --set "level_weights=[20,1]" | tail -1; done | tee "$out/level-weights-narrow.md"
 }
 
+step23() {  # The coder's budget search (before: bd40e3b): the same bytes, search and decode times, chunked throughput.
+  before=$(mktemp -d) && git worktree add -q --detach "$before" bd40e3b
+  for ratio in 64 256; do
+    for src in "$before/src" src; do echo "$src, ratio $ratio"
+      PYTHONPATH="$src" python benchmarks/coding_speed.py skimage:cell "$data/brain64.tif" "$data/tinc_test.tif" nibabel:example4d.nii.gz \
+          --ratio "$ratio" --steps 300 --repeats 5 | tail -4; done
+  done | tee "$out/coding-speed.md"
+  for src in "$before/src" src; do echo "$src"
+    PYTHONPATH="$src" python benchmarks/scale.py --size 128 --chunk 64 --steps 200 --ratio 64; done | tee "$out/coding-speed-chunked.md"
+  git worktree remove --force "$before"
+  python -c "import cProfile, pstats, tinc; a = tinc.read('$data/brain64.tif')
+one_chunk = lambda: tinc.compress(a, ratio=32, steps=20, batch=2048, seed=1, quiet=True)
+one_chunk(); profile = cProfile.Profile(); profile.runcall(one_chunk); pstats.Stats(profile).sort_stats('cumtime').print_stats(20)"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23)
 for s in "${steps[@]}"; do "step$s"; done

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from tinc import coding
+from tinc import coding, container
 from tinc.errors import TincConfigError, TincFormatError
 
 RNG = np.random.default_rng(0)
@@ -96,8 +96,10 @@ def test_a_tensor_header_takes_three_bytes():
     assert len(repeated) - len(one) - 7 * 3 == pytest.approx(stream, abs=4)
 
 
-@pytest.mark.parametrize("version", [2, 3])
-def test_files_of_earlier_formats_still_decode(version):
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_files_of_earlier_formats_and_coders_still_decode(version):
+    """format4.tinc was written by the coder of commit bd40e3b, before the sorted runs' tables
+    were built all at once: a coder that changed their order or models would fail here."""
     import tinc
 
     here = os.path.join(os.path.dirname(__file__), "data")
@@ -107,6 +109,9 @@ def test_files_of_earlier_formats_still_decode(version):
     restored = tinc.decompress(data)
     assert restored.dtype == expected.dtype and np.abs(restored.astype(int) - expected).max() <= 1
     assert np.mean(restored == expected) > 0.99
+    if version == 4:
+        parsed = container.unpack(data)
+        assert any(sorted_runs for _, sorted_runs in coding.section_tensors(parsed.weights, 2 * (sum(parsed.header["layers"]) + 1)))
 
 
 def test_sensitivity_scales_give_steps_inversely_proportional_to_the_root_curvature():

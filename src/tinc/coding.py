@@ -153,7 +153,7 @@ def _symbols(values: np.ndarray, code: int) -> np.ndarray:
 def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs | None = None) -> bytes:
     if any((code - codes[0]) % STEP_GRID for code in codes):
         raise ValueError(f"step codes must differ by multiples of {STEP_GRID}, got {codes}")
-    headers, pieces = [], []  # (symbols, model) in decoding order
+    headers, pieces = [], []  # (symbols, model[, per-symbol tables]) in decoding order
     coder = constriction.stream.stack.AnsCoder()
     previous = None
     for index, (symbols, code) in enumerate(zip(all_symbols, codes, strict=True)):
@@ -162,19 +162,15 @@ def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs 
         high = 2**support - 1
         tensor_runs = None if runs is None else runs[index]
         if tensor_runs is not None and _sortable(symbols, tensor_runs, high):
-            def visit(positions, model, symbols=symbols):
-                pieces.append((symbols[positions], model))
-                return symbols[positions]
-
-            _walk_runs(np.asarray(tensor_runs, dtype=np.int64), family, scale, high, visit)
+            pieces += _sorted_pieces(symbols, np.asarray(tensor_runs, dtype=np.int64), family, scale, high)
             family |= SORTED
         elif symbols.size:
             pieces.append((symbols, _family_models(family, -high, high, scale_of(scale))))
         step = zigzag(code) if previous is None else zigzag((code - previous) // STEP_GRID)
         headers.append(bytes([family << 4 | support, scale]) + varint(step))
         previous = code
-    for symbols, model in reversed(pieces):
-        coder.encode_reverse(symbols.astype(np.int32), model)
+    for symbols, model, *tables in reversed(pieces):
+        coder.encode_reverse(symbols.astype(np.int32), model, *tables)
     words = coder.get_compressed().astype("<u4")
     return bytes([COMPACT]) + b"".join(headers) + words.tobytes()
 
@@ -198,27 +194,50 @@ def _sortable(symbols: np.ndarray, runs: np.ndarray, high: int) -> bool:
     return bool(symbols.min() >= 0 and np.all(rising | (np.arange(symbols.size) == starts)))
 
 
-def _walk_runs(runs: np.ndarray, family: int, scale: int, high: int, visit) -> np.ndarray:
-    """A `SORTED` tensor's symbols in coding order, for the encoder and decoder alike.
+# One table per symbol, given when coding: constriction then builds each model lazily, with
+# the same semantics as a `Categorical(table, perfect=False)` per run.
+_PER_SYMBOL_TABLES = constriction.stream.model.Categorical(perfect=False)
+TABLE_ENTRIES = 1 << 20  # rows x columns of the tables built at once, which bounds their memory
 
-    Step k takes the k-th value of every run longer than k: the least of the run's remaining
-    values, all at least the run's previous value. Runs sharing that (previous value, values
-    left) pair share one model, so each step visits its pairs in turn: `visit(positions,
-    model)` returns the symbols at `positions` (the encoder knows them, the decoder decodes)."""
-    starts, symbols = np.cumsum(runs) - runs, np.zeros(int(runs.sum()), dtype=np.int64)
-    previous = np.zeros(len(runs), dtype=np.int64)
-    tails, longest = _tail_masses(family, scale, high), int(runs.max(initial=0))
-    for k in range(longest):
-        active = np.flatnonzero(runs > k)
-        remaining = runs[active] - k
-        _, first, inverse, counts = np.unique(previous[active] * (longest + 1) + remaining,
-                                              return_index=True, return_inverse=True, return_counts=True)
-        groups = np.split(active[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
-        for table, members in zip(_least_of(tails, previous[active][first], remaining[first]), groups):
-            positions = starts[members] + k
-            symbols[positions] = visit(positions, constriction.stream.model.Categorical(table, perfect=False))
-        previous[active] = symbols[starts[active] + k]
-    return symbols
+
+def _coding_order(k: np.ndarray, keys: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """The order in which a `SORTED` tensor's values are coded: step k takes the k-th value of
+    every run longer than k; within a step, runs sharing a (previous value, values left) key
+    come together, keys ascending, then runs in order."""
+    return np.lexsort((run, keys, k))
+
+
+def _keys(previous: np.ndarray, remaining: np.ndarray, longest: int) -> np.ndarray:
+    return previous * (longest + 1) + remaining
+
+
+def _tables(tails: np.ndarray, keys: np.ndarray, longest: int) -> np.ndarray:
+    """Per key, P(least of the remaining draws = x | all >= the previous value), x = 0 .. high."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    rows = max(1, TABLE_ENTRIES // len(tails))
+    tables = np.concatenate([_least_of(tails, block // (longest + 1), block % (longest + 1))
+                             for block in np.split(unique, np.arange(rows, unique.size, rows))])
+    return tables[inverse]
+
+
+def _row_blocks(count: int, width: int) -> list[slice]:
+    rows = max(1, TABLE_ENTRIES // max(width, 1))
+    return [slice(start, start + rows) for start in range(0, count, rows)]
+
+
+def _sorted_pieces(symbols: np.ndarray, runs: np.ndarray, family: int, scale: int, high: int) -> list[tuple]:
+    """(symbols, model, tables) in `_coding_order`, for the encoder, which knows every
+    previous value and so builds every step's tables at once."""
+    starts = np.cumsum(runs) - runs
+    run = np.repeat(np.arange(len(runs)), runs)
+    k = np.arange(symbols.size) - starts[run]
+    previous = np.where(k > 0, np.roll(symbols.astype(np.int64), 1), 0)
+    longest = int(runs.max())
+    keys = _keys(previous, runs[run] - k, longest)
+    order = _coding_order(k, keys, run)
+    tails = _tail_masses(family, scale, high)
+    return [(symbols[order[block]], _PER_SYMBOL_TABLES, _tables(tails, keys[order[block]], longest))
+            for block in _row_blocks(symbols.size, high + 1)]
 
 
 def _tail_masses(family: int, scale: int, high: int) -> np.ndarray:
@@ -359,11 +378,23 @@ def section_tensors(data: bytes, count: int) -> list[tuple[int, bool]]:
 
 
 def _decode_sorted(coder, family: int, scale: int, high: int, size: int, runs, index: int) -> np.ndarray:
-    """The symbols of a `SORTED` tensor, decoded in the order `_walk_runs` coded them."""
+    """The symbols of a `SORTED` tensor, decoded step by step in `_coding_order`: a step's
+    tables depend on the values the step before decoded."""
     runs = None if runs is None else np.asarray(runs, dtype=np.int64)
     if runs is None or not _runs_fit(runs, size, high):
         raise TincFormatError(f"weight tensor {index} cannot be coded as sorted runs")
-    return _walk_runs(runs, family, scale, high, lambda positions, model: coder.decode(model, len(positions)))
+    starts, symbols = np.cumsum(runs) - runs, np.zeros(size, dtype=np.int64)
+    previous, longest = np.zeros(len(runs), dtype=np.int64), int(runs.max(initial=0))
+    tails = _tail_masses(family, scale, high)
+    for k in range(longest):
+        active = np.flatnonzero(runs > k)
+        keys = _keys(previous[active], runs[active] - k, longest)
+        order = _coding_order(np.zeros_like(keys), keys, active)
+        active, keys = active[order], keys[order]
+        for block in _row_blocks(active.size, high + 1):
+            previous[active[block]] = coder.decode(_PER_SYMBOL_TABLES, _tables(tails, keys[block], longest))
+        symbols[starts[active] + k] = previous[active]
+    return symbols
 
 
 def _compact_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int | None, int, int]]:
@@ -403,9 +434,6 @@ def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray 
             f"the weights need at least {len(smallest)} bytes, the budget leaves {budget}; use a lower --ratio"
         )
     best, best_quality = smallest, high
-    finest = encode(tensors, low, scales, runs)
-    if len(finest) <= budget:
-        return finest, low
     for _ in range(24):
         middle = (low + high) / 2
         coded = encode(tensors, middle, scales, runs)
@@ -415,4 +443,8 @@ def encode_to_budget(tensors: list[np.ndarray], budget: int, scales: np.ndarray 
             low = middle
         if high - low < 1 / 256:  # the steps' resolution: finer qualities give the same codes
             break
+    if low == _QUALITY_RANGE[0]:  # every probe fitted; tried last, since its tables are the largest
+        finest = encode(tensors, low, scales, runs)
+        if len(finest) <= budget:
+            return finest, low
     return best, best_quality
