@@ -445,3 +445,12 @@ def test_spread_penalty_weighs_no_more_than_rounding_costs(monkeypatch):
         training.fit(model, targets, weights, coords, config, quantization=quantization)
         assert model.spread_checked and model.spread_pull == expected
     assert measured_at == [False, True] * 2  # per fit: once to set the weight, once as the rounded phase begins
+
+
+    measured_at.clear()  # without a rounded phase (--qat-fraction 0) the weight is still set from the cost
+    monkeypatch.setattr(training, "rounding_cost", lambda *args: 0.03)
+    model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
+    config = TincConfig(steps=100, batch=1024, spread_penalty=0.1, qat_fraction=0, starts=1, quiet=True)
+    training.fit(model, targets, weights, coords, config, quantization=quantization)
+    assert model.spread_checked and model.spread_pull == 0.03 and measured_at == [False]
+    assert model.quantization_steps is None

@@ -150,7 +150,7 @@ class TincCodec:
             report.log2_quality = log2_quality
             return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
 
-        quantize = quantization if config.weight_bits != 32 and config.qat_fraction > 0 else None
+        quantize = quantization if config.weight_bits != 32 else None  # also sets the spread penalty's weight
         progress = _progress_bar(config)
         try:
             fit_report = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit, quantization=quantize)

@@ -298,7 +298,7 @@ def fit(
             model.quantization_steps = quantization(model)
             model.spread_pull = min(model.spread_pull, rounding_cost(model, targets, weights, coords, 8 * samples, config.seed))
             model.quantization_steps, model.spread_checked = None, True
-        if quantization is not None and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
+        if quantization is not None and config.qat_fraction > 0 and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
             model.quantization_steps = quantization(model)
             if config.qat_damping:
                 model.rounding_pull = config.qat_damping * rounding_cost(model, targets, weights, coords, 8 * samples, config.seed)
