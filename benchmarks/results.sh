@@ -302,6 +302,12 @@ one_chunk = lambda: tinc.compress(a, ratio=32, steps=20, batch=2048, seed=1, qui
 one_chunk(); profile = cProfile.Profile(); profile.runcall(one_chunk); pstats.Stats(profile).sort_stats('cumtime').print_stats(20)"
 }
 
+step24() {  # tinc against tinc-reference at 300 s on the cells section 16 left short of +10 dB, and cell.
+  tinc bench "$data/brain64.tif" --ratios 64,128 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-brain64" --quiet
+  tinc bench nibabel:example4d.nii.gz --ratios 64,128,256,512 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-example4d" --quiet
+  tinc bench skimage:cell --ratios 128,256 --codecs tinc-reference --time-limit 300 --out "$out/reference-300-cell" --quiet
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
 for s in "${steps[@]}"; do "step$s"; done
