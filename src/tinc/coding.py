@@ -212,12 +212,10 @@ def _keys(previous: np.ndarray, remaining: np.ndarray, longest: int) -> np.ndarr
 
 
 def _tables(tails: np.ndarray, keys: np.ndarray, longest: int) -> np.ndarray:
-    """Per key, P(least of the remaining draws = x | all >= the previous value), x = 0 .. high."""
+    """Per key, P(least of the remaining draws = x | all >= the previous value), x = 0 .. high;
+    callers pass at most one of `_row_blocks` of keys, which bounds the tables' memory."""
     unique, inverse = np.unique(keys, return_inverse=True)
-    rows = max(1, TABLE_ENTRIES // len(tails))
-    tables = np.concatenate([_least_of(tails, block // (longest + 1), block % (longest + 1))
-                             for block in np.split(unique, np.arange(rows, unique.size, rows))])
-    return tables[inverse]
+    return _least_of(tails, unique // (longest + 1), unique % (longest + 1))[inverse]
 
 
 def _row_blocks(count: int, width: int) -> list[slice]:
