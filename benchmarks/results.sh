@@ -306,6 +306,7 @@ step24() {  # tinc against tinc-reference at 300 s on the cells section 16 left 
   tinc bench "$data/brain64.tif" --ratios 64,128 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-brain64" --quiet
   tinc bench nibabel:example4d.nii.gz --ratios 64,128,256,512 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-example4d" --quiet
   tinc bench skimage:cell --ratios 128,256 --codecs tinc-reference --time-limit 300 --out "$out/reference-300-cell" --quiet
+  tinc bench "$data/tinc_test.tif" --ratios 128 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-tinc_test" --quiet
 }
 
 steps=("$@")

@@ -285,6 +285,11 @@ def fit(
     planned = config.step_count()  # None: the time limit alone ends the fit
     warmup = max(1, min(WARMUP_STEPS, planned // 10)) if planned else WARMUP_STEPS
 
+    def round_to_coder_steps() -> float:
+        """Rounds the forward pass to the steps the coder would use now; returns what that costs."""
+        model.quantization_steps = quantization(model)
+        return rounding_cost(model, targets, weights, coords, 8 * samples, config.seed)
+
     def train_step(step: int, optimiser: torch.optim.Optimizer, guard: DivergenceGuard) -> torch.Tensor | None:
         """One step of the fit; None once the time limit has passed."""
         elapsed = time.perf_counter() - start
@@ -295,13 +300,10 @@ def fit(
                 return None
         if (model.spread_pull and not model.spread_checked and quantization is not None and model.quantization_steps is None
                 and clock >= SPREAD_CHECK):
-            model.quantization_steps = quantization(model)
-            model.spread_pull = min(model.spread_pull, rounding_cost(model, targets, weights, coords, 8 * samples, config.seed))
+            model.spread_pull = min(model.spread_pull, round_to_coder_steps())
             model.quantization_steps, model.spread_checked = None, True
         if quantization is not None and config.qat_fraction > 0 and model.quantization_steps is None and clock >= 1 - config.qat_fraction:
-            model.quantization_steps = quantization(model)
-            if config.qat_damping:
-                model.rounding_pull = config.qat_damping * rounding_cost(model, targets, weights, coords, 8 * samples, config.seed)
+            model.rounding_pull = config.qat_damping * round_to_coder_steps()
             guard.new_objective()
         rate = peak_rate * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0))) * guard.warmup(step, warmup)
         for group in optimiser.param_groups:
