@@ -309,6 +309,16 @@ step24() {  # tinc against tinc-reference at 300 s on the cells section 16 left 
   tinc bench "$data/tinc_test.tif" --ratios 128 --codecs tinc,tinc-reference --time-limit 300 --out "$out/reference-300-tinc_test" --quiet
 }
 
+step25() {  # tinc against tinc-reference with the authors' tree (no width floor), tinc at the reference's file size.
+  # two runs side by side, one thread each
+  OMP_NUM_THREADS=1 python benchmarks/reference.py "$data/brain64.tif" "$data/tinc_test.tif" \
+      --ratios 64,128,256,512 --reference-time 300 --tinc-time 60 > "$out/reference-a.md" &
+  OMP_NUM_THREADS=1 python benchmarks/reference.py nibabel:example4d.nii.gz skimage:cell \
+      --ratios 64,128,256,512 --reference-time 300 --tinc-time 60 > "$out/reference-b.md" &
+  wait
+  cat "$out/reference-a.md" "$out/reference-b.md"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25)
 for s in "${steps[@]}"; do "step$s"; done

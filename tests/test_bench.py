@@ -181,6 +181,17 @@ def test_sperr_on_brain64_at_64x_reaches_52_2_db():
     assert row["psnr"] >= 52.2
 
 
+def test_tinc_reference_keeps_the_authors_narrow_tree_where_tinc_would_fall_back():
+    # brain64 at 64x with float32 weights: the authors' sizing leaves every MLP of their
+    # depth-2 tree 2 wide; tinc's floor of 8 wide would have built a single network instead
+    x = _brain64()
+    reference = bench.run_one(bench.make_codec("tinc-reference", steps=2), x, 64.0)
+    assert reference["status"] == "ok" and reference["actual_ratio"] >= 64.0
+    assert reference["note"] == "depth 2, widths 2/2/2, layers 2/2/3"
+    floored = bench.run_one(bench.neural.TincReferenceAdapter(steps=2, min_width=8), x, 64.0)
+    assert floored["note"].startswith("depth 0")
+
+
 # ------------------------------------------------------------------------- sweep
 def test_tiny_sweep_writes_consistent_reports(tmp_path):
     x = np.ascontiguousarray(_brain64()[16:48, 16:48, 16:48])
