@@ -110,7 +110,10 @@ class TincCodec:
 
         # The overhead (header, one coding-table entry per tensor) depends on the plan, and the
         # plan on the bytes left for weights: plan twice, the second time with the real overhead.
-        overhead = 256
+        # The first guess is 256 bytes, or half of a smaller budget: a small file's overhead is
+        # about 80 bytes, and 256 would refuse budgets the second pass can feed (67 KB at 256x
+        # may hold 264 bytes). Arrays of at most 256 bytes are refused as too small, as before.
+        overhead = 256 if original.nbytes <= 256 else min(256, budget // 2)
         for _ in range(2):
             params = max(budget - overhead, 0) * 8 / config.weight_bits
             shape_params = max(budget - overhead, 0) * 8 / max(config.weight_bits, SHAPE_BITS)
