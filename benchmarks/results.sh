@@ -327,6 +327,7 @@ step26() {  # Section 2's odd shapes (the CT crop and anatomical.nii) against th
   python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
   tinc bench "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
       --ratios 128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-now" --quiet
+  tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256" --quiet
 }
 
 steps=("$@")
