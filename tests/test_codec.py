@@ -77,6 +77,17 @@ def test_a_small_volume_at_a_high_ratio_gets_a_file_of_a_few_hundred_bytes():
     assert psnr_range(anatomical, restored) > psnr_range(anatomical, np.full_like(anatomical, int(anatomical.mean())))
 
 
+@pytest.mark.parametrize("layers", [2, 3])
+def test_the_planner_sizes_a_small_file_from_the_overhead_of_the_plan_it_makes(layers):
+    # the first planning pass used to guess half of a small budget as overhead, which left
+    # a 3-layer network of min_width too few parameters (anatomical.nii at 256x: refused)
+    anatomical = np.asarray(nibabel.load(os.path.join(data_path, "anatomical.nii")).dataobj.get_unscaled())
+    codec = tinc.TincCodec(ratio=256, layers=layers, steps=5, starts=1, quiet=True)
+    data = codec.encode(anatomical)
+    assert codec.report.plan.layers == (layers,) and codec.report.plan.widths[0][0] >= 8
+    assert anatomical.nbytes // 256 - 8 <= len(data) <= anatomical.nbytes // 256
+
+
 def test_4d_time_series_big_endian_nifti_and_int16():
     series = np.asarray(nibabel.load(os.path.join(data_path, "example4d.nii.gz")).dataobj)[::2, ::2, :12]
     assert series.ndim == 4 and series.dtype == np.int16

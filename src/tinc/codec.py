@@ -40,6 +40,7 @@ SHAPE_BITS = 6
 # longer in a few (RESULTS.md section 17), and a file over its budget must give up
 # trained roundings.
 QAT_SLACK = 4
+PLANNING_PASSES = 4  # a plan and its overhead agree after two passes but where they alternate
 _STREAM_SLACK = 16  # the ANS stream ends on a 32-bit word; the WGTS length varint may grow
 
 
@@ -104,26 +105,38 @@ class TincCodec:
         budget = int(original.size * original.dtype.itemsize // config.ratio)
         report = EncodeReport()
 
-        @functools.cache  # both planning passes and the fit cut the data by the same layout
+        @functools.cache  # the planning passes and the fit cut the data by the same layout
         def layout_data(layout: TreeLayout):
             return layout.to_blocks(normalised), layout.valid_mask()
 
-        # The overhead (header, one coding-table entry per tensor) depends on the plan, and the
-        # plan on the bytes left for weights: plan twice, the second time with the real overhead.
-        # The first guess is 256 bytes, or half of a smaller budget: a small file's overhead is
-        # about 80 bytes, and 256 would refuse budgets the second pass can feed (67 KB at 256x
-        # may hold 264 bytes). Arrays of at most 256 bytes are refused as too small, as before.
-        overhead = 256 if original.nbytes <= 256 else min(256, budget // 2)
-        for _ in range(2):
+        def overhead_of(plan: TreePlan) -> int:
+            """Bytes of the file that are not weights: container, header, tensor headers, stream slack."""
+            header = make_header(original, plan, config, low, high)
+            n_tensors = 2 * (sum(plan.layers) + 1)
+            return len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES + _STREAM_SLACK
+
+        # The overhead depends on the plan, and the plan on the bytes left for weights: plan from
+        # the overhead of the smallest plan (one network, min_width wide), then again with each
+        # plan's real overhead until it no longer changes. Near a choice of layers the passes can
+        # alternate (4 layers need more tensor headers than the 2 they fall back to): the plan
+        # kept is the last one whose overhead the bytes it was planned with cover.
+        smallest = TreePlan(TreeLayout(spatial, ()), min(config.layer_choices(0), key=sum),
+                            (np.array([config.min_width]),), channels)
+        overhead, chosen = overhead_of(smallest), None
+        for _ in range(PLANNING_PASSES):
             params = max(budget - overhead, 0) * 8 / config.weight_bits
             shape_params = max(budget - overhead, 0) * 8 / max(config.weight_bits, SHAPE_BITS)
             if params <= 0:
                 hint = "use a lower --ratio" if original.nbytes > overhead else f"the array ({original.nbytes} bytes) is too small to compress"
                 raise TincConfigError(f"ratio {config.ratio:g} leaves {budget} bytes for this array; {hint}")
             plan, note = plan_tree(spatial, params, config, channels, layout_data, shape_params)
-            header = make_header(original, plan, config, low, high)
-            n_tensors = 2 * (sum(plan.layers) + 1)
-            overhead = len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES + _STREAM_SLACK
+            planned_with, overhead = overhead, overhead_of(plan)
+            if overhead <= planned_with:
+                chosen = plan, note
+            if overhead == planned_with:
+                break
+        plan, note = chosen or (plan, note)
+        header = make_header(original, plan, config, low, high)
         report.plan = plan
         if note:
             report.notes.append(note)

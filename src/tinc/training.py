@@ -78,7 +78,10 @@ class DivergenceGuard:
     before them: a fit still coming down from far above the means (data scaled to 0..100,
     a low rate) is slow, not stuck, and half the rate would only make it slower
     (RESULTS.md section 16). Nor does it restart in the second half of the fit, which would
-    leave too few steps to train the initial weights again.
+    leave too few steps to train the initial weights again. A stuck fit sits within 1-2% of
+    `baseline`; a small network at a high ratio may level off only 1-3 dB below it
+    (anatomical.nii at 256x), so `ESCAPED` is 0.8, not the 0.5 that restarted such fits at
+    half the rate and cost them up to 1.5 dB (RESULTS.md section 25).
 
     A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
     95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
@@ -87,7 +90,7 @@ class DivergenceGuard:
     """
 
     WINDOW, HEALTHY, DIVERGED = 25, 1.5, 4.0
-    ESCAPED, STUCK_STEPS, MAX_RESTARTS, FALLING = 0.5, 500, 3, 0.97
+    ESCAPED, STUCK_STEPS, MAX_RESTARTS, FALLING = 0.8, 500, 3, 0.97
     DRIFTED, PATIENCE = 1.25, 1000
 
     def __init__(self, model: TreeINR, optimiser: torch.optim.Optimizer, baseline: float, restored: dict | None = None):
