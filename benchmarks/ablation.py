@@ -3,9 +3,12 @@
     python benchmarks/ablation.py ../shared/data/brain64.tif --ratio 64 --time-limit 40
     python benchmarks/ablation.py IN1 IN2 --ratio 128,256 --only "defaults,lr 1e-3"
     python benchmarks/ablation.py IN --ratio 64 --steps 5000 --only "defaults,batch 65536"   # no time limit
+    python benchmarks/ablation.py IN --ratio 256 --steps 3000 --seeds 4   # the mean over seeds 0-3, and each
+
 
 Prints, per input and ratio, one markdown row per variant: PSNR (dtype peak), PSNR over the data range, the
-tree chosen, steps reached and the quantization quality the rate control settled on.
+tree chosen, steps reached and the quantization quality the rate control settled on (with
+`--seeds N`: the mean PSNR over seeds 0 .. N-1, each seed's, and the last seed's other columns).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from unittest import mock
 
 import tinc
 from tinc import allocation
+from tinc.training import DivergenceGuard
 from tinc.metrics import psnr, psnr_range
 
 # A variant's module constants to change for its run, {(module, name): value}: rules that no
@@ -69,6 +73,9 @@ VARIANTS = {
     "depth 1 with a 4-layer root": {"levels": 1, "layers": (4, 2)},
     "w0 = 20": {"w0": 20.0},
     "w0 = 45": {"w0": 45.0},
+    # section 25: a fit counted as escaped from its leaves' means only below half their loss
+    "escaped only below half the leaves' means": {PATCH: {(DivergenceGuard, "ESCAPED"): 0.5}},
+    "stuck after 1000 steps at the leaves' means": {PATCH: {(DivergenceGuard, "STUCK_STEPS"): 1000}},
 }
 
 
@@ -79,6 +86,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=40)
     parser.add_argument("--steps", type=int, help="fit this many steps (a variant may change it) with no time limit")
     parser.add_argument("--only", help="comma-separated variant names to run (names hold no commas)")
+    parser.add_argument("--seeds", type=int, default=1, help="run each variant with seeds 0 .. N-1")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(VARIANTS)
     for path in args.inputs:
@@ -86,28 +94,34 @@ def main() -> None:
         for ratio in (float(r) for r in args.ratio.split(",")):
             bound = f"{args.steps} steps" if args.steps else f"{args.time_limit:g} s"
             print(f"\n{path}, ratio {ratio:g}, {bound} per run\n")
-            print("| variant | PSNR (dB) | PSNR range (dB) | depth | widths | steps | log2 quality | bytes | s |")
-            print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+            seeds = " | PSNR per seed (dB)" if args.seeds > 1 else ""
+            print(f"| variant | PSNR (dB) | PSNR range (dB) | depth | widths | steps | log2 quality | bytes | s{seeds} |")
+            print("|---|---:|---:|---:|---|---:|---:|---:|---:" + ("|---" if args.seeds > 1 else "") + "|")
             for name in names:
-                print(row(name, array, ratio, args.time_limit, args.steps), flush=True)
+                print(row(name, array, ratio, args.time_limit, args.steps, args.seeds), flush=True)
 
 
-def row(name: str, array, ratio: float, time_limit: float, steps: int | None = None) -> str:
+def row(name: str, array, ratio: float, time_limit: float, steps: int | None = None, seeds: int = 1) -> str:
     started = time.perf_counter()
     bound = {"steps": steps, "time_limit": None} if steps else {"steps": 100000, "time_limit": time_limit}
     options = dict(VARIANTS[name])
     patches = options.pop(PATCH, {})
-    codec = tinc.TincCodec(ratio=ratio, quiet=True, **{**bound, **options})
-    with contextlib.ExitStack() as stack:
-        for (module, constant), value in patches.items():
-            stack.enter_context(mock.patch.object(module, constant, value))
-        data = codec.encode(array)
-    restored = tinc.decompress(data)
+    figures = []
+    for seed in range(seeds):
+        codec = tinc.TincCodec(ratio=ratio, quiet=True, **{**bound, "seed": seed, **options})
+        with contextlib.ExitStack() as stack:
+            for (module, constant), value in patches.items():
+                stack.enter_context(mock.patch.object(module, constant, value))
+            data = codec.encode(array)
+        restored = tinc.decompress(data)
+        figures.append((psnr(array, restored), psnr_range(array, restored)))
     report = codec.report
     widths = "/".join(str(int(w.max())) for w in report.plan.widths)
     quality = "raw" if report.log2_quality is None else f"{report.log2_quality:.2f}"
-    return (f"| {name} | {psnr(array, restored):.2f} | {psnr_range(array, restored):.2f} | {report.plan.depth} | {widths} | "
-            f"{report.steps} | {quality} | {len(data)} | {time.perf_counter() - started:.0f} |")
+    peak, ranged = (sum(f[i] for f in figures) / seeds for i in (0, 1))
+    each = f" | {' '.join(f'{f[0]:.2f}' for f in figures)}" if seeds > 1 else ""
+    return (f"| {name} | {peak:.2f} | {ranged:.2f} | {report.plan.depth} | {widths} | "
+            f"{report.steps} | {quality} | {len(data)} | {(time.perf_counter() - started) / seeds:.0f}{each} |")
 
 
 if __name__ == "__main__":

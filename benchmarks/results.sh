@@ -330,6 +330,27 @@ step26() {  # Section 2's odd shapes (the CT crop and anatomical.nii) against th
   tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256" --quiet
 }
 
+step27() {  # Section 25: anatomical.nii at 256x before and after the planner and guard changes (4 seeds, fixed steps); the odd shapes at 64x-256x, 60 s per tinc run.
+  before=$(mktemp -d) && git worktree add -q --detach "$before" d43620a
+  (for steps in 3000 6000; do
+    OMP_NUM_THREADS=1 python benchmarks/ablation.py nibabel:anatomical.nii --ratio 256 --steps $steps --seeds 4 \
+        --only "defaults,escaped only below half the leaves' means,stuck after 1000 steps at the leaves' means"
+  done > "$out/anatomical-256-after.md") &
+  (for steps in 3000 6000; do
+    OMP_NUM_THREADS=1 PYTHONPATH="$before/src" python benchmarks/ablation.py nibabel:anatomical.nii --ratio 256 \
+        --steps $steps --seeds 4 --only defaults
+  done > "$out/anatomical-256-before.md") &
+  wait
+  git worktree remove --force "$before"
+  cat "$out/anatomical-256-before.md" "$out/anatomical-256-after.md"
+  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+  tinc bench "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
+      --ratios 64,128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-25" --quiet
+  for run in 2 3; do
+    tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256-run$run" --quiet
+  done
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27)
 for s in "${steps[@]}"; do "step$s"; done

@@ -41,6 +41,15 @@ START_STEPS, TRIAL_SCORE_STEPS, START_TIME_SHARE = 200, 50, 0.1
 # while inputs where rounding costs 1-5% have little to gain and a fit to lose.
 SPREAD_CHECK = 0.1
 
+# The part of the fit, by its clock, in which `DivergenceGuard` may start a fit at the leaves'
+# means again. Not in the second half: too few steps would be left to train the initial
+# weights again. Nor in the first tenth: a small network at a high ratio may take a few
+# hundred steps to leave the means (anatomical.nii at 256x: 500-800 at 2e-3), and a restart
+# then, at half the rate, lost it 0.6 dB over 6000 steps (RESULTS.md section 25), while a
+# big tree that is really stuck gets its first check after 500 steps either way, which is
+# past a tenth of a fit of under 5000 steps.
+RESTART_CLOCKS = (0.1, 0.5)
+
 
 @dataclass
 class FitReport:
@@ -330,7 +339,7 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         optimiser.step()
-        guard.update(loss, step, can_restart=clock < 0.5)
+        guard.update(loss, step, can_restart=RESTART_CLOCKS[0] <= clock < RESTART_CLOCKS[1])
         return loss
 
     resumed_from, step, stopped_by_time, loss = done, done, False, None
