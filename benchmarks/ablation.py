@@ -19,7 +19,7 @@ import time
 from unittest import mock
 
 import tinc
-from tinc import allocation
+from tinc import allocation, config, training
 from tinc.training import DivergenceGuard
 from tinc.metrics import psnr, psnr_range
 
@@ -76,6 +76,9 @@ VARIANTS = {
     # section 25: a fit counted as escaped from its leaves' means only below half their loss
     "escaped only below half the leaves' means": {PATCH: {(DivergenceGuard, "ESCAPED"): 0.5}},
     "stuck after 1000 steps at the leaves' means": {PATCH: {(DivergenceGuard, "STUCK_STEPS"): 1000}},
+    "restarts in single networks too": {PATCH: {(training, "RESTART_MIN_DEPTH"): 0}},
+    # section 25: a single network took 4 layers wherever they reached --min-width
+    "4 layers down to --min-width": {PATCH: {(config, "AUTO_SINGLE_NETWORK_MIN_WIDTH"): 0}},
 }
 
 

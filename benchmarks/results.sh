@@ -330,27 +330,45 @@ step26() {  # Section 2's odd shapes (the CT crop and anatomical.nii) against th
   tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256" --quiet
 }
 
-step27() {  # Section 25: anatomical.nii at 256x before and after the planner and guard changes (4 seeds, fixed steps); the odd shapes at 64x-256x, 60 s per tinc run.
+step27() {  # Section 25: anatomical.nii at 256x at commit d43620a and at 877731c (the planner's first pass, ESCAPED 0.8, no restart in the first tenth), 4 seeds, fixed steps.
   before=$(mktemp -d) && git worktree add -q --detach "$before" d43620a
+  after=$(mktemp -d) && git worktree add -q --detach "$after" 877731c
   (for steps in 3000 6000; do
-    OMP_NUM_THREADS=1 python benchmarks/ablation.py nibabel:anatomical.nii --ratio 256 --steps $steps --seeds 4 \
-        --only "defaults,escaped only below half the leaves' means,stuck after 1000 steps at the leaves' means"
+    OMP_NUM_THREADS=1 PYTHONPATH="$after/src" python "$after/benchmarks/ablation.py" nibabel:anatomical.nii --ratio 256 \
+        --steps $steps --seeds 4 --only "defaults,escaped only below half the leaves' means,stuck after 1000 steps at the leaves' means"
   done > "$out/anatomical-256-after.md") &
   (for steps in 3000 6000; do
-    OMP_NUM_THREADS=1 PYTHONPATH="$before/src" python benchmarks/ablation.py nibabel:anatomical.nii --ratio 256 \
+    OMP_NUM_THREADS=1 PYTHONPATH="$before/src" python "$after/benchmarks/ablation.py" nibabel:anatomical.nii --ratio 256 \
         --steps $steps --seeds 4 --only defaults
   done > "$out/anatomical-256-before.md") &
   wait
   git worktree remove --force "$before"
+  git worktree remove --force "$after"
   cat "$out/anatomical-256-before.md" "$out/anatomical-256-after.md"
+}
+
+step28() {  # Section 25: single networks no longer restart and take 4 layers only where 12 wide; anatomical.nii at 170x-256x (3 seeds, fixed steps), example4d's stuck depth-3 fit, the odd shapes at 64x-256x at 60 s.
+  a=nibabel:anatomical.nii
+  (OMP_NUM_THREADS=1 python benchmarks/ablation.py $a --ratio 230 --steps 10000 --seeds 3 --only "defaults,restarts in single networks too"
+   OMP_NUM_THREADS=1 python benchmarks/ablation.py $a --ratio 256 --steps 6000 --seeds 3 --only "restarts in single networks too"
+  ) > "$out/restarts.md" &
+  (OMP_NUM_THREADS=1 python benchmarks/ablation.py $a --ratio 170,200,230,256 --steps 6000 --seeds 3 \
+      --only "defaults,4 layers down to --min-width") > "$out/layers.md" &
+  wait
+  cat "$out/restarts.md" "$out/layers.md"
+  python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 4 --time-limit 30 --only defaults
   python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
-  tinc bench "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
-      --ratios 64,128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-25" --quiet
-  for run in 2 3; do
-    tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256-run$run" --quiet
-  done
+  tinc bench "$out/brain-ct-61x57x50.tif" $a \
+      --ratios 64,128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-25b" --quiet
+  tinc bench $a --ratios 128,256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-run2" --quiet
+  tinc bench "$data/brain64.tif" "$data/tinc_test.tif" skimage:cell --ratios 512 --codecs sperr,sz3,jpeg2000,hevc,tinc \
+      --time-limit 60 --out "$out/single-512" --quiet
+  python -c "import tinc; from tinc.bench import load_input; a = load_input('$a')
+print('the means loss', round(float(a.astype(float).var() * (2 / (float(a.max()) - float(a.min()))) ** 2), 4))
+for pull in (0.1, 0.0):
+    c = tinc.TincCodec(ratio=230, steps=8000, spread_penalty=pull, quiet=True); c.encode(a); print(pull, [round(x, 4) for x in c.report.start_losses])"
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27)
+[ ${#steps[@]} -gt 0 ] || steps=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28)
 for s in "${steps[@]}"; do "step$s"; done

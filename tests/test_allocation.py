@@ -129,7 +129,7 @@ def test_unknown_level_weight_rule_is_refused():
         TincConfig(level_weights=(1.0, 0.0))
 
 
-def test_auto_layers_give_a_single_network_four_layers_where_its_width_allows():
+def test_auto_layers_give_a_single_network_four_layers_where_they_are_at_least_12_wide():
     shape = (64, 64, 64)
     tree, _ = plan_tree(shape, 3000, TincConfig(), 1)
     assert tree.depth == 1 and tree.layers == (2, 2)
@@ -138,6 +138,10 @@ def test_auto_layers_give_a_single_network_four_layers_where_its_width_allows():
     # 4 layers of width 8 need 257 parameters: below that, a 2-layer network is still possible
     small, _ = plan_tree(shape, 200, TincConfig(), 1)
     assert small.depth == 0 and small.layers == (2,) and small.widths[0][0] >= 8
+    # 4 layers 12 wide need 529: 400 would make them 10 wide, where 2 layers (17 wide) fit better
+    assert plan_tree(shape, 400, TincConfig(), 1)[0].layers == (2,)
+    assert plan_tree(shape, 600, TincConfig(), 1)[0].layers == (4,)
+    assert plan_tree(shape, 400, TincConfig(levels=0, layers=4), 1)[0].layers == (4,)
     assert plan_tree(shape, 3000, TincConfig(min_width=12, layers=2), 1)[0].layers == (2,)
     with pytest.raises(TincConfigError, match="layers"):
         TincConfig(layers="deep")

@@ -154,8 +154,9 @@ def test_sigterm_exits_143_and_leaves_nothing(tmp_path, volume_tif):
 
 def test_layers_flag_takes_auto_or_numbers(tmp_path, volume_tif, capsys):
     out = tmp_path / "vol.tinc"
-    for flag, expected in (("auto", [4]), ("3", [3])):
-        assert main(["compress", str(volume_tif), "-o", str(out), "--ratio", "64", "--levels", "0", "--layers", flag, *FAST]) == 0
+    # auto: 4 layers where they are at least 12 wide (at 32x), else 2 (at 64x, 4 would be 11)
+    for flag, ratio, expected in (("auto", "32", [4]), ("auto", "64", [2]), ("3", "64", [3])):
+        assert main(["compress", str(volume_tif), "-o", str(out), "--ratio", ratio, "--levels", "0", "--layers", flag, *FAST]) == 0
         capsys.readouterr()
         assert main(["info", str(out), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["layers_per_level"] == expected

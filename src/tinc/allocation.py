@@ -192,10 +192,10 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
             continue
         equal = [np.ones(n) for n in layout.nodes_per_level]
         floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
-        for layers in config.layer_choices(depth):
+        for layers, narrowest_used in config.layer_choices(depth):
             plain = allocate(layout, shape_params, layers, (1.0,) * (depth + 1), equal, channels)
             narrowest = min(int(w.min()) for w in plain.widths)
-            if narrowest >= floor:
+            if narrowest >= max(floor, narrowest_used):
                 break
         if narrowest < floor:
             if depth == requested:

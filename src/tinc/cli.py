@@ -81,7 +81,7 @@ CONFIG_FLAGS: dict[str, dict] = {
     "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
                           "or 'auto' (default: a node weighs the leaves below it, so every level gets the same share)"),
     "layers": dict(type=_layers, help="sine layers per node: one value, one per level, or auto (default): "
-                                      "2 per node in a tree, 4 in a single network where its width allows"),
+                                      "2 per node in a tree, 4 in a single network where they are at least 12 wide"),
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
     "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
     "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),

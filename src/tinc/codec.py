@@ -120,7 +120,7 @@ class TincCodec:
         # plan's real overhead until it no longer changes. Near a choice of layers the passes can
         # alternate (4 layers need more tensor headers than the 2 they fall back to): the plan
         # kept is the last one whose overhead the bytes it was planned with cover.
-        smallest = TreePlan(TreeLayout(spatial, ()), min(config.layer_choices(0), key=sum),
+        smallest = TreePlan(TreeLayout(spatial, ()), min((layers for layers, _ in config.layer_choices(0)), key=sum),
                             (np.array([config.min_width]),), channels)
         overhead, chosen = overhead_of(smallest), None
         for _ in range(PLANNING_PASSES):

@@ -10,9 +10,11 @@ from .errors import TincConfigError
 
 INTRA_MODES = ("equal", "aoi", "variance")
 LEVEL_WEIGHT_RULES = ("auto", "equal")
-# A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x (RESULTS.md section
-# 12); in trees, 3 layers per node lost (section 12, cell at 64x).
-AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS = 2, 4
+# A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x, where the 4 layers
+# were 13-21 wide (RESULTS.md sections 12 and 25), and lost 1.1-1.6 dB where they were 9-11
+# wide (anatomical.nii at 170x-230x, section 25); in trees, 3 layers per node lost (section
+# 12, cell at 64x).
+AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS, AUTO_SINGLE_NETWORK_MIN_WIDTH = 2, 4, 12
 OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
 # Adam's rate for a tree of depth 0 or 1; each further level halves it (`learning_rate`).
@@ -35,7 +37,8 @@ class TincConfig:
     weighs the leaves below it, so every level gets the same share (see `allocation.level_weights`)."""
     layers: tuple[int, ...] | int | str = "auto"
     """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
-    in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where its width allows."""
+    in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where they are at
+    least `AUTO_SINGLE_NETWORK_MIN_WIDTH` wide."""
     intra: str = "equal"
     """How nodes of one level share that level's parameters: equal, aoi or variance."""
     aoi_threshold: float | None = None
@@ -178,13 +181,14 @@ class TincConfig:
             return len(tuple(self.layers)) - 1
         return None
 
-    def layer_choices(self, depth: int) -> list[tuple[int, ...]]:
-        """Sine layers of each level's nodes for a tree of `depth` levels below the root, in
-        order of preference: the first whose widths the budget can feed is used."""
+    def layer_choices(self, depth: int) -> list[tuple[tuple[int, ...], int]]:
+        """(sine layers of each level's nodes, narrowest width they are used at) for a tree of
+        `depth` levels below the root, in order of preference: the first whose widths the
+        budget can feed to that width (and to the depth's floor) is used."""
         if self.layers != "auto":
-            return [_per_level(self.layers, depth, "layers")]
+            return [(_per_level(self.layers, depth, "layers"), 0)]
         tree = (AUTO_TREE_LAYERS,) * (depth + 1)
-        return [(AUTO_SINGLE_NETWORK_LAYERS,), tree] if depth == 0 else [tree]
+        return [((AUTO_SINGLE_NETWORK_LAYERS,), AUTO_SINGLE_NETWORK_MIN_WIDTH), (tree, 0)] if depth == 0 else [(tree, 0)]
 
     def learning_rate(self, depth: int) -> float:
         """The peak rate for a tree of `depth`. Sine layers chained through more levels are

@@ -41,14 +41,13 @@ START_STEPS, TRIAL_SCORE_STEPS, START_TIME_SHARE = 200, 50, 0.1
 # while inputs where rounding costs 1-5% have little to gain and a fit to lose.
 SPREAD_CHECK = 0.1
 
-# The part of the fit, by its clock, in which `DivergenceGuard` may start a fit at the leaves'
-# means again. Not in the second half: too few steps would be left to train the initial
-# weights again. Nor in the first tenth: a small network at a high ratio may take a few
-# hundred steps to leave the means (anatomical.nii at 256x: 500-800 at 2e-3), and a restart
-# then, at half the rate, lost it 0.6 dB over 6000 steps (RESULTS.md section 25), while a
-# big tree that is really stuck gets its first check after 500 steps either way, which is
-# past a tenth of a fit of under 5000 steps.
-RESTART_CLOCKS = (0.1, 0.5)
+# `DivergenceGuard` starts a fit at the leaves' means again only in trees of at least this
+# depth. A restart halves the rate, which is what sticks a deep tree (example4d at 4x, depth
+# 3: 49 dB stuck, 76 restarted; RESULTS.md section 14). A single network at its rate leaves
+# the means on its own: what holds a small one there for 500-2000 steps is the spread pull
+# (anatomical.nii at 230x leaves them within 200 steps without it), and restarting it at
+# half the rate cost it 0.5-1.1 dB on average (RESULTS.md section 25).
+RESTART_MIN_DEPTH = 1
 
 
 @dataclass
@@ -87,10 +86,10 @@ class DivergenceGuard:
     before them: a fit still coming down from far above the means (data scaled to 0..100,
     a low rate) is slow, not stuck, and half the rate would only make it slower
     (RESULTS.md section 16). Nor does it restart in the second half of the fit, which would
-    leave too few steps to train the initial weights again. A stuck fit sits within 1-2% of
-    `baseline`; a small network at a high ratio may level off only 1-3 dB below it
-    (anatomical.nii at 256x), so `ESCAPED` is 0.8, not the 0.5 that restarted such fits at
-    half the rate and cost them up to 1.5 dB (RESULTS.md section 25).
+    leave too few steps to train the initial weights again, nor a single network
+    (`RESTART_MIN_DEPTH`). A stuck fit sits within 1-2% of `baseline`; a small network at a
+    high ratio may level off only 1-3 dB below it (anatomical.nii at 256x), so `ESCAPED` is
+    0.8, not the 0.5 that restarted such fits at half the rate (RESULTS.md section 25).
 
     A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
     95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
@@ -296,6 +295,7 @@ def fit(
     start = time.perf_counter() - spent
     planned = config.step_count()  # None: the time limit alone ends the fit
     warmup = max(1, min(WARMUP_STEPS, planned // 10)) if planned else WARMUP_STEPS
+    restarts_help = model.plan.depth >= RESTART_MIN_DEPTH
 
     def round_to_coder_steps() -> float:
         """Rounds the forward pass to the steps the coder would use now; returns what that costs."""
@@ -339,7 +339,7 @@ def fit(
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         optimiser.step()
-        guard.update(loss, step, can_restart=RESTART_CLOCKS[0] <= clock < RESTART_CLOCKS[1])
+        guard.update(loss, step, can_restart=restarts_help and clock < 0.5)
         return loss
 
     resumed_from, step, stopped_by_time, loss = done, done, False, None
