@@ -356,6 +356,12 @@ step28() {  # Section 25: single networks no longer restart and take 4 layers on
       --only "defaults,4 layers down to --min-width") > "$out/layers.md" &
   wait
   cat "$out/restarts.md" "$out/layers.md"
+  (OMP_NUM_THREADS=1 python benchmarks/ablation.py "$data/tinc_test.tif" --ratio 512 --steps 6000 --seeds 3 \
+      --only "defaults,2 layers per node") > "$out/layers-tinc_test.md" &
+  (OMP_NUM_THREADS=1 python benchmarks/ablation.py $a --ratio 128 --steps 6000 --seeds 3 \
+      --only "defaults,3 layers per node,2 layers per node") > "$out/layers-128.md" &
+  wait
+  cat "$out/layers-tinc_test.md" "$out/layers-128.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 4 --time-limit 30 --only defaults
   python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
   tinc bench "$out/brain-ct-61x57x50.tif" $a \

@@ -11,9 +11,9 @@ from .errors import TincConfigError
 INTRA_MODES = ("equal", "aoi", "variance")
 LEVEL_WEIGHT_RULES = ("auto", "equal")
 # A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x, where the 4 layers
-# were 13-21 wide (RESULTS.md sections 12 and 25), and lost 1.1-1.6 dB where they were 9-11
-# wide (anatomical.nii at 170x-230x, section 25); in trees, 3 layers per node lost (section
-# 12, cell at 64x).
+# were 13-21 wide (RESULTS.md section 12), and lost 0.1-0.9 dB where they were 9-11 wide
+# (anatomical.nii at 170x-256x, section 25); in trees, 3 layers per node lost (section 12,
+# cell at 64x).
 AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS, AUTO_SINGLE_NETWORK_MIN_WIDTH = 2, 4, 12
 OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
