@@ -9,6 +9,10 @@ out=bench-output
 data=../shared/data
 mkdir -p "$out"
 
+write_ct_crop() {  # the CT crop of odd shape that steps 2, 26 and 28 compress
+  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+}
+
 step1() {  # Fidelity floor: brain64 at 64x, default options, 240 s.
   tinc compress "$data/brain64.tif" -o "$out/brain64-64x.tinc" --ratio 64 --time-limit 240 --quiet
   tinc decompress "$out/brain64-64x.tinc" -o "$out/brain64-64x.tif" --quiet
@@ -16,7 +20,7 @@ step1() {  # Fidelity floor: brain64 at 64x, default options, 240 s.
 }
 
 step2() {  # Real MRI and CT volumes of odd shapes at 128x and 256x, 240 s, against SZ3, SPERR, JPEG 2000, HEVC.
-  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+  write_ct_crop
   tinc bench nibabel:example4d.nii.gz "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
       --ratios 128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 240 --out "$out/odd-shapes" --quiet
 }
@@ -324,7 +328,7 @@ step25() {  # tinc against tinc-reference as published (the authors' tree and ba
 }
 
 step26() {  # Section 2's odd shapes (the CT crop and anatomical.nii) against the classic codecs with today's tinc, 60 s per tinc run.
-  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+  write_ct_crop
   tinc bench "$out/brain-ct-61x57x50.tif" nibabel:anatomical.nii \
       --ratios 128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-now" --quiet
   tinc bench nibabel:anatomical.nii --ratios 256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-256" --quiet
@@ -363,7 +367,7 @@ step28() {  # Section 25: single networks no longer restart and take 4 layers on
   wait
   cat "$out/layers-tinc_test.md" "$out/layers-128.md"
   python benchmarks/ablation.py nibabel:example4d.nii.gz --ratio 4 --time-limit 30 --only defaults
-  python -c "import tifffile; a = tifffile.imread('$data/brain64.tif')[..., 0]; tifffile.imwrite('$out/brain-ct-61x57x50.tif', a[:61, :57, :50])"
+  write_ct_crop
   tinc bench "$out/brain-ct-61x57x50.tif" $a \
       --ratios 64,128,256 --codecs sz3,sperr,jpeg2000,hevc,tinc --time-limit 60 --out "$out/odd-shapes-25b" --quiet
   tinc bench $a --ratios 128,256 --codecs sperr,tinc --time-limit 60 --out "$out/anatomical-run2" --quiet

@@ -89,7 +89,8 @@ class DivergenceGuard:
     leave too few steps to train the initial weights again, nor a single network
     (`RESTART_MIN_DEPTH`). A stuck fit sits within 1-2% of `baseline`; a small network at a
     high ratio may level off only 1-3 dB below it (anatomical.nii at 256x), so `ESCAPED` is
-    0.8, not the 0.5 that restarted such fits at half the rate (RESULTS.md section 25).
+    0.8, not the 0.5 that restarted such fits at half the rate (RESULTS.md section 25,
+    measured before single networks stopped restarting).
 
     A rate can also be just too high to hold on to progress: a wide tree (example4d at 64x,
     95 wide) drifts back at its peak rate for thousands of steps, its loss up to twice its
