@@ -52,7 +52,7 @@ def open(path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "Tin
 
 
 def read(path) -> np.ndarray:
-    """Read TIFF, NIfTI, .npy or PNG into an array."""
+    """Read TIFF, NIfTI, .npy, PNG or DICOM (a .dcm file or a series directory) into an array."""
     from .io import read_with_metadata
 
     return read_with_metadata(path)[0]

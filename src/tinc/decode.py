@@ -22,7 +22,7 @@ import torch
 from . import container
 from .codec import MAX_DECODE_VOXELS, _device, load_model, restore
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, is_zarr_path, write
+from .io import atomic_path, format_of, is_zarr_path, resampled_metadata, write
 from .partition import grid_coordinates
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
@@ -262,6 +262,8 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     box = parse_roi(roi, decoder.output_shape(sampling))
     out_shape = tuple(b - a for a, b in box)
     metadata = _nifti_cropped(decoder, box) if roi is not None and sampling == decoder.sampling() else decoder.metadata
+    if sampling != decoder.sampling():  # a DICOM input's spacing follows the new grid
+        metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
     if kind not in ("npy", "tiff") or math.prod(out_shape) * 4 <= stream_bytes:
         array = decoder.decode(roi, scale, shape)
         write(path, array, metadata)

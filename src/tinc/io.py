@@ -1,9 +1,12 @@
-"""Reading and writing arrays: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output."""
+"""Reading and writing arrays: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output;
+DICOM (a file or a series directory, see `tinc.dicom`) is read only."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +15,14 @@ import numpy as np
 from .errors import TincInputError, TincOutputError
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
+INPUT_FORMATS = {**FORMATS, ".dcm": "dicom"}  # DICOM is read, never written
+
+# `PREFIX:NAME` sample files shipped inside packages: (module whose folder holds them, the
+# folder inside it, what to install).
+_SAMPLE_FOLDERS = {
+    "nilearn": ("nilearn", ("datasets", "data"), "pip install 'tinc[corpus]'"),
+    "pydicom-data": ("data_store", ("data",), "pip install 'tinc[corpus]'"),
+}
 
 
 def is_zarr_path(path) -> bool:
@@ -19,18 +30,25 @@ def is_zarr_path(path) -> bool:
     return str(path).rstrip("/\\").lower().endswith(".zarr")
 
 
-def format_of(path) -> str:
+def format_of(path, reading: bool = False) -> str:
+    """The format named by `path`'s extension: one tinc writes, or with `reading` one it reads."""
+    formats = INPUT_FORMATS if reading else FORMATS
     name = Path(path).name.lower()
-    for suffix in sorted(FORMATS, key=len, reverse=True):
+    for suffix in sorted(formats, key=len, reverse=True):
         if name.endswith(suffix):
-            return FORMATS[suffix]
-    supported = ", ".join(sorted(FORMATS))
+            return formats[suffix]
+    supported = ", ".join(sorted(formats)) + (", a DICOM series directory" if reading else "")
     raise TincInputError(f"{path}: unsupported format {''.join(Path(path).suffixes) or '(no extension)'!r} (supported: {supported})")
 
 
 def resolve(path) -> str:
-    """Paths, plus names of sample data shipped by packages: `nibabel:example4d.nii.gz`, `skimage:cell`."""
+    """Paths, plus names of sample data shipped by packages: `nibabel:example4d.nii.gz`,
+    `skimage:cell`, `nilearn:NAME` and `pydicom-data:NAME` (files bundled in those wheels;
+    nothing is downloaded)."""
     path = str(path)
+    prefix, _, name = path.partition(":")
+    if prefix in _SAMPLE_FOLDERS and name:
+        return _sample_file(path, prefix, name)
     if path.startswith("nibabel:"):
         from nibabel.testing import data_path
 
@@ -53,18 +71,49 @@ def resolve(path) -> str:
     return path
 
 
+def _sample_file(path: str, prefix: str, name: str) -> str:
+    """The file `name` in the sample folder of package `prefix`, located without importing it."""
+    module, folder, install = _SAMPLE_FOLDERS[prefix]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise TincInputError(f"{path}: {prefix} is not installed ({install})")
+    directory = os.path.join(list(spec.submodule_search_locations)[0], *folder)
+    target = os.path.join(directory, name)
+    # a plain file name only: no way out of the package's folder
+    if os.path.basename(name) != name or name in (".", "..") or not os.path.isfile(target):
+        raise TincInputError(f"{path}: {prefix} has no file {name!r} in {directory}")
+    return target
+
+
 def read_with_metadata(path) -> tuple[np.ndarray, dict]:
-    """The array in `path` and what is needed to write it back alike (e.g. a NIfTI header)."""
+    """The array in `path` and what is needed to write it back alike (e.g. a NIfTI header,
+    or a DICOM input's `spacing`: one distance per spatial axis)."""
     path = resolve(path)
     if is_zarr_path(path):
         return _read_zarr(path), {"format": "zarr"}
-    kind = format_of(path)
-    if not os.path.exists(path):
-        raise TincInputError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise TincInputError(f"{path}: is a directory")
+        from .dicom import dicom_files
+
+        if not dicom_files(path):
+            raise TincInputError(f"{path}: is a directory, with no DICOM files in it")
+        kind, reader = "dicom", _read_dicom_series
+    else:
+        try:
+            kind = format_of(path, reading=True)
+        except TincInputError:
+            from .dicom import has_dicom_preamble
+
+            if not has_dicom_preamble(path):  # DICOM files often have no extension at all
+                raise
+            kind = "dicom"
+        if not os.path.exists(path):
+            raise TincInputError(f"{path}: no such file")
+        reader = _READERS[kind]
     try:
-        array, metadata = _READERS[kind](path)
+        array, metadata = reader(path)
     except TincInputError:
         raise
     except Exception as error:
@@ -120,7 +169,44 @@ def _read_png(path):
     return array, ({"channel_axis": -1} if array.ndim == 3 else {})
 
 
-_READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png}
+def _read_dicom(path):
+    from .dicom import read_file
+
+    return read_file(path)
+
+
+def _read_dicom_series(path):
+    from .dicom import read_series
+
+    return read_series(path)
+
+
+_READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom}
+
+
+def spacing_of(metadata: dict | None) -> tuple[float, ...] | None:
+    """The `spacing` entry of `metadata` as floats: a tuple from a reader, or the text a
+    .tinc file's metadata section holds (bytes); None when absent or not positive numbers."""
+    value = (metadata or {}).get("spacing")
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, str)):
+        text = value.decode("ascii", "replace") if isinstance(value, (bytes, bytearray)) else value
+        value = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)
+    try:
+        spacing = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return spacing if spacing and all(np.isfinite(s) and s > 0 for s in spacing) else None
+
+
+def resampled_metadata(metadata: dict, old_shape, new_shape) -> dict:
+    """`metadata` for the same extent sampled on `new_shape` instead of `old_shape` (spatial
+    axes): the spacing grows or shrinks with the number of samples along each axis."""
+    spacing = spacing_of(metadata)
+    if spacing is None or len(spacing) != len(old_shape) or len(old_shape) != len(new_shape):
+        return metadata
+    return {**metadata, "spacing": tuple(s * a / b for s, a, b in zip(spacing, old_shape, new_shape))}
 
 
 def check_writable(path) -> None:
@@ -180,7 +266,8 @@ def write_bytes(path, data: bytes) -> None:
 
 
 def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
-    """Write by extension; a NIfTI header in `metadata` is kept when writing NIfTI."""
+    """Write by extension; a NIfTI header in `metadata` is kept when writing NIfTI, and
+    without one a `spacing` (from a DICOM input) becomes the affine's diagonal."""
     kind = format_of(path)
     array = np.asarray(array)
     metadata = metadata or {}
@@ -208,7 +295,12 @@ def _write_nifti(path, array, metadata):
         if tuple(header.get_data_shape()) != array.shape:
             header = None
     if header is None:
-        image = nibabel.Nifti1Image(array, np.eye(4))
+        # e.g. a DICOM input: its voxel spacing on the diagonal (axes in the array's order)
+        affine = np.eye(4)
+        spacing = spacing_of(metadata)
+        if spacing is not None and len(spacing) <= min(3, array.ndim):
+            affine[range(len(spacing)), range(len(spacing))] = spacing
+        image = nibabel.Nifti1Image(array, affine)
     else:
         header.set_data_dtype(array.dtype)
         image = nibabel.Nifti1Image(array, header.get_best_affine(), header)

@@ -1,0 +1,402 @@
+"""DICOM input through pydicom: single- and multi-frame `.dcm` files, and a directory holding
+one series, read as a volume ordered by slice position.
+
+Arrays keep the stored integer dtype unless a rescale (RescaleSlope / RescaleIntercept) is
+not the identity; then they are float32 physical values, as for scaled NIfTI. The metadata
+holds `spacing`: one distance per spatial axis of the array (slice, row, column), when the
+files give it.
+
+Compressed transfer syntaxes go through pydicom's decoders (Pillow covers JPEG baseline and
+JPEG 2000). For JPEG lossless, JPEG extended, JPEG-LS and HTJ2K, which pydicom would decode
+only with extra packages (pylibjpeg-libjpeg is GPL-3.0, gdcm is large), this module adds
+a decoding plugin built on imagecodecs, already a dependency of tinc.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import TincInputError
+
+_PLUGIN = "tinc-imagecodecs"
+_registered = False
+
+
+# ---------------------------------------------------------------------- finding files
+def has_dicom_preamble(path) -> bool:
+    """Whether `path` is a file with the `DICM` marker after the 128-byte preamble."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def dicom_files(directory) -> list[str]:
+    """The DICOM files directly in `directory` (ending in .dcm, or with the DICM marker),
+    sorted by name; hidden files and subdirectories are not looked at."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        if name.lower().endswith(".dcm") or has_dicom_preamble(path):
+            found.append(path)
+    return found
+
+
+# ---------------------------------------------------------------------- one file
+def read_file(path) -> tuple[np.ndarray, dict]:
+    """A single- or multi-frame DICOM file: (frames,) rows, columns (, samples)."""
+    dataset = _dcmread(path)
+    if not _has_pixels(dataset):
+        raise TincInputError(f"{path}: DICOM file without pixel data")
+    array = _pixels(path, dataset)
+    frames = _frame_count(dataset)
+    slopes, intercepts = _frame_rescale(dataset, frames)
+    array = _rescaled(array if frames > 1 else array[None], slopes, intercepts)
+    if frames == 1:
+        array = array[0]
+    metadata: dict = {}
+    pixel = _pixel_spacing(dataset)
+    if pixel is not None:
+        if frames == 1:
+            metadata["spacing"] = pixel
+        else:
+            between = _frame_spacing(dataset)
+            if between is not None:
+                metadata["spacing"] = (between, *pixel)
+    if _samples(dataset) > 1:
+        metadata["channel_axis"] = -1
+    return array, metadata
+
+
+# ---------------------------------------------------------------------- a series
+def read_series(directory) -> tuple[np.ndarray, dict]:
+    """The one DICOM series in `directory` as a volume (slices, rows, columns (, samples)),
+    slices in order of position along the slice normal, else of InstanceNumber."""
+    headers = []
+    for path in dicom_files(directory):
+        dataset = _in_file(path, _dcmread, path, stop_before_pixels=True)
+        if "Rows" in dataset and "Columns" in dataset:  # images only: not a DICOMDIR, report, ...
+            headers.append((path, dataset))
+    if not headers:
+        raise TincInputError(f"{directory}: no DICOM images in the directory (subdirectories are not searched)")
+    series = sorted({str(d.get("SeriesInstanceUID", "")) for _, d in headers})
+    if len(series) > 1:
+        shown = ", ".join(uid or "(none)" for uid in series[:3]) + (", ..." if len(series) > 3 else "")
+        raise TincInputError(f"{directory}: holds {len(series)} DICOM series (SeriesInstanceUID {shown}); "
+                             "put each series in its own directory")
+    if len(headers) == 1:
+        return read_file(headers[0][0])
+    for path, dataset in headers:
+        if _frame_count(dataset) > 1:
+            raise TincInputError(f"{directory}: {os.path.basename(path)} is a multi-frame file in a series "
+                                 "of several files; read it on its own")
+    shapes: dict[tuple, int] = {}
+    for _, dataset in headers:
+        shape = (int(dataset.Rows), int(dataset.Columns)) + ((_samples(dataset),) if _samples(dataset) > 1 else ())
+        shapes[shape] = shapes.get(shape, 0) + 1
+    if len(shapes) > 1:
+        counts = ", ".join(f"{n} of {'x'.join(map(str, s))}" for s, n in sorted(shapes.items(), key=lambda i: -i[1]))
+        raise TincInputError(f"{directory}: slices of different shapes in one series ({counts})")
+    headers, between = _ordered(directory, headers)
+
+    slopes, intercepts = zip(*(_rescale(d) if _rescale_applies(d) else (1.0, 0.0) for _, d in headers))
+    volume = None
+    scaled = any(s != 1 or i != 0 for s, i in zip(slopes, intercepts))
+    for index, (path, _) in enumerate(headers):
+        dataset = _in_file(path, _dcmread, path)
+        if not _has_pixels(dataset):
+            raise TincInputError(f"{path}: DICOM file without pixel data")
+        plane = _in_file(path, _pixels, path, dataset)
+        if volume is None:
+            volume = np.empty((len(headers), *plane.shape), np.float32 if scaled else plane.dtype)
+        if plane.shape != volume.shape[1:]:  # the header said otherwise
+            raise TincInputError(f"{path}: pixel data of shape {plane.shape}, not {volume.shape[1:]} as the other slices")
+        if not scaled and not np.can_cast(plane.dtype, volume.dtype, "safe"):  # e.g. signed among unsigned
+            raise TincInputError(f"{path}: pixel type {plane.dtype}, not {volume.dtype} as the other slices")
+        volume[index] = _rescaled(plane[None], slopes[index:index + 1], intercepts[index:index + 1])[0]
+    metadata: dict = {}
+    pixel = _pixel_spacing(headers[0][1])
+    if pixel is not None and between is not None:
+        metadata["spacing"] = (between, *pixel)
+    if _samples(headers[0][1]) > 1:
+        metadata["channel_axis"] = -1
+    return volume, metadata
+
+
+def _ordered(directory, headers: list) -> tuple[list, float | None]:
+    """The slices sorted along the normal of their planes (ImagePositionPatient projected on
+    the cross product of ImageOrientationPatient's row and column directions), else by
+    InstanceNumber, else by file name; and the distance between slices where known."""
+    orientations = [d.get("ImageOrientationPatient") for _, d in headers]
+    positions = [d.get("ImagePositionPatient") for _, d in headers]
+    if all(o is not None and len(o) == 6 for o in orientations) and all(p is not None and len(p) == 3 for p in positions):
+        orientation = np.array(orientations, float)
+        if np.abs(orientation - orientation[0]).max() > 1e-3:
+            raise TincInputError(f"{directory}: slices of different orientations in one series")
+        normal = np.cross(orientation[0, :3], orientation[0, 3:])
+        along = np.array(positions, float) @ normal
+        order = np.argsort(along, kind="stable")
+        steps = np.diff(along[order])
+        if np.any(steps < 1e-4):  # stacking them would not be a volume
+            shared = int(np.sum(steps < 1e-4)) + 1
+            raise TincInputError(f"{directory}: {shared} slices share a position (several acquisitions in one series?)")
+        return [headers[i] for i in order], float(np.median(steps))
+    between = _spacing_between(headers[0][1])
+    numbers = [d.get("InstanceNumber") for _, d in headers]
+    if all(n is not None for n in numbers) and len({int(n) for n in numbers}) == len(numbers):
+        return [h for _, h in sorted(zip([int(n) for n in numbers], headers), key=lambda pair: pair[0])], between
+    return headers, between  # by file name: nothing better to go on
+
+
+def _in_file(path, function, *args, **kwargs):
+    """`function(*args, **kwargs)`, its failure a one-line error naming the file of a series."""
+    try:
+        return function(*args, **kwargs)
+    except TincInputError:
+        raise
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TincInputError(f"{path}: cannot read as dicom ({message})") from None
+
+
+# ---------------------------------------------------------------------- pixels
+def _dcmread(path, stop_before_pixels: bool = False):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        pass
+    # Files written without the 128-byte preamble and file meta (ACR-NEMA style) still read
+    # with force; only accept what then looks like an image, not any file at all.
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        if "Rows" not in dataset or "Columns" not in dataset:
+            raise ValueError
+    except Exception:
+        raise TincInputError(f"{path}: not a DICOM file (no DICM marker, and no image in it)") from None
+    if "TransferSyntaxUID" not in dataset.file_meta:
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        little = dataset.original_encoding[1]
+        implicit = dataset.original_encoding[0] is False
+        dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little \
+            else ExplicitVRBigEndian
+    return dataset
+
+
+def _has_pixels(dataset) -> bool:
+    return any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def _pixels(path, dataset) -> np.ndarray:
+    """The stored values, decoded; a one-line error names a transfer syntax nothing here decodes."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_compressed:
+        _register_plugin()
+        from pydicom.pixels import get_decoder
+
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError:
+            decoder = None
+        if decoder is None or not decoder.is_available:
+            need = "; ".join(decoder.missing_dependencies) if decoder is not None else "pydicom has no decoder for it"
+            raise TincInputError(f"{path}: cannot decode DICOM transfer syntax {syntax.name!r} ({syntax}): {need}")
+    return np.asarray(dataset.pixel_array)
+
+
+def _frame_count(dataset) -> int:
+    try:
+        return max(1, int(dataset.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _samples(dataset) -> int:
+    return int(dataset.get("SamplesPerPixel", 1) or 1)
+
+
+def _rescale(dataset) -> tuple[float, float]:
+    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    return float(1 if slope is None or slope == "" else slope), float(0 if intercept is None or intercept == "" else intercept)
+
+
+# MR Image Storage: its IOD has no Modality LUT, so a RescaleSlope there is a vendor's
+# display scale of arbitrary units (e.g. pydicom-data's MR2_UNCI.dcm: 3.774114), not a
+# physical value; the stored integers are the data. (Enhanced MR has real rescales, in its
+# functional groups.)
+_NO_MODALITY_LUT = {"1.2.840.10008.5.1.4.1.1.4"}
+
+
+def _rescale_applies(dataset) -> bool:
+    return str(dataset.get("SOPClassUID", "")) not in _NO_MODALITY_LUT
+
+
+def _frame_rescale(dataset, frames: int) -> tuple[list[float], list[float]]:
+    """Slope and intercept per frame: the file's own, else the enhanced multi-frame
+    functional groups' (shared by every frame, or one per frame)."""
+    if not _rescale_applies(dataset):
+        return [1.0] * frames, [0.0] * frames
+    if "RescaleSlope" in dataset or "RescaleIntercept" in dataset:
+        slope, intercept = _rescale(dataset)
+        return [slope] * frames, [intercept] * frames
+    shared = _group(dataset.get("SharedFunctionalGroupsSequence"), 0, "PixelValueTransformationSequence")
+    if shared is not None:
+        slope, intercept = _rescale(shared)
+        return [slope] * frames, [intercept] * frames
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    values = [_group(per_frame, i, "PixelValueTransformationSequence") for i in range(frames)]
+    pairs = [(1.0, 0.0) if v is None else _rescale(v) for v in values]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _group(sequence, index: int, name: str):
+    """Item 0 of sequence `name` in item `index` of a functional groups sequence, or None."""
+    if sequence is None or len(sequence) <= index:
+        return None
+    inner = sequence[index].get(name)
+    return inner[0] if inner is not None and len(inner) else None
+
+
+def _rescaled(frames: np.ndarray, slopes, intercepts) -> np.ndarray:
+    """`frames` as stored when every rescale is the identity, else float32 physical values
+    (computed in float64 one frame at a time, so memory stays one float32 copy)."""
+    if all(s == 1 and i == 0 for s, i in zip(slopes, intercepts)):
+        return frames
+    out = np.empty(frames.shape, np.float32)
+    for index, (slope, intercept) in enumerate(zip(slopes, intercepts)):
+        out[index] = frames[index] * np.float64(slope) + np.float64(intercept)
+    return out
+
+
+# ---------------------------------------------------------------------- spacing
+def _pixel_spacing(dataset) -> tuple[float, float] | None:
+    """(between rows, between columns): PixelSpacing, else the functional groups', else the
+    detector's ImagerPixelSpacing (radiographs)."""
+    measures = _group(dataset.get("SharedFunctionalGroupsSequence"), 0, "PixelMeasuresSequence")
+    for source in (dataset, measures):
+        if source is not None and source.get("PixelSpacing") is not None:
+            return _positive(source.PixelSpacing, 2)
+    if dataset.get("ImagerPixelSpacing") is not None:
+        return _positive(dataset.ImagerPixelSpacing, 2)
+    return None
+
+
+def _spacing_between(dataset) -> float | None:
+    measures = _group(dataset.get("SharedFunctionalGroupsSequence"), 0, "PixelMeasuresSequence")
+    for source in (dataset, measures):
+        if source is not None and source.get("SpacingBetweenSlices") is not None:
+            value = _positive([source.SpacingBetweenSlices], 1)
+            return None if value is None else value[0]
+    return None
+
+
+def _frame_spacing(dataset) -> float | None:
+    """Distance between the frames of a multi-frame file: from their positions when they lie
+    in order along the slice normal, else SpacingBetweenSlices."""
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    frames = _frame_count(dataset)
+    orientation = _group(dataset.get("SharedFunctionalGroupsSequence"), 0, "PlaneOrientationSequence")
+    if orientation is None:
+        orientation = _group(per_frame, 0, "PlaneOrientationSequence")
+    positions = [_group(per_frame, i, "PlanePositionSequence") for i in range(frames)]
+    if orientation is not None and orientation.get("ImageOrientationPatient") is not None \
+            and all(p is not None and p.get("ImagePositionPatient") is not None for p in positions):
+        cosines = np.array(orientation.ImageOrientationPatient, float)
+        along = np.array([p.ImagePositionPatient for p in positions], float) @ np.cross(cosines[:3], cosines[3:])
+        steps = np.diff(along)
+        if len(steps) and (np.all(steps > 1e-4) or np.all(steps < -1e-4)):
+            return float(np.median(np.abs(steps)))
+    return _spacing_between(dataset)
+
+
+def _positive(values, count: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != count or not all(np.isfinite(n) and n > 0 for n in numbers):
+        return None
+    return numbers
+
+
+# ---------------------------------------------------------------------- imagecodecs decoding plugin
+# What pydicom asks of a decoding plugin module: DECODER_DEPENDENCIES, is_available(uid),
+# and a function decoding one frame into bytes.
+_PLUGIN_SYNTAXES = {
+    "1.2.840.10008.1.2.4.51": "jpeg",  # JPEG extended (12-bit)
+    "1.2.840.10008.1.2.4.57": "jpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "jpeg",  # JPEG lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80": "jpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "jpegls",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.201": "jpeg2k",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "jpeg2k",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "jpeg2k",  # HTJ2K
+}
+DECODER_DEPENDENCIES = {syntax: ("imagecodecs",) for syntax in _PLUGIN_SYNTAXES}
+
+
+def _codec(kind: str):
+    import imagecodecs
+
+    return {"jpeg": imagecodecs.JPEG8, "jpegls": imagecodecs.JPEGLS, "jpeg2k": imagecodecs.JPEG2K}[kind]
+
+
+def is_available(uid: str) -> bool:
+    """pydicom's question to a plugin: can it decode transfer syntax `uid` here."""
+    kind = _PLUGIN_SYNTAXES.get(str(uid))
+    try:
+        return kind is not None and bool(_codec(kind).available)
+    except (ImportError, AttributeError):
+        return False
+
+
+def decode_frame(src: bytes, runner) -> bytes:
+    """One encoded frame as little-endian, colour-by-pixel bytes, for pydicom."""
+    import imagecodecs
+    from pydicom.pixels.common import PhotometricInterpretation as PI
+
+    kind = _PLUGIN_SYNTAXES[str(runner.transfer_syntax)]
+    photometric = runner.photometric_interpretation
+    if kind == "jpeg" and runner.samples_per_pixel == 3:
+        # keep the stored components; pydicom converts them as PhotometricInterpretation says
+        space = "ycbcr" if str(photometric).startswith("YBR") else "rgb"
+        array = imagecodecs.jpeg8_decode(src, colorspace=space, outcolorspace=space)
+    else:
+        array = {"jpeg": imagecodecs.jpeg_decode, "jpegls": imagecodecs.jpegls_decode,
+                 "jpeg2k": imagecodecs.jpeg2k_decode}[kind](src)
+    array = np.asarray(array)
+    runner.set_option("planar_configuration", 0)  # imagecodecs returns samples last
+    runner.set_option("bits_allocated", array.dtype.itemsize * 8)  # its container, from the codestream's precision
+    if kind == "jpeg2k" and photometric in (PI.YBR_ICT, PI.YBR_RCT):
+        runner.set_option("photometric_interpretation", PI.RGB)  # OpenJPEG undoes the component transform
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _register_plugin() -> None:
+    """Add the imagecodecs plugin, last, to pydicom's decoders of the syntaxes it covers:
+    pydicom tries it only when the plugins it ships are missing or fail."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    for syntax in _PLUGIN_SYNTAXES:
+        try:
+            get_decoder(UID(syntax)).add_plugin(_PLUGIN, ("tinc.dicom", "decode_frame"))
+        except (ValueError, NotImplementedError, ImportError):  # already there, or nothing to add it to
+            pass
