@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces every figure in benchmarks/RESULTS.md. Run from the repository root after `make install`:
+# Reproduces every figure in benchmarks/RESULTS-ARCHIVE.md (the current results: benchmarks/scoreboard.py). Run from the repository root after `make install`:
 #   bash benchmarks/results.sh            # all steps: many hours on 2 CPU cores (steps 3 and later run 60-300 s fits)
 #   bash benchmarks/results.sh 3 5        # only some steps
 # Output goes to bench-output/ (ignored by git).

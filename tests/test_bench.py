@@ -312,3 +312,125 @@ def test_main_cli_returns_nonzero_on_errors(tmp_path, capsys):
     assert code != 0
     err = capsys.readouterr().err.strip()
     assert "missing.npy" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------------- benchmarks/scoreboard.py
+def _scoreboard():
+    """benchmarks/scoreboard.py, imported by path (it is a script, not a package module)."""
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scoreboard.py"
+    spec = importlib.util.spec_from_file_location("tinc_benchmarks_scoreboard", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+# PSNR per (input, ratio) for sperr, jpeg2000, jpegxl, hevc, tinc; None: unreachable
+_SCOREBOARD_CELLS = {
+    "small.tif": {
+        64: (40.0, 38.0, None, 39.0, 39.8),    # 0.2 dB below SPERR: a loss, inside the 64x tolerance
+        128: (37.0, 36.0, None, 38.5, 38.0),   # ahead of SPERR, 0.5 dB behind HEVC: goal missed
+        256: (34.0, 33.0, None, 33.5, 35.0),   # ahead of all
+        512: (30.0, None, None, None, 31.0),   # HEVC, JPEG 2000 and JPEG XL cannot get there: no loss
+    },
+    "nilearn:vol.nii.gz": {
+        64: (35.0, 33.0, 32.0, 34.0, 34.3),    # 0.7 dB below SPERR: outside the tolerance
+        128: (33.0, 31.0, 30.0, 32.0, 33.5),   # ahead of all
+        256: (30.0, 28.0, None, 29.0, 30.6),   # ahead of SPERR, but not by 1 dB (the real 3-D input)
+        512: (28.0, 26.0, None, 27.0, None),   # tinc has no file where the others have one
+    },
+}
+
+
+def _scoreboard_rows():
+    rows = []
+    for label, by_ratio in _SCOREBOARD_CELLS.items():
+        for ratio, values in by_ratio.items():
+            for codec, psnr in zip(("sperr", "jpeg2000", "jpegxl", "hevc", "tinc"), values):
+                ok = psnr is not None
+                rows.append({
+                    "input": label, "codec": codec, "target_ratio": float(ratio),
+                    "actual_ratio": ratio * 1.01 if ok else None, "psnr": psnr, "psnr_range": psnr,
+                    "ssim": 0.9 if ok else None, "encode_s": 1.0 if ok else None, "decode_s": 0.1 if ok else None,
+                    "status": "ok" if ok else "unreachable",
+                    "note": ("depth 1, widths 20/8, layers 2/2" if codec == "tinc" else "") if ok else
+                            ("unreachable: TincConfigError: budget too small" if codec == "tinc"
+                             else "unreachable: at most 101.5x"),
+                })
+    return rows
+
+
+def test_scoreboard_document_lists_where_tinc_loses(tmp_path):
+    sb = _scoreboard()
+    rows = _scoreboard_rows()
+    inputs = [sb.Input("small.tif"), sb.Input("nilearn:vol.nii.gz", real=True, real_3d=True)]
+    ratios = [64, 128, 256, 512]
+    codecs = ["sperr", "jpeg2000", "jpegxl", "hevc", "tinc"]
+    baseline = [dict(r, psnr=35.5) for r in rows if r["codec"] == "tinc" and r["target_ratio"] == 256]
+    baseline += [dict(r, psnr=38.2) for r in rows if r["codec"] == "tinc" and r["target_ratio"] == 128]
+    doc = tmp_path / "SCOREBOARD.md"
+    meta = dict(command="python benchmarks/scoreboard.py --inputs x", date="2026-01-01", commit="abc1234",
+                machine="2 CPU cores", time_limit=300.0, csv=tmp_path / "out" / "results.csv")
+    losses = sb.write_document(doc, rows, inputs, ratios, codecs, meta,
+                               plots={"small.tif": str(tmp_path / "out" / "rd-small.png")}, baseline=baseline)
+
+    found = {(loss.input, loss.ratio, loss.check): loss for loss in losses}
+    assert set(found) == {
+        ("small.tif", 64.0, "sperr"),                        # -0.2 dB: listed ...
+        ("small.tif", 128.0, "others"),
+        ("small.tif", 256.0, "regression"),                  # 35.0 against the baseline's 35.5
+        ("nilearn:vol.nii.gz", 64.0, "sperr"),
+        ("nilearn:vol.nii.gz", 64.0, "sperr-tolerance"),     # -0.7 dB: outside the 0.5 dB
+        ("nilearn:vol.nii.gz", 256.0, "sperr-lead"),         # +0.6 dB < SPERR + 1 dB
+        ("nilearn:vol.nii.gz", 512.0, "no-result"),
+    }  # ... but not outside the 64x tolerance; no unreachable cell counts against tinc
+    assert found["small.tif", 64.0, "sperr"].margin == pytest.approx(-0.2)
+    assert not found["small.tif", 64.0, "sperr"].goal_missed
+    assert found["small.tif", 128.0, "others"].reference_name == "hevc"
+    assert found["small.tif", 128.0, "others"].margin == pytest.approx(-0.5) and found["small.tif", 128.0, "others"].goal_missed
+    assert found["nilearn:vol.nii.gz", 64.0, "sperr-tolerance"].margin == pytest.approx(-0.7)
+    assert found["nilearn:vol.nii.gz", 256.0, "sperr-lead"].margin == pytest.approx(0.6)
+    assert sum(loss.goal_missed for loss in losses) == 5
+
+    text = doc.read_text()
+    assert "python benchmarks/scoreboard.py --inputs x" in text and "abc1234" in text and "2 CPU cores" in text
+    assert "| 64x | 40.00 | 38.00 | unreachable (max 101.5x) | 39.00 | 39.80 | -0.20 | +0.80 (HEVC) |" in text
+    assert "| 128x | 37.00 | 36.00 | unreachable (max 101.5x) | 38.50 | 38.00 | +1.00 | -0.50 (HEVC) |" in text
+    unreachable = "unreachable (max 101.5x)"
+    assert f"| 512x | 30.00 | {unreachable} | {unreachable} | {unreachable} | 31.00 | +1.00 | none reach it |" in text
+    assert "[out/rd-small.png](out/rd-small.png)" in text and "[out/results.csv](out/results.csv)" in text
+    section = text.split("## Where tinc loses", 1)[1]
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(bullets) == len(losses) == 7
+    assert ("- small.tif at 64x: tinc 39.80 dB < SPERR 40.00 dB (-0.20 dB); within the 0.5 dB the 64x goal allows"
+            in bullets)
+    assert not any(b.startswith("- small.tif at 64x") and "SPERR - 0.5 dB" in b for b in bullets)
+    assert any(b.startswith("- nilearn:vol.nii.gz at 64x") and "SPERR - 0.5 dB = 34.50 dB" in b for b in bullets)
+    assert any(b.startswith("- small.tif at 128x") and "HEVC 38.50 dB (-0.50 dB); goal missed" in b for b in bullets)
+    assert not any("at 512x" in b and "small.tif" in b for b in bullets)
+    assert "**Not met**: 5 goal checks missed in 5 of 8 tinc cells" in text
+
+    # the CSV round trip (what --resume reads) gives the same analysis
+    sb.write_rows(rows, tmp_path / "results.csv")
+    again = sb.read_rows(tmp_path / "results.csv")
+    assert [(l.input, l.ratio, l.check, l.margin) for l in sb.analyse(again, inputs, ratios)[1]] == \
+           [(l.input, l.ratio, l.check, l.margin) for l in sb.analyse(rows, inputs, ratios)[1]]
+
+
+def test_scoreboard_inputs_by_index_and_name_and_kept_aside():
+    sb = _scoreboard()
+    chosen = sb.select_inputs("4,cell,nibabel:anatomical.nii")
+    assert [i.label for i in chosen] == ["../shared/data/brain64.tif", "skimage:cell", "nibabel:anatomical.nii"]
+    assert os.path.isabs(chosen[0].path) and chosen[0].path.endswith(os.path.join("shared", "data", "brain64.tif"))
+    assert [i.label for i in sb.select_inputs(None) if i.real_3d] == [sb.REAL_3D_INPUT]
+    for kept in ("nilearn:mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz", "pydicom-data:RG3_UNCI.dcm",
+                 "pydicom-data:693_UNCI.dcm", "nilearn:mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"):
+        with pytest.raises(sb.ScoreboardError, match="kept aside"):
+            sb.select_inputs(kept)
+    with pytest.raises(sb.ScoreboardError):
+        sb.select_inputs("99")
+    with pytest.raises(sb.ScoreboardError, match="several"):
+        sb.select_inputs("tif")
