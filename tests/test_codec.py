@@ -172,6 +172,25 @@ def test_the_default_learning_rate_halves_for_every_level_past_the_first():
     assert TincConfig(lr=3e-3).learning_rate(3) == 3e-3  # a rate given is used as given
 
 
+def test_the_default_learning_rate_falls_where_a_step_samples_little_of_each_block():
+    default = TincConfig()
+    assert default.learning_rate(1, coverage=1 / 32) == default.learning_rate(1, coverage=1 / 128) == 2e-3
+    assert default.learning_rate(1, coverage=1 / 512) == pytest.approx(1e-3)
+    assert default.learning_rate(2, coverage=1 / 2048) == pytest.approx(2.5e-4)
+    assert TincConfig(lr=3e-3).learning_rate(1, coverage=1e-4) == 3e-3
+
+
+def test_a_large_input_trains_at_the_rate_its_coverage_gives(monkeypatch):
+    """fit hands the sampled fraction of each block to the rate: 8 blocks of 32^3 voxels at a
+    batch of 256 see 1/1024 of each per step, so depth 1 trains at 2e-3 x sqrt(1/8)."""
+    seen = []
+    original = TincConfig.learning_rate
+    monkeypatch.setattr(TincConfig, "learning_rate", lambda self, depth, coverage=1.0: seen.append(coverage) or original(self, depth, coverage))
+    volume = np.random.default_rng(0).integers(0, 255, (64, 64, 64), dtype=np.uint8)
+    tinc.compress(volume, ratio=64, levels=1, batch=256, steps=2, starts=1, quiet=True)
+    assert seen and seen[0] == pytest.approx(32 / 32 ** 3)
+
+
 def test_decoder_rejects_damaged_and_hostile_files(brain32):
     data = tinc.compress(brain32[:16, :16, :16], ratio=8, **FAST)
     with pytest.raises(TincFormatError):

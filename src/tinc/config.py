@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,14 @@ OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
 # Adam's rate for a tree of depth 0 or 1; each further level halves it (`learning_rate`).
 DEFAULT_LR = 2e-3
+# The fraction of every leaf block one step samples (batch / leaves / block voxels) below
+# which the rate falls with its square root (`learning_rate`). On the 197x233x189
+# grey-matter map (depth 1, blocks of 1.1 M voxels, 1/1075 of each per step) 2e-3 stays
+# within a few dB of the blocks' means (15.1 dB at 128x, 22.1 at 256x, 240 s fits) where
+# 5e-4 gives 33.7 and 31.5; on the 1955x1841 radiograph (1/440) 5e-4 to 2e-3 end within
+# 0.2 dB. The four small inputs and the 1024x1024 MR sample see 1/128 or more of each block
+# and keep 2e-3, so their files are unchanged. Today's figures: benchmarks/SCOREBOARD.md.
+FULL_RATE_COVERAGE = 1 / 128
 
 
 @dataclass
@@ -190,12 +199,17 @@ class TincConfig:
         tree = (AUTO_TREE_LAYERS,) * (depth + 1)
         return [((AUTO_SINGLE_NETWORK_LAYERS,), AUTO_SINGLE_NETWORK_MIN_WIDTH), (tree, 0)] if depth == 0 else [(tree, 0)]
 
-    def learning_rate(self, depth: int) -> float:
-        """The peak rate for a tree of `depth`. Sine layers chained through more levels are
-        more fragile: on example4d at 8x a depth-3 tree stays at the data's mean at 2e-3 and
-        1e-3 and trains at 5e-4, and depth 2 gains 1.3 dB at 1e-3 over 2e-3 (RESULTS.md
-        section 14). Where even that is too high, `training.DivergenceGuard` halves it."""
-        return self.lr if self.lr is not None else DEFAULT_LR / 2 ** max(0, depth - 1)
+    def learning_rate(self, depth: int, coverage: float = 1.0) -> float:
+        """The peak rate for a tree of `depth` whose steps sample `coverage` of every leaf
+        block. Sine layers chained through more levels are more fragile: on example4d at 8x
+        a depth-3 tree stays at the data's mean at 2e-3 and 1e-3 and trains at 5e-4, and
+        depth 2 gains 1.3 dB at 1e-3 over 2e-3 (RESULTS-ARCHIVE.md section 14). A step that
+        sees a small part of large blocks gives a noisy gradient, which a high rate turns
+        into a fit stuck near the blocks' means (`FULL_RATE_COVERAGE`). Where even that is
+        too high, `training.DivergenceGuard` halves it."""
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR / 2 ** max(0, depth - 1) * min(1.0, math.sqrt(coverage / FULL_RATE_COVERAGE))
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
         """Numbers or "equal", one per level; "auto" depends on the layout (`allocation.level_weights`)."""

@@ -278,7 +278,7 @@ def fit(
     samples = min(voxels, max(1, config.batch // leaves))
     full_batch = samples == voxels
     optimiser_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.Adamax
-    peak_rate = config.learning_rate(model.plan.depth)
+    peak_rate = config.learning_rate(model.plan.depth, samples / voxels)
     optimiser = optimiser_class(model.parameters(), lr=peak_rate)
     generator = torch.Generator(device=coords.device).manual_seed(config.seed)
     weight_total = weights.sum() if full_batch else None
