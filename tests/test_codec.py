@@ -175,14 +175,14 @@ def test_the_default_learning_rate_halves_for_every_level_past_the_first():
 def test_the_default_learning_rate_falls_where_a_step_samples_little_of_each_block():
     default = TincConfig()
     assert default.learning_rate(1, coverage=1 / 32) == default.learning_rate(1, coverage=1 / 128) == 2e-3
-    assert default.learning_rate(1, coverage=1 / 512) == pytest.approx(1e-3)
-    assert default.learning_rate(2, coverage=1 / 2048) == pytest.approx(2.5e-4)
+    assert default.learning_rate(1, coverage=1 / 256) == pytest.approx(1e-3)
+    assert default.learning_rate(2, coverage=1 / 1024) == pytest.approx(1.25e-4)
     assert TincConfig(lr=3e-3).learning_rate(1, coverage=1e-4) == 3e-3
 
 
 def test_a_large_input_trains_at_the_rate_its_coverage_gives(monkeypatch):
     """fit hands the sampled fraction of each block to the rate: 8 blocks of 32^3 voxels at a
-    batch of 256 see 1/1024 of each per step, so depth 1 trains at 2e-3 x sqrt(1/8)."""
+    batch of 256 see 1/1024 of each per step, so depth 1 trains at 2e-3 / 8."""
     seen = []
     original = TincConfig.learning_rate
     monkeypatch.setattr(TincConfig, "learning_rate", lambda self, depth, coverage=1.0: seen.append(coverage) or original(self, depth, coverage))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +20,13 @@ DEFAULT_STEPS = 5000
 # Adam's rate for a tree of depth 0 or 1; each further level halves it (`learning_rate`).
 DEFAULT_LR = 2e-3
 # The fraction of every leaf block one step samples (batch / leaves / block voxels) below
-# which the rate falls with its square root (`learning_rate`). On the 197x233x189
-# grey-matter map (depth 1, blocks of 1.1 M voxels, 1/1075 of each per step) 2e-3 stays
-# within a few dB of the blocks' means (15.1 dB at 128x, 22.1 at 256x, 240 s fits) where
-# 5e-4 gives 33.7 and 31.5; on the 1955x1841 radiograph (1/440) 5e-4 to 2e-3 end within
-# 0.2 dB. The four small inputs and the 1024x1024 MR sample see 1/128 or more of each block
-# and keep 2e-3, so their files are unchanged. Today's figures: benchmarks/SCOREBOARD.md.
+# which the rate falls in proportion to it (`learning_rate`). On the 197x233x189
+# grey-matter map (depth 1, blocks of 1.1 M voxels, 1/1075 of each per step) 2e-3 leaves a
+# fit near its blocks' means (15.1 dB at 128x, 22.1 at 256x) and 6.9e-4 (the square root
+# of the fall) gives 30.8 at 128x, where 3.5e-4 gives 34.6 and 2.4e-4 34.6 (150 s fits);
+# on the 1955x1841 radiograph (1/440) the fall costs 0.1-0.2 dB. The four small inputs
+# and the 1024x1024 MR sample see 1/128 or more of each block and keep their rate and
+# their files. Today's figures: benchmarks/SCOREBOARD.md.
 FULL_RATE_COVERAGE = 1 / 128
 
 
@@ -209,7 +209,7 @@ class TincConfig:
         too high, `training.DivergenceGuard` halves it."""
         if self.lr is not None:
             return self.lr
-        return DEFAULT_LR / 2 ** max(0, depth - 1) * min(1.0, math.sqrt(coverage / FULL_RATE_COVERAGE))
+        return DEFAULT_LR / 2 ** max(0, depth - 1) * min(1.0, coverage / FULL_RATE_COVERAGE)
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
         """Numbers or "equal", one per level; "auto" depends on the layout (`allocation.level_weights`)."""
