@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK = 128
 DEFAULT_HALO = 4
 TEMPORARY_PREFIX = ".tinc-part-"  # chunk files being written; a killed run may leave them, a resume removes them
-OME_AXES = {2: "yx", 3: "zyx", 4: "tzyx", 5: "tczyx"}  # NGFF axis order; only z, y, x are downsampled
 MAX_LEVELS = 8
 
 
@@ -460,11 +459,15 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     name = str(output).lower()
     boxes = [tuple((a, min(b, s)) for (a, b), s in zip(box, shape)) for _, box in chunk_boxes(shape, array.chunks)]
     if is_zarr_path(output):
-        with ome_zarr_output(output, shape, dtype, array.chunks) as level0, _client(scheduler, workers) as client:
+        from .axes import default_axes
+
+        channel = _codec_channel_axis(array)
+        axes = default_axes(shape, channel)
+        with ome_zarr_output(output, shape, dtype, array.chunks, axes) as level0, _client(scheduler, workers) as client:
             calls = ((_copy_chunk, str(source), level0, box) for box in boxes)
             for _ in _drain(run_windowed(client, calls), len(boxes), quiet):
                 pass
-        return shape, dtype
+        return tuple(shape[i] for i in level0.order), dtype
     if not name.endswith((".tif", ".tiff", ".npy")):
         raise TincConfigError(f"{output}: a chunked array decompresses to .zarr (OME-Zarr), .tif or .npy")
     check_writable(output)
@@ -481,6 +484,14 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
         out.flush()
         del out  # unmap before the file is renamed into place
     return shape, dtype
+
+
+def _codec_channel_axis(array) -> int | None:
+    """The channel axis the chunks were compressed with, if any."""
+    for codec in array.metadata.codecs:
+        if isinstance(codec, TincZarrCodec):
+            return codec.codec.tinc.config.channel_axis
+    return None
 
 
 def _drain(results: Iterator[Any], total: int, quiet: bool) -> Iterator[Any]:
@@ -503,7 +514,7 @@ def _read_chunk(source: str, box: Box) -> tuple[Box, np.ndarray]:
 
 
 def _copy_chunk(source: str, level0, box: Box) -> None:
-    """Dask task: decode one chunk into the same chunk of the output's level 0 (a `zarr.Array`)."""
+    """Dask task: decode one chunk into the same chunk of the output's level 0 (a `Level0`)."""
     import zarr
 
     region = tuple(slice(a, b) for a, b in box)
@@ -511,45 +522,74 @@ def _copy_chunk(source: str, level0, box: Box) -> None:
 
 
 # ---------------------------------------------------------------------- OME-Zarr
+class Level0:
+    """Level 0 of an OME-Zarr output, written in the input's axis order: a region of the
+    input goes, transposed to OME-Zarr's axis order, to the matching region of the array.
+    Pickles (a `zarr.Array` and a permutation), so Dask tasks write through it."""
+
+    def __init__(self, array, order: Sequence[int]):
+        self.array = array
+        self.order = list(order)
+
+    def __setitem__(self, region: tuple[slice, ...], values: np.ndarray) -> None:
+        self.array[tuple(region[i] for i in self.order)] = np.transpose(values, self.order)
+
+
 @contextlib.contextmanager
-def ome_zarr_output(path, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...]):
-    """Yield level 0 (a `zarr.Array`) of an OME-Zarr group built in a temporary directory;
-    on success add the downsampled levels and the NGFF metadata, then move it to `path`."""
+def ome_zarr_output(path, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], axes: str | None = None,
+                    spacing: Sequence[float] | None = None):
+    """Yield level 0 (a `Level0`, indexed in the input's axes) of an OME-Zarr group built in
+    a temporary directory; on success add the downsampled levels and the NGFF metadata,
+    then move it to `path`. `axes` (letters of `tinc.axes`, one per input axis; by default
+    from the shape) name the axes and set their OME-Zarr order; `spacing` (per input axis)
+    becomes level 0's scale."""
     import zarr
+
+    from .axes import default_axes, ngff_order
 
     path = Path(path)
     if path.exists():
         raise TincInputError(f"{path}: exists; remove it or choose another output")
-    if len(shape) not in OME_AXES:
+    if not 2 <= len(shape) <= 5:
         raise TincConfigError(f"{path}: OME-Zarr holds 2 to 5 axes, the array has {len(shape)}; write .tif or .npy")
+    axes = axes or default_axes(shape)
+    order = ngff_order(axes)
+    stored_shape, stored_chunks = tuple(shape[i] for i in order), tuple(chunks[i] for i in order)
+    letters = "".join(axes[i] for i in order)
+    spatial = [i for i, a in enumerate(letters) if a in "ZYX"]
     from .io import check_writable
 
     check_writable(path)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.part-", suffix=".zarr", dir=path.parent if str(path.parent) else "."))
     try:
         group = zarr.open_group(temporary, mode="w")
-        level0 = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype.newbyteorder("="), fill_value=0)
-        yield level0
-        shapes = pyramid_shapes(shape, chunks)
+        level0 = group.create_array("0", shape=stored_shape, chunks=stored_chunks, dtype=dtype.newbyteorder("="), fill_value=0)
+        yield Level0(level0, order)
+        shapes = pyramid_shapes(stored_shape, stored_chunks, spatial)
         for level in range(1, len(shapes)):
-            _downsample(group[str(level - 1)], group.create_array(str(level), shape=shapes[level], chunks=chunks,
-                                                                  dtype=dtype.newbyteorder("="), fill_value=0))
-        group.attrs["ome"] = _multiscales(path.name, len(shape), len(shapes))
+            _downsample(group[str(level - 1)], group.create_array(str(level), shape=shapes[level], chunks=stored_chunks,
+                                                                  dtype=dtype.newbyteorder("="), fill_value=0), spatial)
+        scale = None if spacing is None else [float(spacing[i]) for i in order]
+        group.attrs["ome"] = _multiscales(path.name, letters, len(shapes), scale)
+        if order != sorted(order):  # how to read it back in the input's order (`tinc eval` does)
+            group.attrs["tinc"] = {"axes": axes, "order": order}
         os.replace(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 
-def _downsampled_axes(ndim: int) -> list[int]:
-    return [i for i, name in enumerate(OME_AXES[ndim]) if name in "zyx"]
+def _spatial_axes(ndim: int) -> list[int]:
+    """The last three axes (or two) of an array named only by its shape."""
+    return list(range(max(0, ndim - 3), ndim))
 
 
-def pyramid_shapes(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Level shapes: z, y, x halved (rounded down) until the largest fits one chunk."""
-    axes = _downsampled_axes(len(shape))
+def pyramid_shapes(shape: tuple[int, ...], chunks: tuple[int, ...], spatial: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Level shapes: the `spatial` axes (default: the last three) halved (rounded down)
+    until the largest fits one chunk."""
+    axes = _spatial_axes(len(shape)) if spatial is None else list(spatial)
     shapes = [tuple(shape)]
-    while len(shapes) < MAX_LEVELS:
+    while len(shapes) < MAX_LEVELS and axes:
         last = shapes[-1]
         if all(last[a] <= chunks[a] for a in axes) or any(last[a] < 2 for a in axes):
             break
@@ -557,12 +597,11 @@ def pyramid_shapes(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tupl
     return shapes
 
 
-def _downsample(source, target) -> None:
-    """Fill `target` with 2x2(x2) block means of `source`, a pair of target chunks per task."""
+def _downsample(source, target, spatial: Sequence[int]) -> None:
+    """Fill `target` with 2x2(x2) block means of `source` over the `spatial` axes, a pair of target chunks per task."""
     import dask.array as da
 
-    axes = _downsampled_axes(source.ndim)
-    factors = {a: (2 if a in axes else 1) for a in range(source.ndim)}
+    factors = {a: (2 if a in spatial else 1) for a in range(source.ndim)}
     full = da.from_zarr(source, chunks=tuple(c * factors[a] for a, c in enumerate(target.chunks)))
     trimmed = full[tuple(slice(0, t * factors[a]) for a, t in enumerate(target.shape))]
     means = da.coarsen(np.mean, trimmed.astype(np.float64), factors)
@@ -572,33 +611,51 @@ def _downsample(source, target) -> None:
     da.store(means.astype(dtype), target, lock=False)
 
 
-def _multiscales(name: str, ndim: int, levels: int) -> dict:
-    axes = [{"name": a, "type": {"t": "time", "c": "channel"}.get(a, "space")} for a in OME_AXES[ndim]]
-    downsampled = _downsampled_axes(ndim)
+def _multiscales(name: str, letters: str, levels: int, scale: Sequence[float] | None = None) -> dict:
+    from .axes import ngff_axes
+
+    ndim = len(letters)
+    scale = [1.0] * ndim if scale is None else list(scale)
     datasets = [{"path": str(level), "coordinateTransformations": [
-        {"type": "scale", "scale": [2.0 ** level if a in downsampled else 1.0 for a in range(ndim)]}]} for level in range(levels)]
-    return {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}
+        {"type": "scale", "scale": [scale[a] * 2.0 ** level if letters[a] in "ZYX" else scale[a] for a in range(ndim)]}]}
+        for level in range(levels)]
+    return {"version": "0.5", "multiscales": [{"name": name, "axes": ngff_axes(letters), "datasets": datasets}]}
 
 
 def write_ome_zarr(path, decoder: Decoder, box: Box, sampling: Sampling) -> tuple[tuple[int, ...], np.dtype]:
     """Stream the `box` of a `.tinc` decode into an OME-Zarr group, one level-0 chunk at a time.
 
     Chunks are whole numbers of leaf blocks (about 64 voxels a side), so each leaf block
-    is evaluated once and memory holds one chunk, not the volume.
+    is evaluated once and memory holds one chunk, not the volume. Axes are named from the
+    file's metadata (`tinc.axes.input_axes`); a NIfTI or DICOM spacing becomes the scale.
+    Returns the shape as stored (OME-Zarr's axis order) and the dtype.
     """
+    from .axes import input_axes, spacing_for
+    from .io import resampled_metadata
+
     shape = tuple(b - a for a, b in box)
     block = list(sampling.block)
     if decoder.channel_axis is not None:
         block.insert(decoder.channel_axis, shape[decoder.channel_axis])
     chunks = tuple(min(s, b * max(1, -(-64 // b))) for s, b in zip(shape, block))
     dtype = decoder.dtype.newbyteorder("=")
-    with ome_zarr_output(path, shape, dtype, chunks) as level0:
+    axes = input_axes(decoder.shape, decoder.channel_axis, decoder.metadata)
+    metadata = decoder.metadata
+    if sampling != decoder.sampling():
+        metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
+    spacing = spacing_for(axes, metadata)
+    if spacing is not None and sampling != decoder.sampling() and "nifti_header" in metadata:
+        spatial = [i for i in range(len(shape)) if i != decoder.channel_axis]
+        for i, old, new in zip(spatial, decoder.sampling().shape, sampling.shape):
+            spacing[i] *= old / new
+    with ome_zarr_output(path, shape, dtype, chunks, axes, spacing) as level0:
         for _, local in chunk_boxes(shape, chunks):
             local = tuple((a, min(b, s)) for (a, b), s in zip(local, shape))
             out = np.empty(tuple(b - a for a, b in local), dtype=dtype)
             decoder.decode_into(out, tuple((o + a, o + b) for (o, _), (a, b) in zip(box, local)), sampling)
             level0[tuple(slice(a, b) for a, b in local)] = out
-    return shape, np.dtype(dtype)
+    order = level0.order
+    return tuple(shape[i] for i in order), np.dtype(dtype)
 
 
 def _first_line(error: BaseException) -> str:

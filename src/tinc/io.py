@@ -131,7 +131,14 @@ def _read_zarr(path) -> np.ndarray:
     if not os.path.isdir(path):
         raise TincInputError(f"{path}: no such Zarr directory")
     try:
-        return np.asarray(_open_zarr(path)[...])
+        array = np.asarray(_open_zarr(path)[...])
+        import zarr
+
+        order = zarr.open(path, mode="r").attrs.get("tinc", {}).get("order")
+        if isinstance(order, list) and sorted(order) == list(range(array.ndim)):
+            # a tinc OME-Zarr output holds its axes in OME-Zarr's order: back to the input's
+            array = np.transpose(array, np.argsort(order))
+        return array
     except TincInputError:
         raise
     except Exception as error:
@@ -142,7 +149,15 @@ def _read_zarr(path) -> np.ndarray:
 def _read_tiff(path):
     import tifffile
 
-    return tifffile.imread(path), {}
+    from .axes import from_tiff
+
+    with tifffile.TiffFile(path) as tiff:
+        array = tiff.asarray()
+        series = tiff.series[0] if tiff.series else None
+        # the series axes (e.g. TZYX, ZCYX) name the OME-Zarr axes on decompression; kept
+        # only where they differ from what the shape implies, so most files gain no bytes
+        axes = from_tiff(series.axes, array.shape) if series is not None and series.shape == array.shape else None
+    return array, ({"axes": axes} if axes else {})
 
 
 def _read_nifti(path):

@@ -1,0 +1,130 @@
+"""What each axis of an array is, from what its input said: one letter per axis, T (time),
+C (channel, or a TIFF's per-pixel samples), Z, Y, X (space) or Q (anything else).
+
+Used where axes are named for a viewer: OME-Zarr outputs and the napari reader. Inputs say
+it in different ways: a TIFF's series axes (kept in a `.tinc` file's metadata as `axes`
+only when they say more than the default below, so most files carry no extra bytes), a
+NIfTI header (array axes i, j, k, t), a channel axis. Without anything, the default reads
+the shape the way tinc has always split it: the channel axis is C, a trailing length-1 axis
+(a TIFF's single sample per pixel, as tifffile returns it) is a channel of 1, and the other
+axes are, from the last, X, Y, Z, T, then Q.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+KNOWN = "TCZYX"
+# tifffile's series axes: S is samples per pixel (a colour axis), I an image sequence (unknown)
+_TIFF_LETTERS = {"T": "T", "C": "C", "S": "C", "Z": "Z", "Y": "Y", "X": "X"}
+NGFF = {"T": ("t", "time"), "C": ("c", "channel"), "Z": ("z", "space"), "Y": ("y", "space"), "X": ("x", "space")}
+
+
+def default_axes(shape: Sequence[int], channel_axis: int | None = None) -> str:
+    """The axes of `shape` when the input said nothing (see the module docstring)."""
+    ndim = len(shape)
+    letters = ["Q"] * ndim
+    if channel_axis is not None:
+        letters[channel_axis % ndim] = "C"
+    elif ndim >= 3 and shape[-1] == 1:  # a trailing sample axis is no spatial dimension
+        letters[-1] = "C"
+    rest = [i for i in range(ndim) if letters[i] == "Q"]
+    for i, name in zip(reversed(rest), "XYZT"):
+        letters[i] = name
+    return "".join(letters)
+
+
+def from_tiff(series_axes: str, shape: Sequence[int]) -> str | None:
+    """A TIFF's series axes (tifffile's letters) resolved against the default, or None when
+    they say nothing more than it (so nothing needs storing)."""
+    default = default_axes(shape)
+    if len(series_axes) != len(shape):
+        return None
+    letters = "".join(_TIFF_LETTERS.get(a, default[i]) for i, a in enumerate(series_axes.upper()))
+    if letters == default or not _valid(letters):
+        return None
+    return letters
+
+
+def input_axes(shape: Sequence[int], channel_axis: int | None = None, metadata: dict | None = None) -> str:
+    """The axes of an array of `shape`, from a `.tinc` file's or reader's `metadata`: its
+    `axes` entry, else a NIfTI header's order (x, y, z, t), else `default_axes`."""
+    metadata = metadata or {}
+    ndim = len(shape)
+    channel = None if channel_axis is None else channel_axis % ndim
+    stored = metadata.get("axes")
+    if isinstance(stored, (bytes, bytearray)):
+        stored = bytes(stored).decode("ascii", "replace")
+    if isinstance(stored, str) and len(stored) == ndim:
+        letters = list(stored.upper())
+        if channel is not None:  # the compress option wins over what the file said
+            letters = ["Q" if a == "C" else a for a in letters]
+            letters[channel] = "C"
+        letters = "".join(letters)
+        if _valid(letters):
+            return letters
+    if "nifti_header" in metadata:
+        letters = ["Q"] * ndim
+        if channel is not None:
+            letters[channel] = "C"
+        rest = [i for i in range(ndim) if letters[i] == "Q"]
+        for i, name in zip(rest, "XYZT"):  # NIfTI's array axes are i, j, k, then time
+            letters[i] = name
+        return "".join(letters)
+    return default_axes(shape, channel)
+
+
+def _valid(letters: str) -> bool:
+    """Each of T, C, Z, Y, X at most once, and only letters this module knows."""
+    return all(letters.count(a) <= 1 for a in KNOWN) and set(letters) <= set(KNOWN + "Q")
+
+
+def ngff_order(letters: str) -> list[int]:
+    """The permutation (output axis -> input axis) that puts axes in OME-Zarr's order:
+    time, channel, other, then space as z, y, x. ome-zarr-py refuses a channel after space
+    or a time axis that is not first, so a channel-last (RGB) or time-last (NIfTI) input is
+    transposed; moving a length-1 axis is only a reshape."""
+    rank = {"T": 0, "C": 1, "Q": 2, "Z": 3, "Y": 4, "X": 5}
+    return sorted(range(len(letters)), key=lambda i: (rank[letters[i]], i))
+
+
+def ngff_axes(letters: str) -> list[dict]:
+    """OME-Zarr `axes` entries for `letters` (already in NGFF order). Q axes get a name and
+    no type, which NGFF allows for one axis."""
+    axes = []
+    for i, a in enumerate(letters):
+        name, kind = NGFF.get(a, (f"q{i}" if letters.count("Q") > 1 else "q", None))
+        axes.append({"name": name, "type": kind} if kind else {"name": name})
+    return axes
+
+
+def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
+    """Physical size of a voxel along each axis (1 for non-spatial ones) from a NIfTI
+    header's pixdim or a DICOM input's `spacing` (one per spatial axis, slice first), or
+    None when the input gave none."""
+    metadata = metadata or {}
+    spatial = [i for i, a in enumerate(letters) if a in "ZYX"]
+    values: list[float] | None = None
+    if "nifti_header" in metadata:
+        import nibabel
+        import numpy as np
+
+        header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
+        zooms = [float(z) for z in header.get_zooms()]
+        values = [1.0] * len(letters)
+        for i, a in enumerate(letters):
+            index = "XYZT".find(a)
+            if 0 <= index < len(zooms) and a != "T" and np.isfinite(zooms[index]) and zooms[index] > 0:
+                values[i] = zooms[index]
+        return values if any(values[i] != 1.0 for i in spatial) else None
+    from .io import spacing_of
+
+    spacing = spacing_of(metadata)
+    if spacing is None:
+        return None
+    if len(spacing) > len(spatial):
+        return None
+    values = [1.0] * len(letters)
+    for i, s in zip(spatial[-len(spacing):], spacing):  # DICOM: (rows, columns) or (slice, rows, columns)
+        values[i] = s
+    return values

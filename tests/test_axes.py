@@ -1,0 +1,121 @@
+"""OME-Zarr axis names come from what the input said (TIFF series axes, NIfTI dimensions,
+a channel axis); a trailing length-1 sample axis is a channel of 1, never space. Outputs
+are read back with ome-zarr-py's reader, which refuses axes out of NGFF order."""
+
+import os
+
+import nibabel
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+import tinc
+from tinc import container
+from tinc.axes import default_axes, from_tiff, input_axes, ngff_order
+from tinc.cli import main
+from tinc.io import read_with_metadata
+
+pytest.importorskip("ome_zarr")
+from ome_zarr.io import parse_url  # noqa: E402
+from ome_zarr.reader import Reader  # noqa: E402
+
+FAST = ["--ratio", "8", "--steps", "20", "--batch", "2048", "--starts", "1", "--quiet"]
+
+
+def ome_axes(path) -> tuple[list[tuple[str, str | None]], tuple[int, ...], list]:
+    """(name, type) per axis, level 0's shape and level 0's scale, as ome-zarr-py reads them."""
+    node = next(iter(Reader(parse_url(str(path)))()))
+    axes = [(a["name"], a.get("type")) for a in node.metadata["axes"]]
+    scale = node.metadata["coordinateTransformations"][0][0]["scale"]
+    return axes, tuple(node.data[0].shape), scale
+
+
+def roundtrip(tmp_path, source, *options) -> tuple[list, tuple, list]:
+    assert main(["compress", str(source), "-o", str(tmp_path / "a.tinc"), *FAST, *options]) == 0
+    assert main(["decompress", str(tmp_path / "a.tinc"), "-o", str(tmp_path / "a.zarr"), "--quiet"]) == 0
+    return ome_axes(tmp_path / "a.zarr")
+
+
+SPACE = "space"
+
+
+def test_default_names_follow_the_shape():
+    assert default_axes((5, 6)) == "YX"
+    assert default_axes((4, 5, 6)) == "ZYX"
+    assert default_axes((4, 5, 6, 1)) == "ZYXC"  # brain64.tif: tifffile's trailing sample axis
+    assert default_axes((3, 4, 5, 6)) == "TZYX"
+    assert default_axes((4, 3, 5, 6), channel_axis=1) == "ZCYX"
+    assert default_axes((2, 3, 4, 5, 6)) == "QTZYX"
+    assert ngff_order("ZYXC") == [3, 0, 1, 2] and ngff_order("XYZT") == [3, 2, 1, 0]
+
+
+def test_tiff_axes_are_kept_only_where_they_add_something():
+    assert from_tiff("QYXQ", (64, 64, 64, 1)) is None  # the default already says Z, Y, X, C
+    assert from_tiff("ZCYX", (4, 3, 5, 6)) == "ZCYX"
+    assert from_tiff("YXS", (5, 6, 3)) == "YXC"
+    assert from_tiff("TZYX", (3, 4, 5, 6)) is None
+    assert from_tiff("ZZYX", (3, 4, 5, 6)) is None  # contradictory: ignored
+    # a file whose metadata section says otherwise, and the compress option overrides it
+    assert input_axes((4, 3, 5, 6), None, {"axes": b"ZCYX"}) == "ZCYX"
+    assert input_axes((4, 3, 5, 6), 0, {"axes": b"ZCYX"}) == "CQYX"
+    assert input_axes((4, 3, 5, 6), None, {"axes": b"bogus"}) == "TZYX"
+
+
+def test_brain64_trailing_sample_axis_is_a_channel_not_time(tmp_path):
+    """The issue's case: tifffile reads brain64.tif as 64x64x64x1 (series axes QYXQ)."""
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brain64.tif")
+    volume = tifffile.imread(source)[16:32, 16:48, 16:48]  # 16x32x32x1, same axes
+    tifffile.imwrite(tmp_path / "v.tif", volume)
+    assert read_with_metadata(tmp_path / "v.tif")[1] == {"format": "tiff"}  # nothing extra stored
+    axes, shape, _ = roundtrip(tmp_path, tmp_path / "v.tif")
+    assert axes == [("c", "channel"), ("z", SPACE), ("y", SPACE), ("x", SPACE)]
+    assert shape == (1, 16, 32, 32)
+    # tinc reads its own output back in the input's order
+    assert tinc.read(tmp_path / "a.zarr").shape == volume.shape
+    assert np.array_equal(tinc.read(tmp_path / "a.zarr"), tinc.decompress((tmp_path / "a.tinc").read_bytes()))
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((24, 20), [("y", SPACE), ("x", SPACE)]),
+    ((6, 24, 20), [("z", SPACE), ("y", SPACE), ("x", SPACE)]),
+    ((3, 6, 24, 20), [("t", "time"), ("z", SPACE), ("y", SPACE), ("x", SPACE)]),
+])
+def test_plain_arrays_get_spatial_names_from_the_end(tmp_path, shape, expected):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "v.npy", rng.random(shape, dtype=np.float32))
+    axes, stored, _ = roundtrip(tmp_path, tmp_path / "v.npy")
+    assert axes == expected and stored == shape
+
+
+def test_tiff_channel_axis_in_the_middle_is_named_and_moved_first(tmp_path):
+    rng = np.random.default_rng(1)
+    volume = rng.integers(0, 255, (6, 2, 24, 20), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "v.tif", volume, metadata={"axes": "ZCYX"})
+    axes, shape, _ = roundtrip(tmp_path, tmp_path / "v.tif")
+    assert axes == [("c", "channel"), ("z", SPACE), ("y", SPACE), ("x", SPACE)] and shape == (2, 6, 24, 20)
+    data = (tmp_path / "a.tinc").read_bytes()
+    assert container.unpack(data).metadata == {"axes": b"ZCYX"}
+    stored = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["0"][:]
+    assert np.array_equal(stored, np.moveaxis(tinc.decompress(data), 1, 0))
+
+
+def test_rgb_channel_axis_goes_first(tmp_path):
+    import imagecodecs
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "rgb.png").write_bytes(imagecodecs.png_encode(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)))
+    axes, shape, _ = roundtrip(tmp_path, tmp_path / "rgb.png")
+    assert axes == [("c", "channel"), ("y", SPACE), ("x", SPACE)] and shape == (3, 24, 20)
+
+
+def test_nifti_axes_time_first_and_spacing_as_scale(tmp_path):
+    rng = np.random.default_rng(3)
+    image = nibabel.Nifti1Image(rng.random((12, 10, 8, 3), dtype=np.float32), np.diag([2.0, 3.0, 4.0, 1.0]))
+    image.header.set_zooms((2.0, 3.0, 4.0, 1.5))
+    nibabel.save(image, tmp_path / "v.nii.gz")
+    axes, shape, scale = roundtrip(tmp_path, tmp_path / "v.nii.gz")
+    assert axes == [("t", "time"), ("z", SPACE), ("y", SPACE), ("x", SPACE)]
+    assert shape == (3, 8, 10, 12) and scale == [1.0, 4.0, 3.0, 2.0]
+    data = tinc.decompress((tmp_path / "a.tinc").read_bytes())
+    assert np.array_equal(tinc.read(tmp_path / "a.zarr"), data)  # read back in NIfTI's order
