@@ -11,7 +11,7 @@ from .config import TincConfig
 from .errors import TincConfigError, TincError, TincFormatError, TincInputError, TincOutputError
 
 if TYPE_CHECKING:
-    from .decode import TincArray
+    from .decode import TincArray, TincStore
 
 __version__ = "0.1.0"
 __all__ = [
@@ -42,12 +42,16 @@ def decompress(data: bytes, device: str = "cpu", roi: str | tuple[slice, ...] | 
     return Decoder(data, device, max_voxels).decode(roi, scale, shape)
 
 
-def open(path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "TincArray":
-    """Open a .tinc file lazily: `tinc.open(path)[10:50, :, 3]` decodes only the leaf blocks
-    that region touches; `.shape`, `.dtype`, `.ndim` and `np.asarray(...)` as for an array.
+def open(path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "TincArray | TincStore":
+    """Open a .tinc file (or a chunked tinc Zarr store) lazily: `tinc.open(path)[10:50, :, 3]`
+    decodes only the leaf blocks (chunks) that region touches; `.shape`, `.dtype`, `.ndim`,
+    `np.asarray(...)` as for an array, and `.to_dask()` for a `dask.array`.
     Not in `__all__`, so that `from tinc import *` cannot shadow the builtin `open`."""
-    from .decode import TincArray
+    from .decode import TincArray, TincStore
+    from .io import is_zarr_path
 
+    if is_zarr_path(path):
+        return TincStore(path)
     return TincArray.from_file(path, device, max_voxels)
 
 

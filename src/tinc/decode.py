@@ -10,6 +10,7 @@ decode exactly (on a GPU the BLAS may round a smaller batch differently in the l
 
 from __future__ import annotations
 
+import hashlib
 import math
 import mmap
 import os
@@ -27,6 +28,7 @@ from .partition import grid_coordinates
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
 GROUP_BYTES = 64 << 20  # float32 bytes of leaf blocks evaluated at once: bounds peak memory
+CHUNK_VOXELS_LOG2 = 21  # Dask chunks of about 2^21 voxels: few tasks, each a few MB
 
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
 
@@ -320,6 +322,7 @@ class TincArray:
 
     def __init__(self, data: bytes, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS):
         self._decoder = Decoder(data, device, max_voxels)
+        self._digest = hashlib.sha1(bytes(data)).hexdigest()[:16]  # names the file's Dask tasks
         self.shape = self._decoder.shape
         self.dtype = self._decoder.dtype
         self.ndim = len(self.shape)
@@ -353,6 +356,83 @@ class TincArray:
         if any(a >= b for a, b in box):  # an empty selection, as numpy gives it
             return np.empty(tuple(max(b - a, 0) for a, b in box), dtype=self.dtype)[drop]
         return self._decoder.decode(roi=tuple(slice(a, b) for a, b in box))[drop]
+
+    def to_dask(self, scale: float | None = None):
+        """A `dask.array.Array` of the decode (on the grid of `scale`, as `decompress`),
+        chunked in groups of whole leaf blocks of about 2^21 voxels; computing a chunk, or
+        any slice of one, evaluates only the leaf blocks it touches."""
+        return _Region(self._decoder, self._decoder.sampling(scale), self._digest).to_dask()
+
+
+class TincStore:
+    """A chunked tinc Zarr array (`tinc compress ... -o OUT.zarr`) opened lazily: each Zarr
+    chunk is one tree, decoded when a read touches it. Same surface as `TincArray`."""
+
+    def __init__(self, path):
+        from .chunked import open_compressed  # zarr loads only for stores
+
+        self.path = str(path)
+        self._array = open_compressed(self.path)
+        self.shape = tuple(int(s) for s in self._array.shape)
+        self.dtype = np.dtype(self._array.dtype)
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
+        self.metadata: dict = {}
+        self.chunks = tuple(int(c) for c in self._array.chunks)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"TincStore({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = np.asarray(self._array[...])
+        return array if dtype is None else array.astype(dtype)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self._array[key])
+
+    def to_dask(self):
+        """A `dask.array.Array` with the store's chunks, each one tree decoded on demand."""
+        import dask.array as da
+
+        return da.from_zarr(self._array)
+
+
+class _Region:
+    """The decode on one sampling grid as an array-like that Dask slices: `x[box]` runs
+    `Decoder.decode_into` on that box only. Dask fuses a slice of a chunk into the chunk's
+    read, so a plane of a volume evaluates the plane's coordinates, not its chunks'."""
+
+    def __init__(self, decoder: Decoder, sampling: Sampling, token: str):
+        self.decoder, self.sampling, self.token = decoder, sampling, token
+        self.shape = decoder.output_shape(sampling)
+        self.dtype = decoder.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        box, drop = _index_box(key, self.shape)
+        out = np.empty(tuple(max(b - a, 0) for a, b in box), dtype=self.dtype)
+        if out.size:
+            self.decoder.decode_into(out, box, self.sampling)
+        return out[drop]
+
+    def chunks(self) -> tuple[int, ...]:
+        """Whole leaf blocks per chunk, about 2^21 voxels (128^3, 1448^2), channels whole."""
+        spatial = len(self.sampling.block)
+        side = 2 ** (CHUNK_VOXELS_LOG2 / spatial)
+        chunks = [min(s, b * max(1, round(side / b))) for b, s in zip(self.sampling.block, self.sampling.shape)]
+        if self.decoder.channel_axis is not None:
+            chunks.insert(self.decoder.channel_axis, self.decoder.channels)
+        return tuple(chunks)
+
+    def to_dask(self):
+        import dask.array as da
+
+        name = f"tinc-{self.token}-{'x'.join(map(str, self.sampling.block))}-{'x'.join(map(str, self.sampling.shape))}"
+        return da.from_array(self, chunks=self.chunks(), name=name, lock=False, asarray=False,
+                             meta=np.empty((0,) * self.ndim, dtype=self.dtype))
 
 
 def _index_box(key, shape: tuple[int, ...]) -> tuple[Box, tuple]:
