@@ -3,6 +3,7 @@ full decode's, and nothing is decoded until a chunk (or a slice of one) is compu
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 import tinc
@@ -11,6 +12,15 @@ from tinc.decode import Decoder
 from tinc.zarr_codec import TincZarrCodec
 
 FAST = dict(ratio=8, steps=20, batch=2048, starts=1, quiet=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -426,9 +426,9 @@ def _progress(total: int, description: str, quiet: bool):
         return None
     import sys
 
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, desc=description, unit="chunk", file=sys.stderr, dynamic_ncols=True)
+    return bar(total=total, desc=description, unit="chunk", file=sys.stderr, dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------- decompress

@@ -453,10 +453,10 @@ def _say(config: TincConfig, message: str) -> None:
 
 class _Progress:
     def __init__(self, config: TincConfig):
-        from tqdm.auto import tqdm
+        from .progress import bar
 
         self.config = config
-        self.bar = tqdm(total=config.step_count(), desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar = bar(total=config.step_count(), desc="fitting", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
         self.done = 0
 
     def update_fit(self, step: int, loss: float, phase: str | None = None) -> None:
