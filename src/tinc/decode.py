@@ -363,6 +363,11 @@ class TincArray:
         any slice of one, evaluates only the leaf blocks it touches."""
         return _Region(self._decoder, self._decoder.sampling(scale), self._digest).to_dask()
 
+    def _to_dask_ordered(self, order: Sequence[int], scale: float | None = None):
+        """`to_dask` with axes permuted by `order`, length-1 axes left out of it dropped (the
+        napari reader's view)."""
+        return _Region(self._decoder, self._decoder.sampling(scale), self._digest, order).to_dask()
+
 
 class TincStore:
     """A chunked tinc Zarr array (`tinc compress ... -o OUT.zarr`) opened lazily: each Zarr
@@ -405,32 +410,45 @@ class _Region:
     `Decoder.decode_into` on that box only. Dask fuses a slice of a chunk into the chunk's
     read, so a plane of a volume evaluates the plane's coordinates, not its chunks'."""
 
-    def __init__(self, decoder: Decoder, sampling: Sampling, token: str):
+    def __init__(self, decoder: Decoder, sampling: Sampling, token: str, order: Sequence[int] | None = None):
+        """`order`: axis i of this array is axis order[i] of the decode; axes left out must
+        have length 1 and are dropped. Done inside the read, where Dask still fuses slices
+        into it (it fuses none past a transpose or a second slice)."""
         self.decoder, self.sampling, self.token = decoder, sampling, token
-        self.shape = decoder.output_shape(sampling)
+        self.full = decoder.output_shape(sampling)
+        self.order = list(range(len(self.full))) if order is None else list(order)
+        self.dropped = [i for i in range(len(self.full)) if i not in self.order]
+        if any(self.full[i] != 1 for i in self.dropped):
+            raise TincConfigError(f"only length-1 axes can be dropped from {self.full}")
+        self.shape = tuple(self.full[i] for i in self.order)
         self.dtype = decoder.dtype
         self.ndim = len(self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
         box, drop = _index_box(key, self.shape)
-        out = np.empty(tuple(max(b - a, 0) for a, b in box), dtype=self.dtype)
+        source = [(0, 1)] * len(self.full)
+        for axis, span in zip(self.order, box):
+            source[axis] = span
+        out = np.empty(tuple(max(b - a, 0) for a, b in source), dtype=self.dtype)
         if out.size:
-            self.decoder.decode_into(out, box, self.sampling)
+            self.decoder.decode_into(out, tuple(source), self.sampling)
+        out = np.transpose(out, self.order + self.dropped).reshape(tuple(max(b - a, 0) for a, b in box))
         return out[drop]
 
     def chunks(self) -> tuple[int, ...]:
         """Whole leaf blocks per chunk, about 2^21 voxels (128^3, 1448^2), channels whole."""
-        spatial = len(self.sampling.block)
+        spatial = max(1, sum(s > 1 for s in self.sampling.shape))  # a length-1 axis takes no share
         side = 2 ** (CHUNK_VOXELS_LOG2 / spatial)
         chunks = [min(s, b * max(1, round(side / b))) for b, s in zip(self.sampling.block, self.sampling.shape)]
         if self.decoder.channel_axis is not None:
             chunks.insert(self.decoder.channel_axis, self.decoder.channels)
-        return tuple(chunks)
+        return tuple(chunks[i] for i in self.order)
 
     def to_dask(self):
         import dask.array as da
 
-        name = f"tinc-{self.token}-{'x'.join(map(str, self.sampling.block))}-{'x'.join(map(str, self.sampling.shape))}"
+        name = (f"tinc-{self.token}-{'x'.join(map(str, self.sampling.block))}-{'x'.join(map(str, self.sampling.shape))}"
+                f"-{''.join(map(str, self.order))}")
         return da.from_array(self, chunks=self.chunks(), name=name, lock=False, asarray=False,
                              meta=np.empty((0,) * self.ndim, dtype=self.dtype))
 
