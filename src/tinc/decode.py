@@ -16,6 +16,7 @@ import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from .codec import MAX_DECODE_VOXELS, _device, load_model, restore
 from .errors import TincConfigError, TincError, TincInputError
 from .io import atomic_path, format_of, is_zarr_path, resampled_metadata, write
 from .partition import grid_coordinates
+
+if TYPE_CHECKING:
+    import dask.array
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
 GROUP_BYTES = 64 << 20  # float32 bytes of leaf blocks evaluated at once: bounds peak memory
@@ -357,13 +361,13 @@ class TincArray:
             return np.empty(tuple(max(b - a, 0) for a, b in box), dtype=self.dtype)[drop]
         return self._decoder.decode(roi=tuple(slice(a, b) for a, b in box))[drop]
 
-    def to_dask(self, scale: float | None = None):
+    def to_dask(self, scale: float | None = None) -> "dask.array.Array":
         """A `dask.array.Array` of the decode (on the grid of `scale`, as `decompress`),
         chunked in groups of whole leaf blocks of about 2^21 voxels; computing a chunk, or
         any slice of one, evaluates only the leaf blocks it touches."""
         return _Region(self._decoder, self._decoder.sampling(scale), self._digest).to_dask()
 
-    def _to_dask_ordered(self, order: Sequence[int], scale: float | None = None):
+    def _to_dask_ordered(self, order: Sequence[int], scale: float | None = None) -> "dask.array.Array":
         """`to_dask` with axes permuted by `order`, length-1 axes left out of it dropped (the
         napari reader's view)."""
         return _Region(self._decoder, self._decoder.sampling(scale), self._digest, order).to_dask()
@@ -398,7 +402,7 @@ class TincStore:
     def __getitem__(self, key) -> np.ndarray:
         return np.asarray(self._array[key])
 
-    def to_dask(self):
+    def to_dask(self) -> "dask.array.Array":
         """A `dask.array.Array` with the store's chunks, each one tree decoded on demand."""
         import dask.array as da
 
@@ -444,7 +448,7 @@ class _Region:
             chunks.insert(self.decoder.channel_axis, self.decoder.channels)
         return tuple(chunks[i] for i in self.order)
 
-    def to_dask(self):
+    def to_dask(self) -> "dask.array.Array":
         import dask.array as da
 
         name = (f"tinc-{self.token}-{'x'.join(map(str, self.sampling.block))}-{'x'.join(map(str, self.sampling.shape))}"
