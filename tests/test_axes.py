@@ -42,7 +42,7 @@ def ome_axes(path) -> tuple[list[tuple[str, str | None]], tuple[int, ...], list]
 
 
 def roundtrip(tmp_path, source, *options) -> tuple[list, tuple, list]:
-    assert main(["compress", str(source), "-o", str(tmp_path / "a.tinc"), *FAST, *options]) == 0
+    assert main(["compress", str(source), "-o", str(tmp_path / "a.tinc"), *FAST, *options]) == 0, options
     assert main(["decompress", str(tmp_path / "a.tinc"), "-o", str(tmp_path / "a.zarr"), "--quiet"]) == 0
     return ome_axes(tmp_path / "a.zarr")
 
@@ -129,3 +129,13 @@ def test_nifti_axes_time_first_and_spacing_as_scale(tmp_path):
     assert shape == (3, 8, 10, 12) and scale == [1.0, 4.0, 3.0, 2.0]
     data = tinc.decompress((tmp_path / "a.tinc").read_bytes())
     assert np.array_equal(tinc.read(tmp_path / "a.zarr"), data)  # read back in NIfTI's order
+
+
+def test_dicom_frames_are_slices_with_their_spacing(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_dicom import write_dicom
+
+    frames = (np.arange(4 * 24 * 20, dtype=np.uint16).reshape(4, 24, 20) * 97) % 4000
+    source = write_dicom(tmp_path / "m.dcm", frames, between=2.0)
+    axes, shape, scale = roundtrip(tmp_path, source, "--ratio", "4")
+    assert axes == [("z", SPACE), ("y", SPACE), ("x", SPACE)] and shape == (4, 24, 20) and scale == [2.0, 0.5, 0.25]
