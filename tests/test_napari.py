@@ -144,3 +144,9 @@ def test_a_tinc_zarr_store_opens_lazily(tmp_path):
     assert array.chunks == ((8, 8), (12,), (8,)) and np.array_equal(np.asarray(array), decoded)
     low, high = kwargs["contrast_limits"]
     assert low <= decoded.min() and decoded.max() <= high and high - low < 1.5
+
+
+def test_a_one_dimensional_file_is_a_one_line_error(tmp_path):
+    path = write_tinc(tmp_path / "line.tinc", np.random.default_rng(5).random(512, dtype=np.float32), ratio=4)
+    with pytest.raises(tinc.TincInputError, match="napari shows images of 2 or more axes"):
+        napari_reader.read(str(path))

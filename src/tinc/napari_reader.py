@@ -135,6 +135,10 @@ def _layer(name: str, levels: list, letters: str, spacing: list[float] | None, v
            dtype: np.dtype) -> LayerData:
     """napari's layer data for `levels` whose axes are `letters`: a channel axis becomes RGB
     (uint8, 3 or 4 channels before y, x) or napari's `channel_axis`, one layer per channel."""
+    if len(letters) - ("C" in letters) < 2:
+        from .errors import TincInputError
+
+        raise TincInputError(f"{name}: napari shows images of 2 or more axes; this holds {levels[0].shape}")
     scale = [1.0] * len(letters) if spacing is None else [float(s) for s in spacing]
     kwargs: dict[str, Any] = {"name": name, "metadata": {"tinc_axes": letters}}
     if "C" in letters:
