@@ -51,6 +51,13 @@ def test_log_lines_follow_the_clock_or_the_tenths(monkeypatch):
     assert [line.split()[2] for line in out.getvalue().splitlines()] == ["0/1000", "5/1000", "10/1000", "15/1000", "20/1000"]
 
 
+def test_without_a_total_lines_show_the_count_and_no_percentage():
+    out = io.StringIO()
+    with progress.bar(total=None, desc="open", unit="step", file=out) as bar:
+        bar.update(25)
+    assert out.getvalue().splitlines()[-1].startswith("open: 25 [") and "%" not in out.getvalue()
+
+
 def test_a_terminal_gets_the_usual_bar():
     out = Terminal()
     with progress.bar(total=10, desc="tty", file=out) as bar:

@@ -17,6 +17,7 @@ from tqdm import tqdm as _plain_tqdm
 LOG_SECONDS = 5.0
 LOG_FRACTION = 0.1
 LOG_FORMAT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+LOG_FORMAT_OPEN = "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
 
 
 class LogLines(_plain_tqdm):
@@ -27,7 +28,8 @@ class LogLines(_plain_tqdm):
         self._printed_n = None
         # every update reaches `display`, which decides; tqdm's own rate limits would AND the two
         kwargs.update(mininterval=0, miniters=1, dynamic_ncols=False)
-        kwargs.setdefault("bar_format", LOG_FORMAT)  # no bar graphic: a log reads the numbers
+        # no bar graphic: a log reads the numbers (and a fit bounded by time has no total)
+        kwargs.setdefault("bar_format", LOG_FORMAT if kwargs.get("total") else LOG_FORMAT_OPEN)
         super().__init__(*args, **kwargs)
 
     def display(self, msg=None, pos=None) -> bool:
