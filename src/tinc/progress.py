@@ -44,9 +44,11 @@ class LogLines(_plain_tqdm):
         return True
 
     def _print(self, msg=None) -> None:
+        # marked printed first: a signal raised inside the write (SIGTERM as an exception)
+        # must not make `close` print the same line again after the error message
+        self._printed_at, self._printed_n = time.monotonic(), self.n
         self.fp.write((self.__str__() if msg is None else msg).strip("\r") + "\n")
         self.fp.flush()
-        self._printed_at, self._printed_n = time.monotonic(), self.n
 
     def close(self) -> None:
         if not self.disable and self.n != self._printed_n:
