@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinc.allocation import allocate, level_weights, node_params, node_shares, plan_tree, solve_width
+from tinc.allocation import allocate, level_energy, level_weights, node_params, node_shares, plan_tree, solve_width
 from tinc.config import TincConfig
 from tinc.errors import TincConfigError
 from tinc.partition import TreeLayout, choose_splits
@@ -145,3 +145,54 @@ def test_auto_layers_give_a_single_network_four_layers_where_they_are_at_least_1
     assert plan_tree(shape, 3000, TincConfig(min_width=12, layers=2), 1)[0].layers == (2,)
     with pytest.raises(TincConfigError, match="layers"):
         TincConfig(layers="deep")
+
+
+def _tiled_and_noisy(shape=(32, 32, 32), seed=0):
+    """The same random tile in every leaf block of a depth-1 layout, and independent noise."""
+    layout = TreeLayout(shape, choose_splits(shape, 1))
+    rng = np.random.default_rng(seed)
+    tile = rng.standard_normal(layout.block_shape)
+    tiled = np.tile(tile, tuple(s // b for s, b in zip(shape, layout.block_shape)))
+    return layout, tiled, rng.standard_normal(shape)
+
+
+def test_level_energy_gives_the_root_what_every_block_shares():
+    layout, tiled, noise = _tiled_and_noisy()
+    shared = level_energy(layout, layout.to_blocks(tiled[..., None]), layout.valid_mask())
+    assert shared.sum() == pytest.approx(1.0) and shared[0] > 0.99
+    unlike = level_energy(layout, layout.to_blocks(noise[..., None]), layout.valid_mask())
+    # independent blocks: only chance (1 / leaves of the variance) is common to all of them
+    assert unlike.sum() == pytest.approx(1.0) and unlike[-1] > 0.8
+    assert unlike[0] == pytest.approx(1 / layout.leaves, abs=0.05)
+
+
+def test_level_energy_ignores_the_padding_of_edge_blocks():
+    shape = (30, 17)
+    layout = TreeLayout(shape, choose_splits(shape, 2))
+    data = np.random.default_rng(1).standard_normal(shape)[..., None]
+    clean = level_energy(layout, layout.to_blocks(data), layout.valid_mask())
+    blocks = layout.to_blocks(data).copy()
+    blocks[~layout.valid_mask()] = 1e6  # whatever fills the padding must not count
+    assert level_energy(layout, blocks, layout.valid_mask()) == pytest.approx(clean)
+
+
+def test_similarity_weights_move_parameters_to_the_levels_that_hold_the_variance():
+    layout, tiled, noise = _tiled_and_noisy()
+    config = TincConfig(level_weights="auto")
+    counts = layout.nodes_per_level
+
+    def shares(energy):
+        weights = level_weights(layout, config, np.asarray(energy))
+        return np.array([w * n for w, n in zip(weights, counts)]) / sum(w * n for w, n in zip(weights, counts))
+
+    assert shares([0.5, 0.5]) == pytest.approx([0.5, 0.5])
+    assert shares([0.1, 0.9]) == pytest.approx([0.25, 0.75])  # square roots of the parts
+    assert level_weights(layout, config) == level_weights(layout, TincConfig(level_weights="balanced"))
+
+    def plan_for(array):
+        return plan_tree(array.shape, 20000, TincConfig(levels=1, level_weights="auto"), 1,
+                         lambda lay: (lay.to_blocks(array[..., None]), lay.valid_mask()))[0]
+
+    alike, unlike = plan_for(tiled), plan_for(noise)
+    assert alike.widths[0][0] > unlike.widths[0][0] and alike.widths[1][0] < unlike.widths[1][0]
+    assert 0.9 * 20000 < unlike.params <= 20000

@@ -160,3 +160,17 @@ def test_layers_flag_takes_auto_or_numbers(tmp_path, volume_tif, capsys):
         capsys.readouterr()
         assert main(["info", str(out), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["layers_per_level"] == expected
+
+
+def test_level_weights_by_similarity_are_reported_and_stored_as_widths(tmp_path, volume_tif, capsys):
+    out = tmp_path / "auto.tinc"
+    fast = [flag for flag in FAST if flag != "--quiet"]
+    assert main(["compress", str(volume_tif), "-o", str(out), "--ratio", "16", "--levels", "1", "--level-weights", "auto", *fast]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "levels by similarity" in l)
+    parts = [float(p) for p in line.split("variance parts ")[1].split("%")[0].split("/")]
+    shares = [float(p) for p in line.split("parameter shares ")[1].split("%")[0].split("/")]
+    assert len(parts) == len(shares) == 2 and abs(sum(parts) - 100) <= 1
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    stored = [round(100 * p / info["parameters"]) for p in info["parameters_per_level"]]
+    assert stored == pytest.approx(shares, abs=1)

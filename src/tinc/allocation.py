@@ -13,11 +13,14 @@ from .partition import TreeLayout, choose_splits
 
 MAX_AUTO_DEPTH = 6
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
-# A node's automatic weight is (leaves below it) ** this; 1 gives every level the same share
-# of the parameters. 0.5 (each level in proportion to the square root of its node count,
-# RESULTS.md section 11) gave up to 0.5 dB less in 15 of 16 fits at 64x-512x and 0.17 dB
-# more in one (section 20); 1.5 lost up to 0.42 dB on example4d (section 20).
+# Under "balanced" a node weighs (leaves below it) ** this; 1 gives every level the same
+# share of the parameters. 0.5 (each level in proportion to the square root of its node
+# count, RESULTS-ARCHIVE.md section 11) gave up to 0.5 dB less in 15 of 16 fits at
+# 64x-512x and 0.17 dB more in one (section 20); 1.5 lost up to 0.42 dB on example4d.
 AUTO_LEVEL_EXPONENT = 1.0
+# Under "auto" each level's share is proportional to (its part of the data's variance,
+# `level_energy`) ** this; 0 would be "balanced".
+SIMILARITY_EXPONENT = 0.5
 
 
 def node_params(width: int, fan_in: int, layers: int, fan_out: int) -> int:
@@ -148,16 +151,47 @@ def node_shares(layout: TreeLayout, blocks: np.ndarray | None, valid: np.ndarray
     return shares
 
 
-def level_weights(layout: TreeLayout, config: TincConfig) -> tuple[float, ...]:
+def level_energy(layout: TreeLayout, blocks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The part of the data's variance each level's nodes can hold, summing to 1.
+
+    Every node sees its region through local coordinates shared by all the leaf blocks
+    below it, so the root holds what all leaf blocks have in common at the same local
+    position (their mean block), a node of level l what the blocks below it share beyond
+    its parent's mean, and the leaves the rest. Similar distant blocks give the shallow
+    levels a large part; unlike ones leave almost all of it to the leaves.
+    `blocks` is [leaves, block_voxels, C] in tree order, `valid` [leaves, block_voxels].
+    """
+    data = blocks.astype(np.float64)
+    weight = np.broadcast_to(valid.astype(np.float64)[..., None], data.shape)
+    previous = np.full_like(data, (data * weight).sum() / max(weight.sum(), 1.0))
+    energy = []
+    for count in layout.nodes_per_level:
+        grouped, grouped_weight = data.reshape(count, -1, *data.shape[1:]), weight.reshape(count, -1, *data.shape[1:])
+        mean = (grouped * grouped_weight).sum(1, keepdims=True) / np.maximum(grouped_weight.sum(1, keepdims=True), 1e-12)
+        mean = np.broadcast_to(mean, grouped.shape).reshape(data.shape)
+        energy.append(float((((mean - previous) ** 2) * weight).sum()))
+        previous = mean
+    energy = np.asarray(energy)
+    total = energy.sum()
+    return energy / total if total > 0 else np.full(len(energy), 1.0 / len(energy))
+
+
+def level_weights(layout: TreeLayout, config: TincConfig, energy: np.ndarray | None = None) -> tuple[float, ...]:
     """Relative parameters per node of each level.
 
-    "auto": a node weighs `(leaves below it) ** AUTO_LEVEL_EXPONENT`, so every level gets the
-    same share. A shallow node serves every leaf beneath it, and its width is the input width
-    of its children; with equal weights a depth-2 tree of 1 + 4 + 16 nodes gives its root 5%
-    of the budget.
+    "balanced": a node weighs `(leaves below it) ** AUTO_LEVEL_EXPONENT`, so every level gets
+    the same share. A shallow node serves every leaf beneath it, and its width is the input
+    width of its children; with equal weights a depth-2 tree of 1 + 4 + 16 nodes gives its
+    root 5% of the budget. "auto": each level's share follows its part of the data's
+    variance (`level_energy`, raised to `SIMILARITY_EXPONENT`), so data whose distant
+    blocks are alike gives its shallow levels more; without `energy`, "balanced".
     """
+    counts = layout.nodes_per_level
+    if config.level_weights == "balanced" or (config.level_weights == "auto" and energy is None):
+        return tuple(float(layout.leaves / n) ** AUTO_LEVEL_EXPONENT for n in counts)
     if config.level_weights == "auto":
-        return tuple(float(layout.leaves / n) ** AUTO_LEVEL_EXPONENT for n in layout.nodes_per_level)
+        shares = np.maximum(np.asarray(energy, dtype=np.float64), 1e-6) ** SIMILARITY_EXPONENT
+        return tuple(float(share / shares.sum() * layout.leaves / n) for share, n in zip(shares, counts))
     return config.level_weights_for(layout.depth)
 
 
@@ -203,11 +237,13 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
             continue
         if requested is not None and depth != requested:
             note = (note or f"the array is too small for depth {requested}") + f"; using depth {depth}"
-        blocks, valid = data(layout) if (data is not None and config.intra != "equal") else (None, None)
+        needs_data = data is not None and (config.intra != "equal" or (config.level_weights == "auto" and depth > 0))
+        blocks, valid = data(layout) if needs_data else (None, None)
         shares = node_shares(layout, blocks, valid, config.intra, config.aoi_threshold)
+        energy = level_energy(layout, blocks, valid) if blocks is not None and config.level_weights == "auto" else None
         # Raising starved nodes to min_width spends extra parameters: shrink the rest to pay.
         # Every node at min_width fits (the plain widths reach it), so the shrinking ends.
-        target, weights = params, level_weights(layout, config)
+        target, weights = params, level_weights(layout, config, energy)
         while True:
             plan = allocate(layout, target, layers, weights, shares, channels)
             plan = TreePlan(layout, layers, tuple(np.maximum(w, config.min_width) for w in plan.widths), channels)

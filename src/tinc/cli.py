@@ -79,7 +79,8 @@ CONFIG_FLAGS: dict[str, dict] = {
                         "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
     "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
-                          "or 'auto' (default: a node weighs the leaves below it, so every level gets the same share)"),
+                          "'balanced' (default: every level gets the same share); or 'auto': shares from the data's "
+                          "similarity between distant blocks"),
     "layers": dict(type=_layers, help="sine layers per node: one value, one per level, or auto (default): "
                                       "2 per node in a tree, 4 in a single network where they are at least 12 wide"),
     "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
@@ -167,6 +168,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
             f"depth {plan.depth} ({nodes} nodes, widths {plan.widths_text()}), {report.steps} steps{stop}, "
             f"PSNR {metrics.psnr(array, recon):.2f} dB, {time.perf_counter() - started:.1f} s"
         )
+        if report.level_energy:
+            parts = "/".join(f"{100 * e:.0f}" for e in report.level_energy)
+            shares = "/".join(f"{100 * p / plan.params:.0f}" for p in plan.params_per_level())
+            print(f"  levels by similarity: variance parts {parts}%, parameter shares {shares}%")
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import coding, container
-from .allocation import TreePlan, plan_tree
+from .allocation import TreePlan, level_energy, plan_tree
 from .config import TincConfig
 from .errors import TincConfigError, TincFormatError, TincInputError
 from .model import TreeINR
@@ -63,6 +63,8 @@ class EncodeReport:
     """The ratio search of `target_psnr`, if one ran."""
     notes: list[str] = field(default_factory=list)
     nbytes: int = 0
+    level_energy: tuple[float, ...] = ()
+    """Under level_weights="auto": each level's part of the data's variance (`allocation.level_energy`)."""
 
 
 class TincCodec:
@@ -138,6 +140,8 @@ class TincCodec:
         plan, note = chosen or (plan, note)
         header = make_header(original, plan, config, low, high)
         report.plan = plan
+        if config.level_weights == "auto" and plan.depth > 0:
+            report.level_energy = tuple(float(e) for e in level_energy(plan.layout, *layout_data(plan.layout)))
         if note:
             report.notes.append(note)
             _say(config, note)

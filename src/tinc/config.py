@@ -9,7 +9,7 @@ from typing import Any
 from .errors import TincConfigError
 
 INTRA_MODES = ("equal", "aoi", "variance")
-LEVEL_WEIGHT_RULES = ("auto", "equal")
+LEVEL_WEIGHT_RULES = ("auto", "balanced", "equal")
 # A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x, where the 4 layers
 # were 13-21 wide (RESULTS.md section 12), and lost 0.1-0.9 dB where they were 9-11 wide
 # (anatomical.nii at 170x-256x, section 25); in trees, 3 layers per node lost (section 12,
@@ -41,9 +41,11 @@ class TincConfig:
     the dtype); `ratio` is where the search starts."""
     levels: int | None = None
     """Tree depth L (0 = one network). None chooses it from the data size and budget."""
-    level_weights: tuple[float, ...] | str = "auto"
-    """Relative parameters per node, one per level (L+1 values); "equal"; or "auto": a node
-    weighs the leaves below it, so every level gets the same share (see `allocation.level_weights`)."""
+    level_weights: tuple[float, ...] | str = "balanced"
+    """Relative parameters per node, one per level (L+1 values); "equal"; "balanced": every
+    level gets the same share; or "auto": each level's share follows the part of the data's
+    variance its nodes can hold, from the similarity of distant blocks (`allocation.level_weights`;
+    it gave 1.0-1.2 dB less than "balanced" on the grey-matter map, SCOREBOARD.md)."""
     layers: tuple[int, ...] | int | str = "auto"
     """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
     in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where they are at
@@ -212,7 +214,7 @@ class TincConfig:
         return DEFAULT_LR / 2 ** max(0, depth - 1) * min(1.0, coverage / FULL_RATE_COVERAGE)
 
     def level_weights_for(self, depth: int) -> tuple[float, ...]:
-        """Numbers or "equal", one per level; "auto" depends on the layout (`allocation.level_weights`)."""
+        """Numbers or "equal", one per level; the rules depend on the layout (`allocation.level_weights`)."""
         return _per_level(1.0 if isinstance(self.level_weights, str) else self.level_weights, depth, "level_weights")
 
 
