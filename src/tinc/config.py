@@ -45,7 +45,7 @@ class TincConfig:
     """Relative parameters per node, one per level (L+1 values); "equal"; "balanced": every
     level gets the same share; or "auto": each level's share follows the part of the data's
     variance its nodes can hold, from the similarity of distant blocks (`allocation.level_weights`;
-    it gave 1.0-1.2 dB less than "balanced" on the grey-matter map, SCOREBOARD.md)."""
+    it gave 1.0-1.2 dB less than "balanced" on the grey-matter map, benchmarks/RESULTS.md)."""
     layers: tuple[int, ...] | int | str = "auto"
     """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
     in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where they are at
