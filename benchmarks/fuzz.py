@@ -384,7 +384,15 @@ def check(data: bytes, expectation: str, seed: Seed, time_bound: float, decode=d
         return "decoded"
     header = container.unpack(data).header
     low, high = header["range"]
-    if array.shape != tuple(header["shape"]) or array.dtype != np.dtype(header["dtype"]):
+    declared = tuple(header["shape"])
+    if decode is decode_zarr_chunk:
+        # an edge chunk's tree covers only the voxels inside the array, and the codec pads it to
+        # the chunk: a declared shape within the chunk is valid, and the result is the chunk's
+        shape_ok = array.shape == tuple(seed.array.shape) and len(declared) == array.ndim \
+            and all(d <= c for d, c in zip(declared, array.shape))
+    else:
+        shape_ok = array.shape == declared
+    if not shape_ok or array.dtype != np.dtype(header["dtype"]):
         raise Failure(f"decoded shape {array.shape} {array.dtype}, header says {header['shape']} {header['dtype']}")
     values = array.astype(np.float64)
     if not np.all(np.isfinite(values)) or values.min() < low or values.max() > high:

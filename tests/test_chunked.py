@@ -140,6 +140,13 @@ def test_edge_chunks_repeat_the_edge_and_tiff_input(scheduler, tmp_path):
     psnrs = {r.index: r.psnr for r in summary.results}
     assert min(psnrs.values()) > max(psnrs.values()) - 10
     assert metrics.psnr(data, restored) > 35
+    # the whole store, metadata included, is what --ratio asks for: edge chunks are budgeted
+    # on their voxels inside the array (8 x 18 x 4 here), not as whole 32^3 chunks
+    store = sum(path.stat().st_size for path in (tmp_path / "odd.zarr").rglob("*") if path.is_file())
+    assert summary.nbytes == store
+    assert 0.95 * data.nbytes / FLAGS["ratio"] <= store <= data.nbytes / FLAGS["ratio"]
+    sliver = next(r for r in summary.results if r.index == (1, 1, 1))
+    assert sliver.nbytes < summary.results[0].nbytes / 4
 
 
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
@@ -163,6 +170,7 @@ def test_chunked_cli_errors_are_one_line(volume, compressed, tmp_path, capsys):
         (["compress", "skimage:camera", "-o", str(tmp_path / "x.zarr")], "reads .zarr, .tif/.tiff or .npy"),
         (["compress", source, "-o", output, "--chunks", "32", *CLI_FLAGS], "exists with other settings"),
         (["compress", source, "-o", str(tmp_path / "x.zarr"), "--chunks", "0"], "chunk sizes must be positive"),
+        (["compress", source, "-o", str(tmp_path / "x.zarr"), "--checkpoint", str(tmp_path / "fit.ckpt")], "does not take --checkpoint"),
         (["compress", source, "-o", str(tmp_path / "x.zarr"), "--chunks", "8,8"], "has 2 entries"),
         (["compress", source, "-o", str(tmp_path / "x.tinc")], "chunked compression writes a .zarr directory"),
         (["compress", str(tmp_path / "a.tif"), "-o", str(tmp_path / "x.tinc"), "--workers", "2"], "--workers applies to chunked"),
@@ -182,7 +190,11 @@ def test_nan_chunk_is_named_and_leaves_an_incomplete_store(scheduler, tmp_path, 
     data[3, 4, 20] = np.nan
     np.save(tmp_path / "nan.npy", data)
     output = tmp_path / "nan.zarr"
+    # 32 KiB at 32x: the store's metadata alone is larger than the 1 KiB asked for
     assert main(["compress", str(tmp_path / "nan.npy"), "-o", str(output), "--chunks", "16", "--scheduler", scheduler, *CLI_FLAGS]) == 2
+    assert "too few for its metadata" in capsys.readouterr().err and not output.exists()
+    assert main(["compress", str(tmp_path / "nan.npy"), "-o", str(output), "--chunks", "16", "--scheduler", scheduler,
+                 *CLI_FLAGS, "--ratio", "4"]) == 2
     assert "chunk (0, 0, 1) (c/0/0/1): input contains 1 NaN" in capsys.readouterr().err
     assert zarr.open(str(output), mode="r").attrs["tinc"]["complete"] is False
 

@@ -180,10 +180,12 @@ class CompressSummary:
     results: list[ChunkResult]
     seconds: float
     worker_peak_rss: dict[str, int] = field(default_factory=dict)  # bytes, per worker address
+    metadata_bytes: int = 0  # the store's zarr.json files
 
     @property
     def nbytes(self) -> int:
-        return sum(r.nbytes for r in self.results)
+        """The whole store: every chunk and its metadata."""
+        return sum(r.nbytes for r in self.results) + self.metadata_bytes
 
     @property
     def ratio(self) -> float:
@@ -238,6 +240,9 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         raise TincConfigError(f"{output}: the output must not be the input")
     if options.get("channel_axis") is not None:
         raise TincConfigError("chunked compression does not take --channel-axis; chunk channels like any other axis")
+    if options.get("checkpoint"):
+        raise TincConfigError("chunked compression does not take --checkpoint: every chunk is written as soon as it is "
+                              "fitted, and rerunning the same command resumes from the chunks already written")
     quiet = bool(options.get("quiet"))
     volume = Volume(source)
     from .codec import check_array
@@ -248,16 +253,24 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         raise TincConfigError(f"halo must be a non-negative integer, got {halo!r}")
     # no halo along an axis held by one chunk: there is no neighbour to meet
     codec = TincNumcodec(halo=[int(halo) if c < s else 0 for c, s in zip(chunks, volume.shape)], **options)
+    existed = os.path.exists(output)
     array = _open_output(output, volume, chunks, codec)
     tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, chunks)]
     config = codec.get_config()
+    try:
+        ratios = _chunk_ratios(array, output, volume, codec, tasks)
+    except TincError:
+        if not existed:  # refused before any chunk: leave nothing behind
+            shutil.rmtree(output, ignore_errors=True)
+        raise
     results: list[ChunkResult] = []
     with _client(scheduler, workers) as client:
         started = time.perf_counter()  # throughput of the cluster, not of its start-up
         bar = _progress(len(tasks), "compressing", quiet)
         fitted_voxels = 0
         try:
-            calls = ((_compress_chunk, volume, output, key, index, box, config) for index, box, key in tasks)
+            calls = ((_compress_chunk, volume, output, key, index, box, {**config, "ratio": ratio})
+                     for (index, box, key), ratio in zip(tasks, ratios))
             for result in run_windowed(client, calls):
                 results.append(result)
                 fitted_voxels += 0 if result.resumed else result.voxels
@@ -272,15 +285,78 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
     results.sort(key=lambda r: r.index)
     summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, results,
                               time.perf_counter() - started, peak_rss)
-    array.update_attributes({"tinc": {
-        "complete": True,
-        "source": str(source),
-        "bytes": summary.nbytes,
-        "ratio": summary.ratio,
-        "psnr": summary.psnr,
-        "chunk_psnr": {array.metadata.encode_chunk_key(r.index): r.psnr for r in results},
-    }})
+    chunk_psnr = {array.metadata.encode_chunk_key(r.index): r.psnr for r in results}
+    # the store's bytes include these attributes: measured with them written, then written again
+    # with the measured figures (a digit more or less in a number is the only difference)
+    for _ in range(2):
+        array.update_attributes(_final_attributes(True, summary.source, summary.nbytes, summary.ratio, summary.psnr, chunk_psnr))
+        summary.metadata_bytes = _metadata_bytes(output)
     return summary
+
+
+def _final_attributes(complete: bool, source: str, nbytes: int, ratio: float, psnr: float, chunk_psnr: dict[str, float]) -> dict:
+    return {"tinc": {"complete": complete, "source": source, "bytes": nbytes, "ratio": ratio, "psnr": psnr,
+                     "chunk_psnr": chunk_psnr}}
+
+
+def _metadata_bytes(store: str) -> int:
+    """Bytes of the store that are not chunks: its `zarr.json` files."""
+    return sum(path.stat().st_size for path in Path(store).rglob("zarr.json"))
+
+
+_SURE_BUDGET = 4096
+# a float's longest JSON form: the final attributes take at most this much room
+_WIDEST_FLOAT = -1.2345678901234567e-300
+
+
+def _chunk_ratios(array, store: str, volume: Volume, codec: TincNumcodec, tasks: list) -> list[float]:
+    """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
+    bytes / `ratio`. The attributes the run ends with are written now with their widest
+    values, to be counted; the chunks share what the metadata leaves in proportion to their
+    voxels inside the array, except that no chunk gets less than the smallest file that
+    holds a tree (a sliver at the array's edge), which the others pay for."""
+    ratio = codec.tinc.config.ratio
+    array.update_attributes(_final_attributes(False, volume.path, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
+                                              {key: _WIDEST_FLOAT for _, _, key in tasks}))
+    metadata = _metadata_bytes(store)
+    shapes = [tuple(min(b, s) - a for (a, b), s in zip(box, volume.shape)) for _, box, _ in tasks]
+    raw = np.array([math.prod(shape) * volume.dtype.itemsize for shape in shapes], dtype=np.float64)
+    left = raw.sum() / ratio - metadata
+    share = dict(zip(shapes, raw * left / raw.sum()))
+    # a chunk given a few kilobytes holds a tree: only slivers need the (planning) search
+    floors = {shape: _smallest_budget(shape, volume.dtype, codec) if share[shape] < _SURE_BUDGET else 0
+              for shape in set(shapes)}
+    floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)
+    floored = np.zeros(len(shapes), dtype=bool)
+    while True:  # chunks whose share is below their floor take the floor; the rest share what remains
+        budget = np.where(floored, floor, raw * max(left - floor[floored].sum(), 0.0) / max(raw[~floored].sum(), 1.0))
+        newly = ~floored & (budget < floor)
+        if not newly.any():
+            break
+        floored |= newly
+    if left <= 0 or budget.sum() > left * 1.000001 or not budget.all():
+        raise TincConfigError(f"ratio {ratio:g} leaves {int(raw.sum() / ratio)} bytes for the store, too few for its "
+                              f"metadata ({metadata} bytes) and {len(shapes)} chunks; use a lower --ratio or larger chunks")
+    return [float(r / b) for r, b in zip(raw, budget)]
+
+
+def _smallest_budget(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec) -> int:
+    """Bytes of the smallest file the codec writes for a chunk of `shape` (with its halo):
+    found by planning, not fitting (0 steps), bisecting budgets up to 8 KiB."""
+    halo = codec.halo_per_axis(len(shape))
+    sample = np.random.default_rng(0).uniform(0, 100, tuple(s + 2 * h for s, h in zip(shape, halo))).astype(dtype)
+    options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
+    raw = math.prod(shape) * dtype.itemsize
+    low, high = 0, min(raw, 2 * _SURE_BUDGET)  # `high` bytes hold a tree, `low` do not
+    while high - low > max(16, high // 16):
+        middle = (low + high) // 2
+        try:
+            trial = {**options, "ratio": raw / middle, "steps": 0, "starts": 1, "target_psnr": None}
+            TincNumcodec(halo=list(halo), **trial).encode_with_halo(sample)
+            high = middle
+        except TincConfigError:
+            low = middle
+    return high
 
 
 def _open_output(path: str, volume: Volume, chunks: tuple[int, ...], codec: TincNumcodec):
@@ -316,8 +392,10 @@ def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...]
     started = time.perf_counter()
     codec = TincNumcodec.from_config(config)
     halo = codec.halo_per_axis(volume.ndim)
+    # an edge chunk is fitted, and budgeted, on the voxels inside the array; decoding pads it
+    box = tuple((a, min(b, s)) for (a, b), s in zip(box, volume.shape))
     region = read_with_halo(volume, box, halo)
-    inside = tuple(slice(h, h + min(b, s) - a) for (a, b), s, h in zip(box, volume.shape, halo))
+    inside = tuple(slice(h, h + b - a) for (a, b), h in zip(box, halo))
     original = region[inside]
     path = os.path.join(store, *key.split("/"))
     data = _stored_chunk(path)

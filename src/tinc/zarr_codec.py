@@ -102,7 +102,8 @@ class TincNumcodec(Codec):
 
     def decode(self, buf, out=None, chunk_shape: Sequence[int] | None = None) -> np.ndarray:
         """The chunk: the decoded tree without its halo. The chunk's shape (`chunk_shape`, or
-        that of a shaped `out`) bounds the array a forged chunk may declare, before decoding."""
+        that of a shaped `out`) bounds the array a forged chunk may declare, before decoding;
+        a smaller tree (an edge chunk fitted on the voxels inside the array) is padded to it."""
         if chunk_shape is None and out is not None and np.ndim(out) > 1:
             chunk_shape = np.shape(out)
         max_voxels = MAX_DECODE_VOXELS
@@ -113,6 +114,10 @@ class TincNumcodec(Codec):
         if any(s <= 2 * h for s, h in zip(array.shape, halo)):
             raise TincFormatError(f"chunk of shape {array.shape} is not larger than the codec's halo {halo}")
         array = array[tuple(slice(h, s - h) for s, h in zip(array.shape, halo))]
+        if chunk_shape is not None and array.shape != tuple(chunk_shape) and len(chunk_shape) == array.ndim \
+                and all(a <= c for a, c in zip(array.shape, chunk_shape)):
+            # an edge chunk fitted on the voxels inside the array: what lies outside is never read
+            array = np.pad(array, [(0, c - a) for a, c in zip(array.shape, chunk_shape)], mode="edge")
         if out is not None:
             out = np.asarray(out)
             if out.size != array.size:
