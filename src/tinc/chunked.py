@@ -244,6 +244,12 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)
+    if options.get("max_error_rel") is not None:
+        # one bound for the whole array, as for a single file: of its range, not each chunk's
+        TincNumcodec(**options)  # validates the value first
+        ranges = [(float(np.min(part)), float(np.max(part))) for part in (volume.read(box) for _, box in chunk_boxes(volume.shape, chunks))]
+        span = max(high for _, high in ranges) - min(low for low, _ in ranges)
+        options = {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
     if not isinstance(halo, (int, np.integer)) or halo < 0:
         raise TincConfigError(f"halo must be a non-negative integer, got {halo!r}")
     # no halo along an axis held by one chunk: there is no neighbour to meet
