@@ -303,3 +303,20 @@ def _network_only(data: bytes) -> bytes:
     body = container.pack(parsed.header, parsed.weights, parsed.metadata)
     assert struct.unpack("<I", body[-4:])[0] == zlib.crc32(body[:-4])
     return body
+
+
+def test_bench_max_error_mode(cube, tmp_path):
+    """`tinc bench --max-error`: every codec's row meets its bound, tinc's is a whole file."""
+    import csv
+
+    source = tmp_path / "cube.npy"
+    np.save(source, cube)
+    out = tmp_path / "bench"
+    assert main(["bench", str(source), "--max-error", "1e-2,1e-3", "--network-ratios", "16,64", "--steps", "5",
+                 "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "max_error.csv")))
+    assert sorted({r["codec"] for r in rows}) == ["sperr", "sz3", "tinc", "zfp"] and len(rows) == 8
+    for row in rows:
+        assert float(row["max_error"]) <= float(row["bound"])
+    assert "tinc / smallest other" in (out / "max_error.md").read_text()
+    assert main(["bench", str(source), "--network-ratios", "16", "--out", str(out)]) == 2
