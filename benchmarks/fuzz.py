@@ -185,7 +185,7 @@ def m_shuffle_sections(seed: Seed, rng: random.Random):
 
 def m_unknown_section(seed: Seed, rng: random.Random):
     preamble, parts = sections(seed.data)
-    tag = rng.choice([0, 4, 9, 200, 255])
+    tag = rng.choice([0, 5, 9, 200, 255])  # 4 is CORR
     parts.insert(rng.randrange(len(parts) + 1), (tag, bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))))
     return assemble(preamble, parts), "same"
 

@@ -48,7 +48,8 @@ def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):
     plot = tmp_path / "cmp.png"
     assert main(["eval", str(volume_tif), str(tmp_path / "r.tif"), "--tinc", str(out), "--threshold", "20000", "--json", "--plot", str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"psnr", "psnr_range", "ssim", "ratio", "accuracy"}
+    assert set(result) == {"psnr", "psnr_range", "ssim", "ratio", "accuracy", "max_error", "bound"}
+    assert result["bound"] is None and result["max_error"] > 0
     assert result["ratio"] == pytest.approx(raw / out.stat().st_size)
     assert 0 < result["accuracy"]["20000.0"] <= 1
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,8 +20,10 @@ __all__ = [
 ]
 
 
-def compress(array, ratio: float = 64.0, **options) -> bytes:
-    """Compress `array` to .tinc bytes at most `array.nbytes / ratio` long."""
+def compress(array, ratio: float | None = None, **options) -> bytes:
+    """Compress `array` to .tinc bytes at most `array.nbytes / ratio` long (default 64).
+    With `max_error=E` (or `max_error_rel=R`) every decoded value is within E (R x the
+    range) of the original; the ratio is then the network's, or searched when not given."""
     return TincCodec(ratio=ratio, **options).encode(array)
 
 

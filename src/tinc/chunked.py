@@ -249,6 +249,12 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)
+    if options.get("max_error_rel") is not None:
+        # one bound for the whole array, as for a single file: of its range, not each chunk's
+        TincNumcodec(**options)  # validates the value first
+        ranges = [(float(np.min(part)), float(np.max(part))) for part in (volume.read(box) for _, box in chunk_boxes(volume.shape, chunks))]
+        span = max(high for _, high in ranges) - min(low for low, _ in ranges)
+        options = {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
     if not isinstance(halo, (int, np.integer)) or halo < 0:
         raise TincConfigError(f"halo must be a non-negative integer, got {halo!r}")
     # no halo along an axis held by one chunk: there is no neighbour to meet
@@ -309,13 +315,15 @@ _SURE_BUDGET = 4096
 _WIDEST_FLOAT = -1.2345678901234567e-300
 
 
-def _chunk_ratios(array, store: str, volume: Volume, codec: TincNumcodec, tasks: list) -> list[float]:
+def _chunk_ratios(array, store: str, volume: Volume, codec: TincNumcodec, tasks: list) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The attributes the run ends with are written now with their widest
     values, to be counted; the chunks share what the metadata leaves in proportion to their
     voxels inside the array, except that no chunk gets less than the smallest file that
     holds a tree (a sliver at the array's edge), which the others pay for."""
     ratio = codec.tinc.config.ratio
+    if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
+        return [None] * len(tasks)
     array.update_attributes(_final_attributes(False, volume.path, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
                                               {key: _WIDEST_FLOAT for _, _, key in tasks}))
     metadata = _metadata_bytes(store)
@@ -351,7 +359,8 @@ def _smallest_budget(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcode
     while high - low > max(16, high // 16):
         middle = (low + high) // 2
         try:
-            trial = {**options, "ratio": raw / middle, "steps": 0, "starts": 1, "target_psnr": None}
+            trial = {**options, "ratio": raw / middle, "steps": 0, "starts": 1, "target_psnr": None,
+                     "max_error": None, "max_error_rel": None}
             TincNumcodec(halo=list(halo), **trial).encode_with_halo(sample)
             high = middle
         except TincConfigError:

@@ -110,6 +110,9 @@ CONFIG_FLAGS: dict[str, dict] = {
     "checkpoint": dict(metavar="PATH", help="save the fit here every --checkpoint-every seconds; a rerun of the same "
                        "command resumes from it; removed once the output is written"),
     "checkpoint_every": dict(type=float, metavar="SECONDS", help="seconds between checkpoints (default 60)"),
+    "max_error": dict(type=float, metavar="E", help="guarantee every decoded value within E of the original (data units; "
+                      "0 on integer data: lossless). Without --ratio the network's size is searched for the smallest file"),
+    "max_error_rel": dict(type=float, metavar="R", help="--max-error as a fraction R of the data's range (max - min)"),
 }
 
 
@@ -163,10 +166,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
             stop += f", start {report.start + 1} of {len(report.start_losses)} tried"
         if report.target_search is not None:
             stop += f", chosen from {len(report.target_search.trials)} trials for {report.target_search.target:g} dB"
+        bound = ""
+        if report.bound is not None:
+            bound = (f", max error {report.max_error:g} <= {report.bound:g} (network {report.network_bytes} B, "
+                     f"correction {len(data) - report.network_bytes} B)")
         print(
             f"{args.input} -> {args.output}: {len(data)} bytes, ratio {array.nbytes / len(data):.1f}x, "
             f"depth {plan.depth} ({nodes} nodes, widths {plan.widths_text()}), {report.steps} steps{stop}, "
-            f"PSNR {metrics.psnr(array, recon):.2f} dB, {time.perf_counter() - started:.1f} s"
+            f"PSNR {metrics.psnr(array, recon):.2f} dB{bound}, {time.perf_counter() - started:.1f} s"
         )
         if report.level_energy:
             parts = "/".join(f"{100 * e:.0f}" for e in report.level_energy)
@@ -226,6 +233,15 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     dtype = np.dtype(header["dtype"])
     raw = math.prod(header["shape"]) * dtype.itemsize
     per_node = [p / n for p, n in zip(plan.params_per_level(), plan.layout.nodes_per_level)]
+    bound = None
+    if parsed.correction is not None:
+        from .correction import METHOD_NAMES, decode as decode_correction
+
+        channels_last = tuple(s for i, s in enumerate(header["shape"]) if i != plan_channel_axis(header)) + (plan.channels,)
+        found = decode_correction(parsed.correction, channels_last)
+        bound = {"max_error": found.bound, "measured_max_error": found.measured, "step": 2 * found.half_step,
+                 "coding": METHOD_NAMES[found.method], "correction_bytes": parsed.sizes.get("CORR", 0),
+                 "network_bytes": len(data) - parsed.sizes.get("CORR", 0)}
     return {
         "shape": header["shape"],
         "dtype": str(dtype),
@@ -242,7 +258,13 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "section_bytes": parsed.sizes,
         "ratio": raw / len(data),
         "format_version": data[4],
+        "bound": bound,
     }
+
+
+def plan_channel_axis(header: dict) -> int | None:
+    axis = header.get("channel_axis")
+    return None if axis is None else axis % len(header["shape"])
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -261,10 +283,16 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{info['widths_per_level'][level]:<9}  {params:10d}  {100 * params / info['parameters']:4.0f}%  "
               f"{info['level_weights'][level]:6.2f}")
     print("  sections  " + ", ".join(f"{name} {size} B" for name, size in info["section_bytes"].items()))
+    bound = info["bound"]
+    if bound is not None:
+        print(f"  bound     max error {bound['max_error']:g} guaranteed, {bound['measured_max_error']:g} measured at encode; "
+              f"network {bound['network_bytes']} B + correction {bound['correction_bytes']} B ({bound['coding']}, step {bound['step']:g})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.max_error is not None and not 0 <= args.max_error < math.inf:
+        raise TincConfigError(f"--max-error must be a finite number >= 0, got {args.max_error:g}")
     original, _ = read_with_metadata(args.original)
     tinc_file = args.tinc
     if str(args.reconstruction).endswith(".tinc"):  # decoded in memory; it is also the file whose ratio counts
@@ -277,6 +305,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         recon, _ = read_with_metadata(args.reconstruction)
     size = os.path.getsize(_existing(tinc_file)) if tinc_file else None
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
+    if tinc_file:  # the bound the file promises, beside the error measured here
+        with open(tinc_file, "rb") as handle:
+            bound = describe(handle.read())["bound"]
+        result["bound"] = bound and bound["max_error"]
     if args.plot:
         from .io import atomic_path
         from .plots import rgb_axis, save_comparison
@@ -284,15 +316,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         title = f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}" + (f", ratio {result['ratio']:.1f}x" if result["ratio"] else "")
         with atomic_path(args.plot) as temporary:
             save_comparison(original, recon, temporary, title, channel_axis=rgb_axis(original))
+    exceeded = args.max_error is not None and not result["max_error"] <= args.max_error
     if args.json:
         print(json.dumps(result))
-        return 0
-    print(f"PSNR {result['psnr']:.2f} dB (peak {metrics.peak_value(original):g}), "
-          f"PSNR over data range {result['psnr_range']:.2f} dB, SSIM {result['ssim']:.4f}")
-    if result["ratio"] is not None:
-        print(f"ratio {result['ratio']:.2f}x")
-    for threshold, value in result["accuracy"].items():
-        print(f"accuracy at threshold {threshold}: {value:.5f}")
+    else:
+        print(f"PSNR {result['psnr']:.2f} dB (peak {metrics.peak_value(original):g}), "
+              f"PSNR over data range {result['psnr_range']:.2f} dB, SSIM {result['ssim']:.4f}, max error {result['max_error']:g}"
+              + (f" (bound {result['bound']:g})" if result.get("bound") is not None else ""))
+        if result["ratio"] is not None:
+            print(f"ratio {result['ratio']:.2f}x")
+        for threshold, value in result["accuracy"].items():
+            print(f"accuracy at threshold {threshold}: {value:.5f}")
+    if exceeded:
+        print(f"tinc: error: max error {result['max_error']:g} exceeds --max-error {args.max_error:g}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -344,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, action="append", help="binary accuracy at this intensity; repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object: psnr, psnr_range, ssim, ratio, accuracy")
     p.add_argument("--plot", metavar="PNG", help="also write original / reconstruction / error slices to this PNG")
+    p.add_argument("--max-error", type=float, metavar="E", help="exit with status 1 if any value is off by more than E")
     p.set_defaults(func=cmd_eval)
 
     try:

@@ -21,7 +21,7 @@ import torch
 from . import coding, container
 from .allocation import TreePlan, level_energy, plan_tree
 from .config import TincConfig
-from .errors import TincConfigError, TincFormatError, TincInputError
+from .errors import TincConfigError, TincError, TincFormatError, TincInputError
 from .model import TreeINR
 from .partition import TreeLayout
 
@@ -65,6 +65,14 @@ class EncodeReport:
     nbytes: int = 0
     level_energy: tuple[float, ...] = ()
     """Under level_weights="auto": each level's part of the data's variance (`allocation.level_energy`)."""
+    network_bytes: int = 0
+    """Bytes of the file without its correction (all of it without a `max_error`)."""
+    bound: float | None = None
+    """The guaranteed maximum error (data units), with a `max_error`."""
+    max_error: float | None = None
+    """The largest error of the file's decode, measured before writing it."""
+    ratio_trials: list[tuple[float, int, int]] = field(default_factory=list)
+    """(network ratio, network bytes, whole file bytes) per fit of a `max_error` ratio search."""
 
 
 class TincCodec:
@@ -72,7 +80,8 @@ class TincCodec:
 
     codec_id = "tinc"
 
-    def __init__(self, ratio: float = 64.0, **options):
+    def __init__(self, ratio: float | None = None, **options):
+        """`ratio` defaults to 64, or with a `max_error` alone to a search for the smallest file."""
         self.config = TincConfig.from_options(ratio=ratio, **options)
         self.report = EncodeReport()
 
@@ -99,6 +108,12 @@ class TincCodec:
             data, codec, search = compress_to_psnr(original, config, metadata, lambda message: _say(config, message))
             self.report = codec.report
             self.report.target_search = search
+            return data
+        if config.ratio is None:
+            from .target import smallest_file
+
+            data, codec = smallest_file(original, config, metadata, lambda message: _say(config, message))
+            self.report = codec.report
             return data
         spatial, channels_last = _channels_last(original, config.channel_axis)
         low, high = float(np.min(channels_last)), float(np.max(channels_last))
@@ -214,6 +229,11 @@ class TincCodec:
         if coded is None:
             coded, report.log2_quality = coding.encode_to_budget(tensors, weight_budget, step_scales(model, weights, coords, config), runs)
         data = container.pack(header, coded, metadata)
+        report.network_bytes = len(data)
+        bound = correction_bound(config, low, high)
+        if bound is not None:
+            data, report.max_error = with_correction(data, original, bound)
+            report.bound = bound
         report.nbytes = len(data)
         self.report = report
         return data
@@ -236,6 +256,52 @@ class TincCodec:
 
 
 # ---------------------------------------------------------------------- helpers
+def with_correction(data: bytes, original: np.ndarray, bound: float) -> tuple[bytes, float]:
+    """The file `data` (network only) with a CORR section that brings every value within
+    `bound` of `original`, and the largest error of its decode.
+
+    The residual is taken against the decoder's own prediction (`Decoder.network_values`,
+    the path every decode runs), and the finished file is decoded again and checked value
+    by value before it is returned: a file that would break its bound is never written."""
+    from . import correction, metrics
+    from .decode import Decoder  # builds on this module, hence imported here
+
+    parsed = container.unpack(data)
+    if parsed.correction is not None:
+        raise TincConfigError("the file already has a correction")
+    header, coded, metadata = parsed.header, parsed.weights, parsed.metadata or None
+    _, channels_last = _channels_last(original, header.get("channel_axis"))
+    low, high = header["range"]
+    half = correction.half_step(bound, original.dtype, low, high)
+    network = Decoder(data).network_values()
+    residual = channels_last.astype(np.float64) - prediction(network, header)
+    for _ in range(8):
+        q = correction.quantize(residual, half)
+        measured = metrics.max_abs_error(original, restore(network, header, q * (2.0 * half)))
+        if measured <= bound:
+            break
+        # only the dtype's own rounding can get here (half_step allows for it): a finer step
+        half *= 0.5
+    else:
+        raise TincConfigError(f"max error {bound:g} cannot be guaranteed for this {original.dtype} data; use a larger bound")
+    payload = correction.encode(q, bound, half, measured)
+    final = container.pack(header, coded, metadata, payload)
+    decoded = Decoder(final).decode()
+    checked = metrics.max_abs_error(original, decoded)
+    if checked > bound:  # the decoder disagrees with the encoder's own arithmetic: never write such a file
+        raise TincError(f"internal error: the decode is off by {checked:g}, more than the bound {bound:g}; file not written")
+    return final, checked
+
+
+def correction_bound(config: TincConfig, low: float, high: float) -> float | None:
+    """The absolute bound of `max_error` or `max_error_rel` (of the data's range), or None."""
+    if config.max_error is not None:
+        return float(config.max_error)
+    if config.max_error_rel is not None:
+        return float(config.max_error_rel) * (high - low)
+    return None
+
+
 def stored_tensors(model: TreeINR, canonical: bool = False) -> list[np.ndarray]:
     """The real (unpadded) weights and biases, flat, in the order the coder stores them
     (`canonical`: those of the model's canonical form)."""
@@ -313,11 +379,22 @@ def normalise(data: np.ndarray, low: float, high: float, value_range: tuple[floa
     return ((data.astype(np.float64) - low) * scale + a).astype(np.float32)
 
 
-def restore(normalised: np.ndarray, header: dict) -> np.ndarray:
-    """Undo the normalisation, clip to the original range and cast to the original dtype."""
+def prediction(normalised: np.ndarray, header: dict) -> np.ndarray:
+    """The networks' output in the data's units (float64), before clipping and rounding:
+    what a correction (`tinc.correction`) is added to. Basic IEEE-754 float64 operations
+    only, so the same float32 input gives the same values on any machine."""
     a, b = header["value_range"]
     low, high = header["range"]
-    values = (normalised.astype(np.float64) - a) * ((high - low) / (b - a)) + low
+    return (normalised.astype(np.float64) - a) * ((high - low) / (b - a)) + low
+
+
+def restore(normalised: np.ndarray, header: dict, correction: np.ndarray | float | None = None) -> np.ndarray:
+    """Undo the normalisation, add the `correction` (data units, channels last, as
+    `normalised`), clip to the original range and cast to the original dtype."""
+    low, high = header["range"]
+    values = prediction(normalised, header)
+    if correction is not None:
+        values = values + correction
     values = np.clip(values, low, high)
     if np.isnan(values).any():  # only a forged file's weights can make the networks give NaN
         raise TincFormatError("the .tinc file decodes to NaN: the file is corrupted")

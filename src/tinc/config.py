@@ -34,8 +34,10 @@ FULL_RATE_COVERAGE = 1 / 128
 class TincConfig:
     """How to compress. `tinc compress --level-weights 1,0.8,1.5` is `level_weights=(1, .8, 1.5)`."""
 
-    ratio: float = 64.0
-    """Target compression ratio: the whole file is at most raw_bytes / ratio."""
+    ratio: float | None = 64.0
+    """Target compression ratio: the whole file is at most raw_bytes / ratio. With a
+    `max_error` it is the network's budget and the correction comes on top; None (with a
+    `max_error` only) searches the network's ratio for the smallest whole file."""
     target_psnr: float | None = None
     """If set, search the ratio for the smallest file whose PSNR reaches this (dB, peak of
     the dtype); `ratio` is where the search starts."""
@@ -99,6 +101,12 @@ class TincConfig:
     """File the fit is saved to every `checkpoint_every` seconds; a run with the same input
     and options resumes from it (see `tinc.training`)."""
     checkpoint_every: float = 60.0
+    max_error: float | None = None
+    """Guaranteed bound on every decoded value's error, in the data's units: the residual
+    after the network is quantized and stored too (`tinc.correction`). 0 on integer data
+    is lossless."""
+    max_error_rel: float | None = None
+    """`max_error` as a fraction of the data's range (max - min)."""
 
     def __post_init__(self) -> None:
         # lists from JSON configs or the CLI become the tuples the fields are typed as
@@ -111,8 +119,19 @@ class TincConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not self.ratio or not (self.ratio > 1):
+        if self.ratio is None:
+            if self.max_error is None and self.max_error_rel is None:
+                raise TincConfigError("ratio must be a number > 1 (only a max_error may leave it to a search)")
+        elif not self.ratio or not (self.ratio > 1):
             raise TincConfigError(f"ratio must be > 1, got {self.ratio}")
+        for name in ("max_error", "max_error_rel"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf")):
+                raise TincConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_error is not None and self.max_error_rel is not None:
+            raise TincConfigError("give max_error or max_error_rel, not both")
+        if self.target_psnr is not None and (self.max_error is not None or self.max_error_rel is not None):
+            raise TincConfigError("target_psnr and max_error ask for different things: give one")
         if self.target_psnr is not None and not 0 < self.target_psnr < 400:
             raise TincConfigError(f"target_psnr must be a positive number of dB, got {self.target_psnr}")
         if self.levels is not None and not 0 <= self.levels <= 8:
@@ -171,6 +190,8 @@ class TincConfig:
             raise TincConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
         if ratio is not None:
             options["ratio"] = ratio
+        elif "ratio" not in options and (options.get("max_error") is not None or options.get("max_error_rel") is not None):
+            options["ratio"] = None  # a bound alone: the network's size is searched for the smallest file
         return cls(**options)
 
     def step_count(self) -> int | None:

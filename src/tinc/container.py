@@ -2,8 +2,10 @@
 
     b"TINC" | version:u8 | (tag:u8 length:varint payload)* | crc32:u32 of everything before
 
-Sections: HEAD (the tree description, binary), WGTS (coded weights) and an optional META
-(zlib-compressed name -> bytes pairs, e.g. a NIfTI header). Every byte counts against the
+Sections: HEAD (the tree description, binary), WGTS (coded weights), an optional META
+(zlib-compressed name -> bytes pairs, e.g. a NIfTI header) and an optional CORR (the
+quantized residual of a file with a guaranteed maximum error, `tinc.correction`; a reader
+that predates it skips it and decodes the network alone, without the bound). Every byte counts against the
 budget at high ratios, hence varints and a binary header rather than JSON. Unknown tags
 are skipped, so later versions can add sections that older readers ignore.
 
@@ -29,8 +31,8 @@ from .errors import TincFormatError
 
 MAGIC = b"TINC"
 FORMAT_VERSION = 4
-HEAD, WGTS, META = 1, 2, 3
-SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META"}
+HEAD, WGTS, META, CORR = 1, 2, 3, 4
+SECTION_NAMES = {HEAD: "HEAD", WGTS: "WGTS", META: "META", CORR: "CORR"}
 _MAX_META = 1 << 24  # a zlib bomb in META must not exhaust memory
 _MAX_META_ENTRIES = 256  # nor take seconds to walk: 16 MiB of zeros would be 8 million empty entries
 _MAX_NODES_LISTED = 1 << 20
@@ -48,13 +50,18 @@ class Container:
     metadata: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     """Bytes per part of the file, filled by `unpack` for `tinc info`."""
+    correction: bytes | None = None
+    """The CORR section's payload (`tinc.correction`), if the file guarantees a maximum error."""
 
 
-def pack(header: dict, weights: bytes, metadata: dict | None = None) -> bytes:
+def pack(header: dict, weights: bytes, metadata: dict | None = None, correction: bytes | None = None) -> bytes:
+    """The file; without `correction` exactly the bytes of a file written before CORR existed."""
     parts = [MAGIC, bytes([FORMAT_VERSION])]
     sections = [(HEAD, encode_header(header)), (WGTS, weights)]
     if metadata:
         sections.append((META, _encode_metadata(metadata)))
+    if correction is not None:
+        sections.append((CORR, correction))
     for tag, payload in sections:
         parts += [bytes([tag]), varint(len(payload)), payload]
     body = b"".join(parts)
@@ -92,7 +99,7 @@ def unpack(data: bytes) -> Container:
     header = decode_header(sections[HEAD])
     header["format_version"] = version
     metadata = _decode_metadata(sections[META]) if META in sections else {}
-    return Container(header, sections[WGTS], metadata, sizes)
+    return Container(header, sections[WGTS], metadata, sizes, sections.get(CORR))
 
 
 # ------------------------------------------------------------------ header

@@ -68,6 +68,11 @@ class Decoder:
         self.channel_axis = None if axis is None else axis % len(self.shape)
         self.channels = self.plan.channels
         self.leaves_evaluated = 0  # by the last decode: what a request cost, without timing it
+        self.correction = None
+        if parsed.correction is not None:  # a guaranteed maximum error: the residual on the training grid
+            from .correction import decode as decode_correction
+
+            self.correction = decode_correction(parsed.correction, tuple(self.plan.layout.shape) + (self.channels,))
 
     # ------------------------------------------------------------------ geometry
     def sampling(self, scale: float | None = None, shape: Sequence[int] | str | None = None) -> Sampling:
@@ -143,11 +148,17 @@ class Decoder:
 
     def _decode_all(self) -> np.ndarray:
         """Every leaf in one pass, fastest when all is wanted (`TincCodec.decode` comes here)."""
+        correction = None if self.correction is None else self.correction.values()
+        return restore(self.network_values(), self.header, correction)
+
+    def network_values(self) -> np.ndarray:
+        """The networks' float32 output on the training grid, channels last, normalised:
+        what the decode (and the encoder's correction) starts from."""
         layout = self.plan.layout
         coords = torch.as_tensor(layout.block_coordinates(), device=self.device)
         blocks = self.model.render(coords).cpu().numpy()
         self.leaves_evaluated = layout.leaves
-        return restore(layout.from_blocks(blocks), self.header)
+        return layout.from_blocks(blocks)
 
     def decode_into(self, out: np.ndarray, box: Box, sampling: Sampling, group_bytes: int | None = None) -> None:
         """Write the `box` (full-array axes, output grid) of the decode into `out`, which has
@@ -166,6 +177,8 @@ class Decoder:
         needed = self._needed_coordinates(selected, first - low, last - low, sampling.block)
         coords = torch.as_tensor(sampling.coordinates(), device=self.device)
         group = max(1, group_bytes // (needed.size * self.channels * 4))
+        # the correction belongs to the training grid: a resampled decode has no bound
+        correction = self.correction if self.correction is not None and sampling == self.sampling() else None
         for g in range(0, len(selected), group):
             leaves = selected[g:g + group]
             values = self.model.render_leaves(coords, leaves, needed).cpu().numpy()
@@ -173,7 +186,10 @@ class Decoder:
             for leaf, value in zip(leaves, values):
                 local = tuple(slice(a, b) for a, b in zip(first[leaf] - low[leaf], last[leaf] - low[leaf]))
                 target = [slice(a, b) for a, b in zip(first[leaf] - start, last[leaf] - start)]
-                piece = restore(value[local], self.header)
+                residual = None
+                if correction is not None:  # on the training grid, output and array coordinates agree
+                    residual = correction.values(tuple(slice(a, b) for a, b in zip(first[leaf], last[leaf])) + (slice(None),))
+                piece = restore(value[local], self.header, residual)
                 if channels is not None:
                     index = [slice(None)] * piece.ndim
                     index[self.channel_axis] = channels

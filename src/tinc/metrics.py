@@ -74,6 +74,28 @@ def ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def max_abs_error(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    """The largest |original - reconstruction|, exact for integers of any width (a float64
+    difference would round 64-bit integers beyond 2^53)."""
+    _check_pair(original, reconstruction)
+    a, b = np.asarray(original), np.asarray(reconstruction)
+    if a.size == 0:
+        return 0.0
+    if a.dtype.kind in "ui" and b.dtype.kind in "ui" and max(a.dtype.itemsize, b.dtype.itemsize) == 8:
+        # order-preserving map of both to uint64, where the larger minus the smaller is exact
+        a, b = (_as_ordered_uint64(x) for x in (a, b))
+        return float(int(np.max(np.where(a > b, a - b, b - a))))
+    if a.dtype.kind in "ui" and b.dtype.kind in "ui":
+        return float(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def _as_ordered_uint64(x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind == "u":
+        return x.astype(np.uint64)
+    return x.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
+
+
 def accuracy(original: np.ndarray, reconstruction: np.ndarray, threshold: float) -> float:
     """Fraction of elements on the same side of `threshold` in both arrays."""
     _check_pair(original, reconstruction)
@@ -92,6 +114,7 @@ def evaluate(
         "psnr_range": psnr_range(original, reconstruction),
         "ssim": ssim(original, reconstruction),
         "ratio": (original.nbytes / compressed_bytes) if compressed_bytes else None,
+        "max_error": max_abs_error(original, reconstruction),
         "accuracy": {str(t): accuracy(original, reconstruction, t) for t in thresholds},
     }
     return result

@@ -1,4 +1,5 @@
-"""`--target-psnr`: the smallest file that reaches a fidelity, found by searching the ratio.
+"""`--target-psnr`: the smallest file that reaches a fidelity, found by searching the ratio;
+`--max-error` alone: the network's ratio that makes network + correction smallest.
 
 Each trial is a whole compression at one ratio, so a search costs a few fits (about
 `2 + log2(bracket / tolerance)`); `--time-limit` bounds each of them.
@@ -88,3 +89,59 @@ def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | Non
     search.chosen = min(passing, key=lambda t: t.nbytes)
     data, codec = results[search.chosen.ratio]
     return data, codec, search
+
+
+# The network ratios a `max_error` search starts from and may reach: below 4x a network costs
+# more than most residuals, above 4096x it holds almost nothing.
+MAX_ERROR_START, MAX_ERROR_RATIOS = 64.0, (4.0, 4096.0)
+
+
+def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None, say) -> tuple[bytes, "TincCodec"]:  # noqa: F821
+    """For a `max_error` without a ratio: fit networks at ratios a factor 4 apart from
+    `MAX_ERROR_START`, walking toward the smaller whole file until it grows, then once more
+    a factor 2 either side of the best; return the smallest file and its codec. A few
+    whole fits (`--time-limit` bounds each); every file meets the bound."""
+    from .codec import TincCodec
+
+    results: dict[float, tuple[bytes, TincCodec]] = {}
+    trials: list[tuple[float, int, int]] = []
+
+    def size(ratio: float) -> float:
+        if ratio in results:
+            return len(results[ratio][0])
+        codec = TincCodec(**dataclasses.asdict(config.replace(ratio=ratio)))
+        try:
+            data = codec.encode(array, metadata=metadata)
+        except TincConfigError as error:  # no tree fits this budget
+            say(f"max error: network ratio {ratio:.1f}x fails ({error})")
+            return math.inf
+        results[ratio] = (data, codec)
+        trials.append((ratio, codec.report.network_bytes, len(data)))
+        say(f"max error: network ratio {ratio:.1f}x -> {codec.report.network_bytes} + "
+            f"{len(data) - codec.report.network_bytes} bytes of correction = {len(data)} bytes")
+        return len(data)
+
+    def clamp(ratio: float) -> float:
+        return min(max(ratio, MAX_ERROR_RATIOS[0]), MAX_ERROR_RATIOS[1])
+
+    ratio = MAX_ERROR_START
+    best = size(ratio)
+    for factor in (RATIO_STEP, 1 / RATIO_STEP):  # up while it shrinks; if it never did, down
+        moved = False
+        while clamp(ratio * factor) != ratio:
+            candidate = size(clamp(ratio * factor))
+            if candidate >= best:
+                break
+            ratio, best, moved = clamp(ratio * factor), candidate, True
+        if moved:
+            break
+    for factor in (2.0, 0.5):
+        if clamp(ratio * factor) != ratio:
+            candidate = size(clamp(ratio * factor))
+            if candidate < best:
+                ratio, best = clamp(ratio * factor), candidate
+    if not results:
+        raise TincConfigError("max error: no network ratio between 4x and 4096x fits this array")
+    data, codec = min(results.values(), key=lambda pair: len(pair[0]))
+    codec.report.ratio_trials = trials
+    return data, codec

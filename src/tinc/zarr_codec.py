@@ -56,7 +56,7 @@ class TincNumcodec(Codec):
         if not values or any(not isinstance(h, (int, np.integer)) or h < 0 for h in values):
             raise TincInputError(f"halo must be a non-negative integer or one per axis, got {halo!r}")
         self.halo: int | list[int] = int(halo) if isinstance(halo, (int, np.integer)) else [int(h) for h in halo]
-        if "ratio" in options:  # 32 and 32.0 are one setting: keep the stored configuration canonical
+        if options.get("ratio") is not None:  # 32 and 32.0 are one setting: keep the stored configuration canonical
             options["ratio"] = float(options["ratio"])
         self.tinc = TincCodec(**{**options, "quiet": True})
 
@@ -70,7 +70,7 @@ class TincNumcodec(Codec):
         return cls(**options)
 
     def __repr__(self) -> str:
-        return f"TincNumcodec(ratio={self.tinc.config.ratio:g}, halo={self.halo})"
+        return f"TincNumcodec(ratio={self.tinc.config.ratio}, halo={self.halo})"
 
     def halo_per_axis(self, ndim: int) -> tuple[int, ...]:
         """Voxels of halo on each side of each axis; none on the channel axis."""
@@ -95,7 +95,8 @@ class TincNumcodec(Codec):
         if any(s <= 2 * h for s, h in zip(region.shape, halo)):
             raise TincInputError(f"region {region.shape} is not larger than its halo {halo} on every axis")
         # the halo's voxels come on top of the chunk's budget: scale the ratio by the volume
-        ratio = self.tinc.config.ratio * region.size / chunk_size
+        ratio = self.tinc.config.ratio
+        ratio = None if ratio is None else ratio * region.size / chunk_size  # None: a max_error's search
         options = {k: v for k, v in self.tinc.get_config().items() if k != "id"}
         with _FIT_LOCK:
             return TincCodec(**{**options, "ratio": ratio}).encode(region)

@@ -47,6 +47,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, help="seconds of training per tinc run")
     p.add_argument("--steps", type=int, default=None, help="training steps per tinc run")
     p.add_argument("--list-codecs", action="store_true", help="list the codecs and whether they work here, then exit")
+    p.add_argument("--max-error", nargs="?", const="1e-2,1e-3,1e-4", metavar="F1,F2,..",
+                   help="instead of ratios: file size at equal guaranteed maximum error, bounds as fractions of the "
+                        "data's range (default 1e-2,1e-3,1e-4), against SZ3 (absolute), SPERR (point-wise) and ZFP "
+                        "(accuracy); writes max_error.csv and max_error.md")
+    p.add_argument("--network-ratios", default=None, metavar="R1,R2,..",
+                   help="with --max-error: network ratios tinc tries (one fit each, shared by all bounds; the smallest "
+                        "file is kept; default 16,32,64,128,256,512)")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     p.set_defaults(func=run_cli)
     return p
@@ -70,6 +77,18 @@ def run_cli(args: argparse.Namespace) -> int:
         raise TincConfigError(f"steps must be >= 0, got {args.steps}")
     if args.time_limit is not None and args.time_limit < 0:
         raise TincConfigError(f"time limit must be >= 0, got {args.time_limit}")
+    if args.max_error is not None:
+        from .bounded import DEFAULT_NETWORK_RATIOS, _parse_floats, run_bounded
+
+        codecs = [c for c in args.codecs.split(",") if c in ("sz3", "sperr", "zfp")] if args.codecs != DEFAULT_CODECS else ["sz3", "sperr", "zfp"]
+        rows = run_bounded(args.inputs, _parse_floats(args.max_error, "--max-error"),
+                           _parse_floats(args.network_ratios or DEFAULT_NETWORK_RATIOS, "--network-ratios"), args.out,
+                           codecs, time_limit=args.time_limit, steps=args.steps, quiet=quiet)
+        if not quiet:
+            print(f"wrote {len(rows)} results to {os.path.join(args.out, 'max_error.md')} (and max_error.csv)", file=sys.stderr)
+        return 0
+    if args.network_ratios is not None:
+        raise TincConfigError("--network-ratios applies with --max-error")
     rows = run_bench(
         args.inputs, parse_ratios(args.ratios), parse_codecs(args.codecs), args.out,
         time_limit=args.time_limit, steps=args.steps, quiet=quiet,
