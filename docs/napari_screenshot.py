@@ -1,7 +1,11 @@
 """Make docs/napari.png: brain64.tif compressed 64x, opened in napari through tinc's reader.
 
-    pip install 'tinc[napari]' pyqt5
-    QT_QPA_PLATFORM=offscreen python docs/napari_screenshot.py   # or under xvfb-run
+    pip install 'tinc[napari]'
+    xvfb-run -s "-screen 0 1280x1024x24" python docs/napari_screenshot.py   # or on a desktop
+
+(Qt's offscreen platform gives vispy no OpenGL context here; a virtual X server does.) From
+Python, `viewer.open(path)` needs `plugin="tinc"` or `plugin=None`: napari's own reader is the
+API's default, while the command line and drag-and-drop choose among the plugins.
 """
 
 import os
