@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    if hasattr(signal, "pthread_sigmask"):  # a parent's blocked signals are inherited: Ctrl-C must reach the fit
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         return args.func(args)
     except TincError as error:
