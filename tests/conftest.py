@@ -19,3 +19,31 @@ def brain32(brain64) -> np.ndarray:
 
 
 FAST = dict(steps=40, batch=1 << 14, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins).
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Boxes passed to Decoder.decode_into, in call order."""
+    from tinc.decode import Decoder
+
+    boxes = []
+    original = Decoder.decode_into
+
+    def spy(self, out, box, sampling, group_bytes=None):
+        boxes.append(box)
+        return original(self, out, box, sampling, group_bytes)
+
+    monkeypatch.setattr(Decoder, "decode_into", spy)
+    return boxes

@@ -7,7 +7,6 @@ import os
 import nibabel
 import numpy as np
 import pytest
-import torch
 import tifffile
 import zarr
 
@@ -24,13 +23,7 @@ from ome_zarr.reader import Reader  # noqa: E402
 FAST = ["--ratio", "8", "--steps", "20", "--batch", "2048", "--starts", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ome_axes(path) -> tuple[list[tuple[str, str | None]], tuple[int, ...], list]:

@@ -3,24 +3,16 @@ full decode's, and nothing is decoded until a chunk (or a slice of one) is compu
 
 import numpy as np
 import pytest
-import torch
 import zarr
 
 import tinc
 from tinc import decode
-from tinc.decode import Decoder
 from tinc.zarr_codec import TincZarrCodec
 
 FAST = dict(ratio=8, steps=20, batch=2048, starts=1, quiet=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +21,6 @@ def volume(tmp_path_factory):
     path = tmp_path_factory.mktemp("dask") / "v.tinc"
     path.write_bytes(tinc.compress(data, levels=2, **FAST))
     return path
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    """Boxes passed to Decoder.decode_into, in call order."""
-    boxes = []
-    original = Decoder.decode_into
-
-    def spy(self, out, box, sampling, group_bytes=None):
-        boxes.append(box)
-        return original(self, out, box, sampling, group_bytes)
-
-    monkeypatch.setattr(Decoder, "decode_into", spy)
-    return boxes
 
 
 def test_mean_equals_the_full_decode_and_chunks_are_leaf_block_groups(volume, monkeypatch):

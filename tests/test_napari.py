@@ -7,12 +7,10 @@ from pathlib import Path
 import nibabel
 import numpy as np
 import pytest
-import torch
 import zarr
 
 import tinc
 from tinc import napari_reader
-from tinc.decode import Decoder
 from tinc.io import read_with_metadata
 from tinc.zarr_codec import TincZarrCodec
 
@@ -22,31 +20,12 @@ MANIFEST = Path(tinc.__file__).parent / "napari.yaml"
 FAST = dict(ratio=8, steps=20, batch=2048, starts=1, quiet=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_tinc(path, array, metadata=None, **options) -> Path:
     path.write_bytes(tinc.TincCodec(**{**FAST, **options}).encode(array, metadata=metadata))
     return path
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    boxes = []
-    original = Decoder.decode_into
-
-    def spy(self, out, box, sampling, group_bytes=None):
-        boxes.append(box)
-        return original(self, out, box, sampling, group_bytes)
-
-    monkeypatch.setattr(Decoder, "decode_into", spy)
-    return boxes
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,12 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 import tinc
 from tinc import progress
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny fits: a second torch thread only waits on the first (and on a busy machine spins)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Terminal(io.StringIO):
