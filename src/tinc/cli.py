@@ -237,8 +237,8 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     if parsed.correction is not None:
         from .correction import METHOD_NAMES, decode as decode_correction
 
-        channels_last = tuple(s for i, s in enumerate(header["shape"]) if i != plan_channel_axis(header)) + (plan.channels,)
-        found = decode_correction(parsed.correction, channels_last)
+        # decoded whole, as a decode would: `tinc info` also checks the residuals are readable
+        found = decode_correction(parsed.correction, tuple(plan.layout.shape) + (plan.channels,))
         bound = {"max_error": found.bound, "measured_max_error": found.measured, "step": 2 * found.half_step,
                  "coding": METHOD_NAMES[found.method], "correction_bytes": parsed.sizes.get("CORR", 0),
                  "network_bytes": len(data) - parsed.sizes.get("CORR", 0)}
@@ -260,11 +260,6 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "format_version": data[4],
         "bound": bound,
     }
-
-
-def plan_channel_axis(header: dict) -> int | None:
-    axis = header.get("channel_axis")
-    return None if axis is None else axis % len(header["shape"])
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -305,10 +300,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         recon, _ = read_with_metadata(args.reconstruction)
     size = os.path.getsize(_existing(tinc_file)) if tinc_file else None
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
-    if tinc_file:  # the bound the file promises, beside the error measured here
+    if tinc_file:  # the bound the file promises, beside the error measured here: its CORR header suffices
+        from .correction import read_header
+
         with open(tinc_file, "rb") as handle:
-            bound = describe(handle.read())["bound"]
-        result["bound"] = bound and bound["max_error"]
+            payload = container.unpack(handle.read()).correction
+        result["bound"] = None if payload is None else read_header(payload).bound
     if args.plot:
         from .io import atomic_path
         from .plots import rgb_axis, save_comparison

@@ -114,8 +114,8 @@ def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI)
     return {METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS for m in methods}
 
 
-def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
-    """The correction of a `CORR` payload for channels-last `shape`; TincFormatError if corrupt."""
+def read_header(payload: bytes) -> Correction:
+    """A `CORR` payload's bound, step and coding, without its residuals (`q` is None)."""
     if len(payload) < _HEADER.size:
         raise TincFormatError("CORR section is truncated")
     method, bound, half, measured = _HEADER.unpack_from(payload)
@@ -123,10 +123,17 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
         raise TincFormatError(f"CORR section: unknown residual coding {method}")
     if not (math.isfinite(bound) and math.isfinite(half) and bound >= 0 and 0 < half <= bound + 1):
         raise TincFormatError("CORR section: invalid bound")
+    return Correction(bound, half, measured, method, None)
+
+
+def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
+    """The correction of a `CORR` payload for channels-last `shape`; TincFormatError if corrupt."""
+    found = read_header(payload)
+    method, bound, half, measured = found.method, found.bound, found.half_step, found.measured
     if method == NONE:
         if len(payload) != _HEADER.size:
             raise TincFormatError("CORR section: trailing bytes")
-        return Correction(bound, half, measured, method, None)
+        return found
     count = math.prod(shape)
     body = payload[_HEADER.size:]
     if len(body) < 1 or body[0] & 15 >= len(_WIDTHS) or body[0] >> 4 not in PREDICTORS:
