@@ -25,7 +25,7 @@ import numpy as np
 
 import tinc
 from tinc import correction
-from tinc.codec import prediction
+from tinc.values import prediction
 from tinc.decode import Decoder
 
 INPUTS = ["/work/shared/data/brain64.tif", "/work/shared/data/tinc_test.tif", "nibabel:example4d.nii.gz", "skimage:cell"]

@@ -47,7 +47,7 @@ import torch
 
 from tinc import TincCodec, container
 from tinc.cli import describe
-from tinc.codec import plan_from_header
+from tinc.format import plan_from_header
 from tinc.decode import Decoder
 from tinc.errors import TincFormatError
 

@@ -18,7 +18,8 @@ import torch
 
 import tinc
 from tinc import coding, container
-from tinc.codec import load_model, loss_weights, step_scales, stored_tensors
+from tinc.codec import loss_weights, step_scales, stored_tensors
+from tinc.format import build_model
 from tinc.config import TincConfig
 from tinc.metrics import psnr
 
@@ -39,7 +40,7 @@ def main() -> None:
                                    time_limit=args.time_limit, steps=10**6, quiet=True)
         parsed = container.unpack(float_file)
         budget = int(array.nbytes // args.ratio) - (len(float_file) - len(parsed.weights))
-        plan, model = load_model(parsed, torch.device("cpu"))
+        plan, model = build_model(parsed.header, parsed.weights, torch.device("cpu"))
         tensors = stored_tensors(model)
         channels_last = array[..., None] if parsed.header["channel_axis"] is None else np.moveaxis(array, parsed.header["channel_axis"], -1)
         config = TincConfig()

@@ -20,7 +20,8 @@ import numpy as np
 
 import tinc
 from tinc import coding, container
-from tinc.codec import load_model, stored_tensors
+from tinc.codec import stored_tensors
+from tinc.format import build_model
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         for ratio in (float(r) for r in args.ratios.split(",")):
             data = tinc.compress(array, ratio=ratio, steps=args.steps, quiet=True)
             parsed = container.unpack(data)
-            _, model = load_model(parsed, "cpu")
+            _, model = build_model(parsed.header, parsed.weights, "cpu")
             tensors, runs = stored_tensors(model), model.bias_runs()
             codes = [code for code, _ in coding.section_tensors(parsed.weights, len(tensors))]
             sorted_runs = len(coding.encode_with_steps(tensors, codes, runs))

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from tinc.allocation import allocate, level_energy, level_weights, node_params, node_shares, plan_tree, solve_width
+from tinc.allocation import allocate, level_energy, level_weights, node_shares, plan_tree
+from tinc.nodes.sine_mlp import node_params, solve_width
 from tinc.config import TincConfig
 from tinc.errors import TincConfigError
 from tinc.partition import TreeLayout, choose_splits

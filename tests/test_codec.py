@@ -14,6 +14,7 @@ from tinc import coding, container
 from tinc.config import TincConfig
 from tinc.decode import Decoder
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
+from tinc.format import plan_from_header
 from tinc.metrics import psnr_range
 
 from conftest import FAST
@@ -273,8 +274,8 @@ def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
     data = tinc.compress(image, ratio=4, **FAST)
     header = container.unpack(data).header
     assert header["format_version"] == container.FORMAT_VERSION == 4
-    assert tinc.codec.plan_from_header(header).input_axes == (0, 1)
-    legacy = tinc.codec.plan_from_header({**header, "format_version": 1})
+    assert plan_from_header(header).input_axes == (0, 1)
+    legacy = plan_from_header({**header, "format_version": 1})
     assert legacy.input_axes == (0, 1, 2) and legacy.fan_in(0).tolist() == [3]
     # without a length-1 axis both formats mean the same: a format-1 file decodes as before
     current = tinc.compress(brain32[:16], ratio=16, **FAST)
@@ -283,11 +284,12 @@ def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
 
 
 def test_files_store_the_canonical_network_with_its_biases_as_sorted_runs(brain32):
-    from tinc.codec import load_model, stored_tensors
+    from tinc.codec import stored_tensors
+    from tinc.format import build_model
 
     data = tinc.compress(brain32, ratio=32, **FAST)
     parsed = container.unpack(data)
-    _, model = load_model(parsed, "cpu")
+    _, model = build_model(parsed.header, parsed.weights, "cpu")
     tensors, runs = stored_tensors(model), model.bias_runs()
     codes, sorted_tensors = zip(*coding.section_tensors(parsed.weights, len(tensors)))
     assert list(sorted_tensors) == [r is not None for r in runs] and any(sorted_tensors)

@@ -2,6 +2,7 @@ import pytest
 
 from tinc import container
 from tinc.errors import TincFormatError
+from tinc.format import Header, decode_header, encode_header
 
 HEADER = {"shape": [40, 30, 20], "dtype": "<u2", "channel_axis": None, "range": [3.0, 4000.0], "value_range": [-1.0, 1.0],
           "w0": 30.0, "splits": [[2, 2, 2], [2, 2, 1]], "layers": [2, 1, 3], "widths": [20, 12, list(range(8, 40))]}
@@ -14,7 +15,7 @@ def sample() -> bytes:
 def test_round_trip_and_section_sizes():
     data = sample()
     parsed = container.unpack(data)
-    assert parsed.header == {**HEADER, "format_version": container.FORMAT_VERSION} and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": b"abc"}
+    assert parsed.header == Header.of({**HEADER, "format_version": container.FORMAT_VERSION}) and parsed.weights == b"weights" * 10 and parsed.metadata == {"nifti_header": b"abc"}
     assert sum(parsed.sizes.values()) == len(data)
 
 
@@ -22,8 +23,8 @@ def test_header_fields_round_trip_including_non_defaults():
     custom = {**HEADER, "channel_axis": -1, "shape": [40, 30, 3], "splits": [[2, 2]], "layers": [2, 2], "widths": [9, [8, 9, 10, 11]],
               "range": [-0.5, 2.25], "value_range": [0.0, 100.0], "w0": 20.0, "dtype": ">f4"}
     for header in (HEADER, custom):
-        assert container.decode_header(container.encode_header(header)) == header
-    assert len(container.encode_header(HEADER)) < 60
+        assert decode_header(encode_header(header)) == Header.of(header)
+    assert len(encode_header(HEADER)) < 60
 
 
 def test_every_truncation_is_a_format_error():

@@ -8,7 +8,7 @@ import torch
 
 import tinc
 import tinc.decode
-from tinc.allocation import TreePlan
+from tinc.tree import TreePlan
 from tinc.cli import main
 from tinc.decode import Decoder, parse_roi, write_decoded
 from tinc.errors import TincConfigError

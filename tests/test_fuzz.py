@@ -108,7 +108,7 @@ def test_a_header_claiming_a_trillion_voxels_is_refused_before_any_allocation(se
     def no_model(*args, **kwargs):
         raise AssertionError("the networks were allocated")
 
-    monkeypatch.setattr("tinc.codec.TreeINR", no_model)
+    monkeypatch.setattr("tinc.format.TreeINR", no_model)
     with pytest.raises(TincFormatError, match="1000000000000 elements.*max_voxels"):
         tinc.decompress(trillion)
     with pytest.raises(TincFormatError, match="max_voxels"):

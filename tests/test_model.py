@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from tinc.allocation import TreePlan, plan_tree
+from tinc.allocation import plan_tree
+from tinc.tree import TreePlan
 from tinc.config import TincConfig
 from tinc.model import TreeINR, count_parameters
 from tinc.partition import TreeLayout, choose_splits
@@ -380,7 +381,7 @@ def test_damping_settles_the_weights_near_their_rounded_values():
 
 
 def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
-    from tinc.model import NYQUIST_FRACTION, first_layer_bounds
+    from tinc.nodes.sine_mlp import NYQUIST_FRACTION, first_layer_bounds
 
     block, w0 = (8, 64, 64), 30.0
     bounds = first_layer_bounds(block, w0)

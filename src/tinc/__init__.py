@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .codec import MAX_DECODE_VOXELS, TincCodec
+from .codec import TincCodec
+from .format import MAX_DECODE_VOXELS
 from .config import TincConfig
 from .errors import TincConfigError, TincError, TincFormatError, TincInputError, TincOutputError
 

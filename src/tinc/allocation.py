@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from .config import TincConfig
 from .errors import TincConfigError
+from .nodes import SINE_MLP, node_kind
 from .partition import TreeLayout, choose_splits
+from .tree import TreePlan, input_axes
 
 MAX_AUTO_DEPTH = 6
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
@@ -23,82 +22,6 @@ AUTO_LEVEL_EXPONENT = 1.0
 SIMILARITY_EXPONENT = 0.5
 
 
-def node_params(width: int, fan_in: int, layers: int, fan_out: int) -> int:
-    """Parameters of one node: `layers` sine layers of `width`, plus a linear head of `fan_out`."""
-    return fan_in * width + width + (layers - 1) * (width * width + width) + fan_out * width + fan_out
-
-
-def solve_width(params: float, fan_in: int, layers: int, fan_out: int) -> int:
-    """Largest width whose node has at most `params` parameters (0 if none fits)."""
-    a = layers - 1
-    b = fan_in + 1 + (layers - 1) + fan_out
-    c = fan_out - params
-    if a == 0:
-        width = -c / b
-    else:
-        width = (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
-    width = max(int(math.floor(width)), 0)
-    while width > 0 and node_params(width, fan_in, layers, fan_out) > params:
-        width -= 1
-    return width
-
-
-def input_axes(shape: tuple[int, ...], singleton_inputs: bool = False) -> tuple[int, ...]:
-    """The spatial axes the root takes as coordinates: those longer than 1 (a trailing
-    length-1 axis of a TIFF is no dimension of the data), or all of them in format 1."""
-    every = tuple(range(len(shape)))
-    if singleton_inputs:
-        return every
-    return tuple(axis for axis in every if shape[axis] > 1) or every
-
-
-@dataclass(frozen=True)
-class TreePlan:
-    """A tree's shape and the width of every node, level by level."""
-
-    layout: TreeLayout
-    layers: tuple[int, ...]
-    widths: tuple[np.ndarray, ...]
-    channels: int
-    singleton_inputs: bool = False
-    """Format 1 fed length-1 axes to the root as constant coordinates; later formats skip them."""
-
-    @property
-    def depth(self) -> int:
-        return self.layout.depth
-
-    @property
-    def input_axes(self) -> tuple[int, ...]:
-        return input_axes(self.layout.shape, self.singleton_inputs)
-
-    def fan_in(self, level: int) -> np.ndarray:
-        """Input width of every node of `level`: coordinates for the root, else the parent's width."""
-        if level == 0:
-            return np.array([len(self.input_axes)])
-        return np.repeat(self.widths[level - 1], self.layout.children[level - 1])
-
-    def params_per_level(self) -> list[int]:
-        totals = []
-        for level, widths in enumerate(self.widths):
-            fan_out = self.channels if level == self.depth else 0
-            fan_in = self.fan_in(level)
-            totals.append(int(sum(node_params(int(w), int(f), self.layers[level], fan_out) for w, f in zip(widths, fan_in))))
-        return totals
-
-    @property
-    def params(self) -> int:
-        return sum(self.params_per_level())
-
-    def widths_text(self) -> str:
-        """Widths level by level, "36/13"; a level of unequal widths shows its range, "8-13"."""
-        return "/".join(width_text(w) for w in self.widths)
-
-
-def width_text(widths) -> str:
-    widths = np.asarray(widths)
-    return str(int(widths[0])) if np.all(widths == widths[0]) else f"{int(widths.min())}-{int(widths.max())}"
-
-
 def allocate(
     layout: TreeLayout,
     params: float,
@@ -106,8 +29,10 @@ def allocate(
     level_weights: tuple[float, ...],
     shares: list[np.ndarray],
     channels: int,
+    kind: int = SINE_MLP,
 ) -> TreePlan:
     """Split `params` over levels by weight and over nodes by share, then solve each width."""
+    width_for = node_kind(kind).width_for
     counts = layout.nodes_per_level
     denominator = sum(w * n for w, n in zip(level_weights, counts))
     widths: list[np.ndarray] = []
@@ -118,7 +43,7 @@ def allocate(
         else:
             fan_in = np.repeat(widths[-1], layout.children[level - 1])
         per_node = params * level_weights[level] * shares[level] / denominator
-        widths.append(np.array([solve_width(p, int(f), layers[level], fan_out) for p, f in zip(per_node, fan_in)], dtype=np.int64))
+        widths.append(np.array([width_for(p, int(f), layers[level], fan_out) for p, f in zip(per_node, fan_in)], dtype=np.int64))
     return TreePlan(layout, layers, tuple(widths), channels)
 
 

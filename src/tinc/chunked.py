@@ -245,7 +245,7 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
                               "fitted, and rerunning the same command resumes from the chunks already written")
     quiet = bool(options.get("quiet"))
     volume = Volume(source)
-    from .codec import check_array
+    from .values import check_array
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)

@@ -14,8 +14,9 @@ import time
 import numpy as np
 
 from . import container, metrics
-from .allocation import width_text
-from .codec import MAX_DECODE_VOXELS, TincCodec, plan_from_header
+from .tree import width_text
+from .codec import TincCodec
+from .format import MAX_DECODE_VOXELS, plan_from_header
 from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig
 from .errors import TincConfigError, TincError
 from .io import check_writable, format_of, is_zarr_path, read_with_metadata, write_bytes

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 
@@ -19,17 +18,16 @@ import numpy as np
 import torch
 
 from . import coding, container
-from .allocation import TreePlan, level_energy, plan_tree
+from .allocation import level_energy, plan_tree
 from .config import TincConfig
-from .errors import TincConfigError, TincError, TincFormatError, TincInputError
+from .devices import torch_device
+from .errors import TincConfigError, TincError
+from .format import MAX_DECODE_VOXELS, make_header
 from .model import TreeINR
 from .partition import TreeLayout
+from .tree import TreePlan
+from .values import channels_last, check_array, normalise, prediction, restore
 
-SUPPORTED_KINDS = "uif"  # unsigned, signed integers and floats; bool, complex, object are not data
-MAX_SPATIAL_DIMS = 4
-MAX_DECODE_VOXELS = 1 << 32  # 16 GiB of float32; larger outputs need streaming decode
-MAX_WIDTH = 4096
-MAX_LAYERS = 16
 # The tree's depth and layers are chosen as if weights cost at least this many bits, the widths
 # for `weight_bits`: the depth floor was measured on networks sized for 6 bits, and sizing for
 # 5 throughout moved cell at 64x and 512x to other depths and lost 3.7 and 1.7 dB there, while
@@ -115,9 +113,9 @@ class TincCodec:
             data, codec = smallest_file(original, config, metadata, lambda message: _say(config, message))
             self.report = codec.report
             return data
-        spatial, channels_last = _channels_last(original, config.channel_axis)
-        low, high = float(np.min(channels_last)), float(np.max(channels_last))
-        normalised = normalise(channels_last, low, high, config.value_range)
+        spatial, values = channels_last(original, config.channel_axis)
+        low, high = float(np.min(values)), float(np.max(values))
+        normalised = normalise(values, low, high, config.value_range)
         channels = normalised.shape[-1]
         budget = int(original.size * original.dtype.itemsize // config.ratio)
         report = EncodeReport()
@@ -128,7 +126,7 @@ class TincCodec:
 
         def overhead_of(plan: TreePlan) -> int:
             """Bytes of the file that are not weights: container, header, tensor headers, stream slack."""
-            header = make_header(original, plan, config, low, high)
+            header = make_header(original, plan, config.channel_axis, config.value_range, config.w0, low, high)
             n_tensors = 2 * (sum(plan.layers) + 1)
             return len(container.pack(header, b"", metadata)) + 1 + n_tensors * coding.TENSOR_HEADER_BYTES + _STREAM_SLACK
 
@@ -153,7 +151,7 @@ class TincCodec:
             if overhead == planned_with:
                 break
         plan, note = chosen or (plan, note)
-        header = make_header(original, plan, config, low, high)
+        header = make_header(original, plan, config.channel_axis, config.value_range, config.w0, low, high)
         report.plan = plan
         if config.level_weights == "auto" and plan.depth > 0:
             report.level_energy = tuple(float(e) for e in level_energy(plan.layout, *layout_data(plan.layout)))
@@ -163,12 +161,12 @@ class TincCodec:
         # the WGTS length varint grows with the payload: reserve its largest size
         weight_budget = budget - len(container.pack(header, b"", metadata)) - len(container.varint(budget)) + 1
 
-        device = _device(config.device)
+        device = torch_device(config.device)
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         model = TreeINR(plan, w0=config.w0, generator=generator).to(device)
         blocks = torch.as_tensor(layout_data(plan.layout)[0], device=device)
-        weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config), device=device)
+        weights = torch.as_tensor(loss_weights(values, plan.layout, config), device=device)
         coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
 
         from .training import fit
@@ -270,11 +268,11 @@ def with_correction(data: bytes, original: np.ndarray, bound: float) -> tuple[by
     if parsed.correction is not None:
         raise TincConfigError("the file already has a correction")
     header, coded, metadata = parsed.header, parsed.weights, parsed.metadata or None
-    _, channels_last = _channels_last(original, header.get("channel_axis"))
-    low, high = header["range"]
+    _, values = channels_last(original, header.channel_axis)
+    low, high = header.range
     half = correction.half_step(bound, original.dtype, low, high)
     network = Decoder(data).network_values()
-    residual = channels_last.astype(np.float64) - prediction(network, header)
+    residual = values.astype(np.float64) - prediction(network, header)
     for _ in range(8):
         q = correction.quantize(residual, half)
         measured = metrics.max_abs_error(original, restore(network, header, q * (2.0 * half)))
@@ -320,97 +318,6 @@ def step_scales(model: TreeINR, weights: torch.Tensor, coords: torch.Tensor, con
     return coding.sensitivity_scales(stored_tensors(model), tensor_sensitivities(model, weights, coords, config))
 
 
-def load_model(parsed: container.Container, device: torch.device, max_voxels: int = MAX_DECODE_VOXELS) -> tuple[TreePlan, TreeINR]:
-    """The tree described by an unpacked file, with its decoded weights, on `device`."""
-    header = parsed.header
-    plan = plan_from_header(header, max_voxels)
-    check_model_size(plan, len(parsed.weights))
-    model = TreeINR(plan, w0=header["w0"])
-    tensors = model.tensors()
-    values = coding.decode(parsed.weights, [int(mask.sum()) for _, _, mask in tensors], model.bias_runs())
-    if not all(np.isfinite(v).all() for v in values):
-        raise TincFormatError("the .tinc weights are not finite numbers: the file is corrupted")
-    padded = []
-    for (_, template, mask), flat in zip(tensors, values):
-        full = np.zeros(template.shape, dtype=np.float32)
-        full[mask] = flat
-        padded.append(full)
-    model.load_tensors(padded)
-    return plan, model.to(device)
-
-
-def check_array(array) -> np.ndarray:
-    """The input as an ndarray, or a TincInputError naming what is wrong with it."""
-    if isinstance(array, np.ma.MaskedArray) and np.ma.getmask(array).any():
-        raise TincInputError("masked arrays are not supported: fill the masked values first (array.filled(value))")
-    try:
-        array = np.asarray(array)
-    except Exception as error:
-        raise TincInputError(f"input is not an array ({error})") from None
-    if array.dtype.kind not in SUPPORTED_KINDS:
-        raise TincInputError(f"unsupported dtype {array.dtype}: use integer or floating point data")
-    if array.dtype.itemsize > 8:
-        raise TincInputError(f"unsupported dtype {array.dtype}")
-    if array.size == 0:
-        raise TincInputError(f"input is empty (shape {array.shape})")
-    if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
-        if bad.any():
-            raise TincInputError(f"input contains {int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} infinite values")
-    return array
-
-
-def _channels_last(array: np.ndarray, channel_axis: int | None) -> tuple[tuple[int, ...], np.ndarray]:
-    if channel_axis is None:
-        data = array[..., None]
-    else:
-        if not -array.ndim <= channel_axis < array.ndim:
-            raise TincConfigError(f"channel_axis {channel_axis} is out of range for a {array.ndim}-D array")
-        data = np.moveaxis(array, channel_axis, -1)
-    spatial = data.shape[:-1]
-    if not 1 <= len(spatial) <= MAX_SPATIAL_DIMS:
-        raise TincInputError(f"{len(spatial)}-D data is not supported: tinc handles 1 to {MAX_SPATIAL_DIMS} spatial dimensions")
-    return tuple(int(s) for s in spatial), data
-
-
-def normalise(data: np.ndarray, low: float, high: float, value_range: tuple[float, float]) -> np.ndarray:
-    a, b = value_range
-    scale = (b - a) / (high - low) if high > low else 0.0
-    return ((data.astype(np.float64) - low) * scale + a).astype(np.float32)
-
-
-def prediction(normalised: np.ndarray, header: dict) -> np.ndarray:
-    """The networks' output in the data's units (float64), before clipping and rounding:
-    what a correction (`tinc.correction`) is added to. Basic IEEE-754 float64 operations
-    only, so the same float32 input gives the same values on any machine."""
-    a, b = header["value_range"]
-    low, high = header["range"]
-    return (normalised.astype(np.float64) - a) * ((high - low) / (b - a)) + low
-
-
-def restore(normalised: np.ndarray, header: dict, correction: np.ndarray | float | None = None) -> np.ndarray:
-    """Undo the normalisation, add the `correction` (data units, channels last, as
-    `normalised`), clip to the original range and cast to the original dtype."""
-    low, high = header["range"]
-    values = prediction(normalised, header)
-    if correction is not None:
-        values = values + correction
-    values = np.clip(values, low, high)
-    if np.isnan(values).any():  # only a forged file's weights can make the networks give NaN
-        raise TincFormatError("the .tinc file decodes to NaN: the file is corrupted")
-    dtype = np.dtype(header["dtype"])
-    if dtype.kind in "ui":
-        # float64 rounds the largest int64 / uint64 up past the type's end, where a cast wraps
-        info = np.iinfo(dtype)
-        values = np.clip(np.rint(values), info.min, np.nextafter(float(info.max), 0) if int(float(info.max)) > info.max else info.max)
-    channel_axis = header.get("channel_axis")
-    if channel_axis is None:
-        values = values[..., 0]
-    else:
-        values = np.moveaxis(values, -1, channel_axis)
-    return values.astype(dtype)
-
-
 def loss_weights(data: np.ndarray, layout: TreeLayout, config: TincConfig) -> np.ndarray:
     """[leaves, block_voxels] float32: 0 on padding, the user's intensity weights elsewhere."""
     weight = np.ones(data.shape[:-1] + (1,), dtype=np.float32)
@@ -419,106 +326,6 @@ def loss_weights(data: np.ndarray, layout: TreeLayout, config: TincConfig) -> np
         for low, high, value in config.loss_weight:
             weight[(intensity >= low) & (intensity <= high)] = value
     return layout.to_blocks(weight, fill=0.0)[..., 0]
-
-
-def make_header(original: np.ndarray, plan: TreePlan, config: TincConfig, low: float, high: float) -> dict:
-    return {
-        "shape": list(original.shape),
-        "dtype": original.dtype.str,
-        "channel_axis": config.channel_axis,
-        "range": [low, high],
-        "value_range": list(config.value_range),
-        "w0": config.w0,
-        "splits": [list(s) for s in plan.layout.splits],
-        "layers": list(plan.layers),
-        "widths": [int(w[0]) if np.all(w == w[0]) else [int(x) for x in w] for w in plan.widths],
-    }
-
-
-def plan_from_header(header: dict, max_voxels: int = MAX_DECODE_VOXELS) -> TreePlan:
-    """Rebuild the tree from a decoded header, checking every field before allocating.
-
-    An output of more than `max_voxels` elements is refused before anything is allocated;
-    a caller that expects bigger arrays opts in with a higher `max_voxels`."""
-    try:
-        shape = [int(s) for s in header["shape"]]
-        # numpy parses far more than dtype strings (subarrays, records) and raises whatever it
-        # likes on the rest: only what the encoder writes, e.g. "<u2", "|u1", ">f4", reaches it
-        if not re.fullmatch(r"[<>|=][uif][1248]", header["dtype"]):
-            raise ValueError(f"dtype {header['dtype']!r}")
-        dtype = np.dtype(header["dtype"])
-        channel_axis = header.get("channel_axis")
-        splits = tuple(tuple(int(x) for x in s) for s in header["splits"])
-        layers = tuple(int(n) for n in header["layers"])
-        width_spec = header["widths"]
-        low, high = (float(v) for v in header["range"])
-        a, b = (float(v) for v in header["value_range"])
-        w0 = float(header["w0"])
-        version = int(header.get("format_version", container.FORMAT_VERSION))
-    except (KeyError, TypeError, ValueError) as error:
-        raise TincFormatError(f"invalid .tinc header ({error})") from None
-    if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
-        raise TincFormatError(f"invalid .tinc header (dtype {dtype})")
-    if not shape or any(s < 1 for s in shape) or len(shape) > MAX_SPATIAL_DIMS + 1:
-        raise TincFormatError(f"invalid .tinc header (shape {shape})")
-    if channel_axis is not None and (not isinstance(channel_axis, int) or not -len(shape) <= channel_axis < len(shape)):
-        raise TincFormatError(f"invalid .tinc header (channel axis {channel_axis})")
-    voxels = math.prod(shape)
-    if voxels > max_voxels:
-        raise TincFormatError(f"the .tinc header declares {voxels} elements, more than the {max_voxels} allowed "
-                              "(pass max_voxels= or --max-voxels to decode more)")
-    if channel_axis is None:
-        spatial, channels = tuple(shape), 1
-    else:
-        spatial = tuple(s for i, s in enumerate(shape) if i != channel_axis % len(shape))
-        channels = shape[channel_axis]
-    if not all(np.isfinite([low, high, a, b, w0, high - low, b - a])) or low > high or a >= b:
-        raise TincFormatError("invalid .tinc header (value ranges)")
-    limits = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
-    # the range is the data's minimum and maximum: values of the dtype, as the restored values must be
-    exact = (lambda v: v.is_integer()) if dtype.kind in "ui" else (lambda v: float(dtype.type(v)) == v)
-    if low < float(limits.min) or high > float(limits.max) or not (exact(low) and exact(high)):
-        raise TincFormatError(f"invalid .tinc header (range {low:g}..{high:g} does not fit {dtype})")
-    if any(len(s) != len(spatial) or any(x not in (1, 2) for x in s) for s in splits) or len(splits) > 12:
-        raise TincFormatError("invalid .tinc header (tree splits)")
-    layout = TreeLayout(spatial, splits)
-    if layout.leaves > 1 << 20 or any(g > s for g, s in zip(layout.grid, spatial)):
-        raise TincFormatError("invalid .tinc header (tree larger than the array)")
-    if len(layers) != layout.depth + 1 or any(not 1 <= n <= MAX_LAYERS for n in layers):
-        raise TincFormatError("invalid .tinc header (layers)")
-    if not isinstance(width_spec, list) or len(width_spec) != layout.depth + 1:
-        raise TincFormatError("invalid .tinc header (widths)")
-    widths = []
-    for count, spec in zip(layout.nodes_per_level, width_spec):
-        values = [spec] * count if isinstance(spec, int) else spec
-        if len(values) != count or any(not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in values):
-            raise TincFormatError("invalid .tinc header (widths)")
-        widths.append(np.asarray(values, dtype=np.int64))
-    return TreePlan(layout, layers, tuple(widths), channels, singleton_inputs=version < 2)
-
-
-def check_model_size(plan: TreePlan, weight_bytes: int) -> None:
-    """Refuse a tree bigger than any encoder output with `weight_bytes` of weights, before
-    its networks are allocated. The encoder sizes a tree at budget x 8 / weight_bits <= 4 x
-    budget parameters and fills at least 90% of the budget, or codes each weight in > 1 byte;
-    TreeINR stores each level zero-padded to its widest node, which per-node shares clipped
-    to 4x the mean keep within a small factor of the real count."""
-    real = plan.params
-    padded = sum(len(w) * int(w.max()) * (int(w.max()) + plan.layout.ndim + plan.channels + 2) * n
-                 for w, n in zip(plan.widths, plan.layers))
-    if real > 8 * weight_bytes + (1 << 16) or padded > 64 * weight_bytes + (1 << 20):
-        raise TincFormatError(f"the .tinc header declares {real} network parameters, more than {weight_bytes} bytes of weights can hold")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TincConfigError(f"device {name!r} requested but CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise TincConfigError(f"unknown device {name!r} ({error})") from None
 
 
 def fit_psnr(loss: float, config: TincConfig) -> float:

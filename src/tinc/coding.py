@@ -31,7 +31,7 @@ import constriction
 import numpy as np
 from scipy.special import ndtr
 
-from .container import Reader, unzigzag, varint, zigzag
+from .bitstream import Reader, unzigzag, varint, zigzag
 from .errors import TincConfigError, TincFormatError
 
 GAUSSIAN, LAPLACE = 0, 1  # the families of the symbols' model

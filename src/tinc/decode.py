@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import MAX_DECODE_VOXELS, _device, load_model, restore
+from .devices import torch_device
+from .format import MAX_DECODE_VOXELS, build_model
+from .values import restore
 from .errors import TincConfigError, TincError, TincInputError
 from .io import atomic_path, format_of, is_zarr_path, resampled_metadata, write
 from .partition import grid_coordinates
@@ -59,9 +61,9 @@ class Decoder:
         parsed = container.unpack(data)
         self.header = parsed.header
         self.metadata = parsed.metadata
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.max_voxels = max_voxels
-        self.plan, self.model = load_model(parsed, self.device, max_voxels)
+        self.plan, self.model = build_model(parsed.header, parsed.weights, self.device, max_voxels)
         self.shape = tuple(int(s) for s in self.header["shape"])
         self.dtype = np.dtype(self.header["dtype"])
         axis = self.header.get("channel_axis")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .allocation import TreePlan
+from .tree import TreePlan
 
 
 # Activations per level per `render` call. On CPU, 8 MiB of float32 stays in cache (2 MiB L2
@@ -24,30 +24,13 @@ from .allocation import TreePlan
 # wants large launches instead.
 MAX_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
-# The root's first layer starts with frequencies of at most this fraction of each axis's
-# Nyquist frequency. SIREN's 1/fan_in bound puts a thin axis (8 slices of a stack, in a
-# block of 8 x 64 x 64) at 0.9 of it, near aliasing; capping it gained tinc_test 2 dB
-# (RESULTS.md, section 11) and leaves axes longer than about 20 voxels unchanged.
-NYQUIST_FRACTION = 0.5
-
-
-def first_layer_bounds(block_shape: tuple[int, ...], w0: float) -> np.ndarray:
-    """Per coordinate axis, the init bound of the root's first-layer weights (before `w0`)."""
-    fan = len(block_shape)
-    if fan == 0 or not w0:  # no coordinates (a channel-only header), or a degenerate w0
-        return np.full(fan, 1 / max(fan, 1), dtype=np.float32)
-    nyquist = np.pi * (np.asarray(block_shape, dtype=np.float64) - 1) / 2  # rad per unit of the [-1, 1] coordinate
-    with np.errstate(over="ignore"):  # a tiny w0 overflows to inf: the SIREN bound is the smaller
-        capped = np.minimum(1 / fan, NYQUIST_FRACTION * nyquist / abs(w0))
-    return np.where(nyquist > 0, capped, 1 / fan).astype(np.float32)
-
-
 class TreeINR(nn.Module):
     """f(local coordinate) -> [leaves, samples, channels] for a `TreePlan`."""
 
     def __init__(self, plan: TreePlan, w0: float = 30.0, generator: torch.Generator | None = None):
         super().__init__()
         self.plan = plan
+        self.node = plan.node
         self.w0 = w0
         initial: list[torch.Tensor] = []  # weight, bias per layer: the order of `tensors()`
         masks = []
@@ -85,24 +68,11 @@ class TreeINR(nn.Module):
         self._tensor_index: tuple[torch.Tensor, torch.Tensor] | None = None  # for spread_penalty
 
     def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator, initial):
-        nodes = len(fan_out)
-        weight_mask = torch.zeros(nodes, in_pad, out_pad)
-        bias_mask = torch.zeros(nodes, 1, out_pad)
-        for node, (i, o) in enumerate(zip(fan_in, fan_out)):
-            weight_mask[node, :i, :o] = 1
-            bias_mask[node, :, :o] = 1
-        fan = torch.as_tensor(np.asarray(fan_in, dtype=np.float32)).view(-1, 1, 1)
-        # SIREN initialisation: the first layer spreads coordinates over many periods, later
-        # layers keep pre-activations of unit-ish scale after the w0 multiplier.
+        bounds = None
         if first:
-            bound = torch.zeros(1, in_pad, 1)
             block = self.plan.layout.block_shape
-            bound[0, :, 0] = torch.as_tensor(first_layer_bounds(tuple(block[a] for a in self.plan.input_axes), self.w0))
-        else:
-            bound = torch.sqrt(6 / fan) / self.w0
-        uniform = torch.rand(nodes, in_pad, out_pad, generator=generator) * 2 - 1
-        weight = uniform * bound * weight_mask
-        bias = (torch.rand(nodes, 1, out_pad, generator=generator) * 2 - 1) / torch.sqrt(fan) / self.w0 * bias_mask
+            bounds = self.node.first_layer_bounds(tuple(block[a] for a in self.plan.input_axes), self.w0)
+        weight, bias, weight_mask, bias_mask = self.node.initial_layer(fan_in, fan_out, in_pad, out_pad, bounds, self.w0, generator)
         initial += [weight, bias]
         return weight_mask, bias_mask
 
@@ -139,7 +109,7 @@ class TreeINR(nn.Module):
                 if self.quantization_steps is not None:
                     weight = _fake_quantize(weight, self.quantization_steps[2 * index])
                     bias = _fake_quantize(bias, self.quantization_steps[2 * index + 1])
-                scale = 1.0 if index == self.n_layers - 1 else self.w0
+                scale = self.node.scale(self.w0, head=index == self.n_layers - 1)
                 if layer == 0 and level > 0:
                     c = children[level - 1]
                     if kept is not None:
@@ -176,9 +146,9 @@ class TreeINR(nn.Module):
                     h = torch.bmm(weight, h).view(-1, bias.shape[1], samples)
                     if rows is not None:
                         h = h.index_select(0, rows[level])
-                    h = _sine(_add(h, bias))
+                    h = self.node.activation(_add(h, bias))
                 else:
-                    h = _sine(torch.baddbmm(bias, weight, h))
+                    h = self.node.activation(torch.baddbmm(bias, weight, h))
                 index += 1
         weight, bias = tensors[index]
         return torch.baddbmm(bias, weight, h).transpose(1, 2)
@@ -199,42 +169,12 @@ class TreeINR(nn.Module):
         return result
 
     def canonical_order(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(index, sign) such that `flat[index] * sign` is the same function with every hidden
-        neuron's bias non-negative and each node's neurons in ascending order of bias.
-
-        sin is odd, so negating a neuron's incoming weights and bias negates its output, which
-        negating its outgoing weights undoes; and a layer's neurons can be listed in any order
-        if the next layer's inputs follow. The coder codes the canonical biases as sorted runs
-        (`coding.SORTED`), which saves the bits those freedoms would spend. Rounding to a
-        tensor's step commutes with both, so the rounded weights stay canonical."""
+        """(index, sign) such that `flat[index] * sign` is the same function in the node
+        kind's canonical form (`SineMLP.canonical_order`), which the coder stores cheaper."""
         stored = [piece.numpy() for piece in self.split(self.flat.detach().cpu())]
-        offsets = np.cumsum([0] + [piece.size for piece in stored])
-        index, sign = np.empty(offsets[-1], dtype=np.int64), np.empty(offsets[-1], dtype=np.float32)
+        bias_masks = [self.masks(layer)[1].cpu().numpy().astype(bool) for layer in range(self.n_layers)]
         levels = [level for level, count in enumerate(self.plan.layers) for _ in range(count)] + [self.plan.depth]
-        previous = None  # the last hidden layer's neuron order and signs, per node
-        for layer in range(self.n_layers):
-            weight, bias = stored[2 * layer], stored[2 * layer + 1]
-            nodes, fan_in, width = weight.shape
-            if previous is None:  # the root reads coordinates, which keep their order
-                rows, row_signs = np.broadcast_to(np.arange(fan_in), (nodes, fan_in)), np.ones((nodes, fan_in), np.float32)
-            else:
-                same_level = levels[layer] == levels[layer - 1]
-                parent = np.arange(nodes) // (1 if same_level else self.plan.layout.children[levels[layer - 1]])
-                rows, row_signs = previous[0][parent], previous[1][parent]
-            if layer < self.n_layers - 1:
-                values, real = bias[:, 0, :], self.masks(layer)[1][:, 0, :].cpu().numpy().astype(bool)
-                columns = np.argsort(np.where(real, np.abs(values), np.inf), axis=1, kind="stable")
-                column_signs = np.take_along_axis(np.where(values < 0, -1, 1).astype(np.float32), columns, axis=1)
-            else:  # the output channels keep their order
-                columns, column_signs = np.broadcast_to(np.arange(width), (nodes, width)), np.ones((nodes, width), np.float32)
-            node = np.arange(nodes)[:, None, None]
-            weights = slice(offsets[2 * layer], offsets[2 * layer + 1])
-            index[weights] = (offsets[2 * layer] + (node * fan_in + rows[:, :, None]) * width + columns[:, None, :]).ravel()
-            sign[weights] = (row_signs[:, :, None] * column_signs[:, None, :]).ravel()
-            biases = slice(offsets[2 * layer + 1], offsets[2 * layer + 2])
-            index[biases] = (offsets[2 * layer + 1] + node[:, 0] * width + columns).ravel()
-            sign[biases] = column_signs.ravel()
-            previous = (columns, column_signs)
+        index, sign = self.node.canonical_order(stored, bias_masks, levels, self.plan.layout.children)
         return torch.as_tensor(index), torch.as_tensor(sign)
 
     @torch.no_grad()
@@ -370,10 +310,6 @@ def _rounded(values: torch.Tensor, step: float) -> torch.Tensor:
 
 # Decoding (no autograd) updates fresh activations in place: one memory pass less per layer,
 # with the same kernels and so the same values as training's out-of-place ops.
-def _sine(h: torch.Tensor) -> torch.Tensor:
-    return torch.sin(h) if torch.is_grad_enabled() else h.sin_()
-
-
 def _add(h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return h + bias if torch.is_grad_enabled() else h.add_(bias)
 

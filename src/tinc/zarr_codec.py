@@ -28,7 +28,8 @@ from numcodecs.abc import Codec
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from .codec import MAX_DECODE_VOXELS, SUPPORTED_KINDS, TincCodec
+from .codec import TincCodec
+from .format import MAX_DECODE_VOXELS, SUPPORTED_KINDS
 from .errors import TincFormatError, TincInputError
 
 if TYPE_CHECKING:

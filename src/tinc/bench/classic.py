@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..container import Reader, varint
+from ..bitstream import Reader, varint
 from ..metrics import data_range
 from .base import Codec, restore_dtype, squeezed_shape, work_float
 from .frames import from_frames, from_uint, to_frames, to_uint

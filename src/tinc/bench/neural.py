@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import compress, container, decompress
-from ..codec import plan_from_header
+from ..format import plan_from_header
 from .base import Codec
 
 

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from .. import metrics
-from ..codec import check_array
+from ..values import check_array
 from ..errors import TincConfigError, TincInputError
 from ..io import read_with_metadata
 from .base import Codec, squeezed_shape
