@@ -19,7 +19,8 @@ import time
 from unittest import mock
 
 import tinc
-from tinc import allocation, config, training
+from tinc import allocation, config
+from tinc.training import loop, policies
 from tinc.metrics import psnr, psnr_range
 
 # A variant's module constants to change for its run, {(module, name): value}: rules that no
@@ -77,9 +78,9 @@ VARIANTS = {
     "w0 = 20": {"w0": 20.0},
     "w0 = 45": {"w0": 45.0},
     # section 25: a fit counted as escaped from its leaves' means only below half their loss
-    "escaped only below half the leaves' means": {PATCH: {(training.DivergenceGuard, "ESCAPED"): 0.5}},
-    "stuck after 1000 steps at the leaves' means": {PATCH: {(training.DivergenceGuard, "STUCK_STEPS"): 1000}},
-    "restarts in single networks too": {PATCH: {(training, "RESTART_MIN_DEPTH"): 0}},
+    "escaped only below half the leaves' means": {PATCH: {(policies.RestartWhenStuck, "ESCAPED"): 0.5}},
+    "stuck after 1000 steps at the leaves' means": {PATCH: {(policies.RestartWhenStuck, "STUCK_STEPS"): 1000}},
+    "restarts in single networks too": {PATCH: {(loop, "RESTART_MIN_DEPTH"): 0}},
     # section 25: a single network took 4 layers wherever they reached --min-width
     "4 layers down to --min-width": {PATCH: {(config, "AUTO_SINGLE_NETWORK_MIN_WIDTH"): 0}},
 }

@@ -23,8 +23,8 @@ import json
 import torch
 
 import tinc
-from tinc import codec as codec_module
-from tinc import container, training
+from tinc import container, encoder
+from tinc.format import build_model
 from tinc.metrics import psnr_range
 
 
@@ -42,25 +42,24 @@ def main() -> None:
         options["steps"] = args.steps
     array = tinc.read(args.input)
     seen = {}
-    fit = training.fit
+    fit = encoder.fit
 
-    def psnr_of(network, blocks, weights, coords, config) -> float:
+    def psnr_of(network, blocks, weights, coords, config, stored=None) -> float:
         with torch.no_grad():
-            error = (network.render(coords) - blocks).square().mean(-1)
-            return codec_module.fit_psnr(float((error * weights).sum() / weights.sum()), config)
+            error = (network(coords, stored) - blocks).square().mean(-1)
+            return encoder.fit_psnr(float((error * weights).sum() / weights.sum()), config)
 
     def fit_and_measure(model, blocks, weights, coords, config, **options):
         report = fit(model, blocks, weights, coords, config, **options)
-        steps = model.quantization_steps
-        seen["trained"] = psnr_of(model, blocks, weights, coords, config) if steps is not None else float("nan")
-        model.quantization_steps = None
+        rate = options["rate"]
+        trained = rate.forward_weights(model)
+        seen["trained"] = psnr_of(model, blocks, weights, coords, config, trained) if trained is not None else float("nan")
         seen["float"] = psnr_of(model, blocks, weights, coords, config)
-        model.quantization_steps = steps
         seen["grid"] = (blocks, weights, coords, config)
-        seen["pull"] = model.rounding_pull
+        seen["pull"] = rate.rounding_pull
         return report
 
-    training.fit = fit_and_measure  # the codec imports `fit` from the module at each encode
+    encoder.fit = fit_and_measure
     print(f"{args.input}, ratio {args.ratio:g}, options {options or 'default'}, PSNR over the data range (dB)\n")
     print("| time limit (s) | steps | rounding pull | float | trained | coded | file |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -68,7 +67,8 @@ def main() -> None:
     for limit in limits:
         codec = tinc.TincCodec(ratio=args.ratio, time_limit=limit, quiet=True, **options)
         data = codec.encode(array)
-        _, decoded = codec_module.load_model(container.unpack(data), seen["grid"][2].device)
+        parsed = container.unpack(data)
+        _, decoded = build_model(parsed.header, parsed.weights, seen["grid"][2].device)
         coded = psnr_of(decoded, *seen["grid"])
         print(f"| {limit if limit is not None else 'none'} | {codec.report.steps} | {seen['pull']:.2f} | {seen['float']:.2f} | {seen['trained']:.2f} | {coded:.2f} "
               f"| {psnr_range(array, tinc.decompress(data)):.2f} |", flush=True)

@@ -22,8 +22,7 @@ import argparse
 import torch
 
 import tinc
-from tinc import codec as codec_module
-from tinc import coding, training
+from tinc import coding, encoder, entropy
 from tinc.metrics import psnr_range
 
 
@@ -33,13 +32,12 @@ def main() -> None:
     parser.add_argument("--ratios", default="128,256,512")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--slack", type=int, help="bytes left free (default: codec.QAT_SLACK)")
+    parser.add_argument("--slack", type=int, help="bytes left free (default: entropy.QAT_SLACK)")
     args = parser.parse_args()
     if args.slack is not None:
-        codec_module.QAT_SLACK = args.slack
-    codec_module.QAT_SLACK = getattr(codec_module, "QAT_SLACK", 0)  # tinc before it left none
+        entropy.QAT_SLACK = args.slack
     seen: dict = {}
-    to_budget, with_steps, fit = coding.encode_to_budget, coding.encode_with_steps, training.fit
+    to_budget, with_steps, fit = coding.encode_to_budget, coding.encode_with_steps, encoder.fit
     within = getattr(coding, "encode_within_budget", None)  # tinc before it rounded afresh
 
     def record_start(tensors, budget, scales=None):
@@ -49,7 +47,7 @@ def main() -> None:
         finally:
             seen["searching"] = False
         if "start" not in seen:  # the first call is the one that sets the training's steps
-            seen["start"], seen["budget"] = len(coded), budget + codec_module.QAT_SLACK
+            seen["start"], seen["budget"] = len(coded), budget + entropy.QAT_SLACK
         else:
             seen["how"] = "rounded afresh"
         return coded, quality
@@ -67,12 +65,12 @@ def main() -> None:
 
     def record_fit(model, blocks, weights, coords, config, **options):
         report = fit(model, blocks, weights, coords, config, **options)
-        seen["trained"] = codec_module.fit_psnr(_loss(model, blocks, weights, coords), config)
+        seen["trained"] = encoder.fit_psnr(_loss(model, blocks, weights, coords, options["rate"].forward_weights(model)), config)
         return report
 
     coding.encode_to_budget, coding.encode_with_steps, coding.encode_within_budget = record_start, record_end, record_within
-    training.fit = record_fit
-    print(f"slack {codec_module.QAT_SLACK} bytes, {args.steps} steps; PSNR over the data range (dB)\n")
+    encoder.fit = record_fit
+    print(f"slack {entropy.QAT_SLACK} bytes, {args.steps} steps; PSNR over the data range (dB)\n")
     print("| input | ratio | seed | budget (B) | start (B) | end (B) | end - budget | trained | file | weights coded |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in args.inputs:
@@ -87,9 +85,9 @@ def main() -> None:
                       f"| {seen['trained']:.2f} | {file_psnr:.2f} | {seen['how']} |", flush=True)
 
 
-def _loss(model, blocks, weights, coords) -> float:
+def _loss(model, blocks, weights, coords, stored=None) -> float:
     with torch.no_grad():
-        error = (model.render(coords) - blocks).square().mean(-1)
+        error = (model(coords, stored) - blocks).square().mean(-1)
         return float((error * weights).sum() / weights.sum())
 
 

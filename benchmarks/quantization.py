@@ -18,7 +18,8 @@ import torch
 
 import tinc
 from tinc import coding, container
-from tinc.codec import loss_weights, step_scales, stored_tensors
+from tinc.encoder import loss_weights
+from tinc.entropy import WeightCoder, stored_tensors
 from tinc.format import build_model
 from tinc.config import TincConfig
 from tinc.metrics import psnr
@@ -47,7 +48,7 @@ def main() -> None:
         weights = torch.as_tensor(loss_weights(channels_last, plan.layout, config))
         coords = torch.as_tensor(plan.layout.block_coordinates())
         row = [psnr(array, tinc.decompress(float_file))]
-        for scales in (None, step_scales(model, weights, coords, config)):
+        for scales in (None, WeightCoder(budget, weights, coords, config.batch, config.seed).step_scales(model)):
             coded, _ = coding.encode_to_budget(tensors, budget, scales)
             data = container.pack(parsed.header, coded, parsed.metadata)
             row.append(psnr(array, tinc.decompress(data)))

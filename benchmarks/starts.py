@@ -7,7 +7,7 @@ Fits the input once per seed with one start (`--starts 1`, so each seed is one s
 weights and one sample order) and prints, per seed, the final PSNR (dtype peak) and the
 training loss at the marked steps as a PSNR over the data range (as the progress bar shows it). The defaults try
 several starts and keep the one whose loss is lowest after their first steps
-(`tinc.training.START_STEPS`); this shows whether that choice is the right one.
+(`tinc.training.starts.START_STEPS`); this shows whether that choice is the right one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 
 import tinc
-import tinc.codec
-from tinc.codec import fit_psnr
+import tinc.encoder
+from tinc.encoder import fit_psnr
 from tinc.config import TincConfig
 from tinc.metrics import psnr
 
@@ -50,7 +50,7 @@ def main() -> None:
     print("|---:|---:|" + "---:|" * len(marks))
     for seed in range(args.seeds):
         progress = _LossAtMarks(marks)
-        tinc.codec._progress_bar = lambda config: progress  # noqa: B023 (called within this iteration)
+        tinc.encoder.FitProgress = lambda config: progress  # noqa: B023 (called within this iteration)
         data = tinc.compress(array, ratio=args.ratio, steps=args.steps, seed=seed, starts=1)
         fit = [fit_psnr(progress.seen[m], TincConfig()) if m in progress.seen else float("nan") for m in marks]
         print(f"| {seed} | {psnr(array, tinc.decompress(data)):.2f} | " + " | ".join(f"{f:.2f}" for f in fit) + " |", flush=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 import tinc
 from tinc import coding, container
-from tinc.codec import stored_tensors
+from tinc.entropy import stored_tensors
 from tinc.format import build_model
 
 

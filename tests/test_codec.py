@@ -55,7 +55,7 @@ def test_the_warm_up_lets_a_wide_deep_tree_train_at_a_high_rate(brain64):
 
 def test_trained_weights_over_the_budget_still_give_a_file_within_it(brain32, monkeypatch):
     # steps chosen for 24 bytes more than the budget: the trained weights cannot fit as trained
-    monkeypatch.setattr(tinc.codec, "QAT_SLACK", -24)
+    monkeypatch.setattr(tinc.entropy, "QAT_SLACK", -24)
     calls, within = [], coding.encode_within_budget
     monkeypatch.setattr(coding, "encode_within_budget", lambda *args, **options: calls.append(1) or within(*args, **options))
     restored = check_round_trip(brain32, 32)
@@ -284,7 +284,7 @@ def test_format_1_files_still_decode_with_every_axis_as_a_coordinate(brain32):
 
 
 def test_files_store_the_canonical_network_with_its_biases_as_sorted_runs(brain32):
-    from tinc.codec import stored_tensors
+    from tinc.entropy import stored_tensors
     from tinc.format import build_model
 
     data = tinc.compress(brain32, ratio=32, **FAST)

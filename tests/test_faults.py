@@ -149,11 +149,11 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
     """Ctrl-C during the forward pass of training step `step`."""
     original, calls = TreeINR.forward, [0]
 
-    def forward(self, coords):
+    def forward(self, coords, stored=None):
         calls[0] += 1
         if calls[0] == step:
             raise KeyboardInterrupt
-        return original(self, coords)
+        return original(self, coords, stored)
 
     monkeypatch.setattr(TreeINR, "forward", forward)
 
@@ -171,7 +171,7 @@ def resumed_after_interrupt(cube, tmp_path, monkeypatch, options: dict, interrup
 
 # Forward passes before training step 16: 16 steps, and 8 curvature probes and 2 loss
 # evaluations (a rounding cost) at step 3, where the spread penalty's weight is set
-# (`training.SPREAD_CHECK`); with rounding from step 15 on, 10 more before step 15.
+# (`entropy.SPREAD_CHECK`); with rounding from step 15 on, 10 more before step 15.
 @pytest.mark.parametrize("qat_fraction, interrupted_call", [(0.1, 27), (0.5, 37)], ids=["before-rounding", "while-rounding"])
 def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_path, monkeypatch, qat_fraction, interrupted_call):
     options = dict(CODEC, qat_fraction=qat_fraction)
@@ -188,11 +188,11 @@ def test_a_resumed_fit_gives_the_same_bytes_as_an_uninterrupted_one(cube, tmp_pa
 # 10, with the 10 passes that set the spread penalty's weight before step 12.
 @pytest.mark.parametrize("interrupted_call, resumed_from", [(15, 0), (50, 19)], ids=["while-trying-starts", "after-them"])
 def test_a_fit_from_several_starts_resumes_to_the_same_bytes(cube, tmp_path, monkeypatch, interrupted_call, resumed_from):
-    from tinc import training
+    from tinc.training import starts
 
-    monkeypatch.setattr(training, "START_STEPS", 10)
-    monkeypatch.setattr(training, "TRIAL_SCORE_STEPS", 4)
-    monkeypatch.setattr(training, "START_TIME_SHARE", 0.5)
+    monkeypatch.setattr(starts, "START_STEPS", 10)
+    monkeypatch.setattr(starts, "TRIAL_SCORE_STEPS", 4)
+    monkeypatch.setattr(starts, "START_TIME_SHARE", 0.5)
     options = dict(CODEC, steps=120, starts=3)
     uninterrupted = tinc.TincCodec(**options)
     expected = uninterrupted.encode(cube)

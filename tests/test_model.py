@@ -113,6 +113,8 @@ def test_cuda_training_step_and_render_match_cpu():
 
 
 def test_quantization_steps_round_the_forward_pass_and_pass_gradients_straight_through():
+    from tinc.entropy import quantized_tensors
+
     torch.manual_seed(0)
     model = TreeINR(unequal_plan())
     coords = torch.rand(40, 3) * 2 - 1
@@ -121,8 +123,7 @@ def test_quantization_steps_round_the_forward_pass_and_pass_gradients_straight_t
     with torch.no_grad():
         rounded.flat.copy_(torch.round(model.flat / 0.05) * 0.05)
     unrounded = model(coords).detach()
-    model.quantization_steps = steps
-    output = model(coords)
+    output = model(coords, quantized_tensors(model, steps))
     assert torch.equal(output, rounded(coords))
     assert not torch.allclose(output, unrounded, atol=1e-3)  # the rounding does change the output
     # the latent weights get the gradient taken at the rounded ones
@@ -134,7 +135,7 @@ def test_quantization_steps_round_the_forward_pass_and_pass_gradients_straight_t
 
 
 def test_weight_sensitivities_equal_the_gauss_newton_diagonal():
-    from tinc.training import weight_sensitivities
+    from tinc.entropy import weight_sensitivities
 
     torch.manual_seed(0)
     model = TreeINR(unequal_plan())
@@ -158,7 +159,7 @@ def test_weight_sensitivities_equal_the_gauss_newton_diagonal():
 
 
 def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
-    from tinc.training import DivergenceGuard
+    from tinc.training.policies import DivergenceGuard, HalveRateWhenDrifting, RestartWhenStuck
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -193,7 +194,8 @@ def test_divergence_guard_restores_the_last_healthy_state_and_halves_the_rate():
 
 
 def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
-    from tinc.training import DivergenceGuard, leaf_mean_loss
+    from tinc.training import leaf_mean_loss
+    from tinc.training.policies import DivergenceGuard, RestartWhenStuck
 
     targets = torch.tensor([[[1.0], [3.0]], [[0.0], [0.0]]])  # leaf means 2 and 0
     weights = torch.tensor([[1.0, 1.0], [1.0, 3.0]])
@@ -204,7 +206,7 @@ def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
     guard = DivergenceGuard(model, optimiser, baseline=1.0)
     model(torch.zeros(4, 3)).sum().backward()
     optimiser.step()  # Adam has state now, and the weights moved
-    stuck = DivergenceGuard.STUCK_STEPS
+    stuck = RestartWhenStuck.STUCK_STEPS
     for step in range(1, stuck + 1):
         guard.update(torch.tensor(0.9), step)  # above ESCAPED x baseline all along
     assert guard.restarts == 1 and guard.rate_scale == 0.5 and guard.restart_step == stuck
@@ -225,11 +227,11 @@ def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
 def test_a_small_network_that_levels_off_a_few_db_below_the_leaf_means_is_not_restarted():
     """anatomical.nii at 256x (one network 14 wide) levels off 3 dB below its means' loss;
     restarting it from its initial weights at half the rate lost up to 0.8 dB."""
-    from tinc.training import DivergenceGuard
+    from tinc.training.policies import DivergenceGuard, HalveRateWhenDrifting, RestartWhenStuck
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     guard = DivergenceGuard(model, torch.optim.Adam(model.parameters(), lr=1e-3), baseline=1.0)
-    for step in range(1, 4 * DivergenceGuard.STUCK_STEPS + 1):
+    for step in range(1, 4 * RestartWhenStuck.STUCK_STEPS + 1):
         guard.update(torch.tensor(0.5 if step > 100 else 1.0), step)  # flat, 3 dB below the means
     assert guard.escaped and guard.restarts == 0 and guard.rate_scale == 1.0
 
@@ -238,7 +240,7 @@ def test_only_trees_start_again_from_the_leaf_means(monkeypatch):
     """A restart halves the rate, which is what sticks a deep tree; a single network held at
     its means by the spread pull leaves them on its own, and a restart cost it 0.5-1.1 dB."""
     import tinc
-    from tinc.training import DivergenceGuard
+    from tinc.training.policies import DivergenceGuard, HalveRateWhenDrifting, RestartWhenStuck
 
     allowed, update = {}, DivergenceGuard.update
 
@@ -255,12 +257,12 @@ def test_only_trees_start_again_from_the_leaf_means(monkeypatch):
 
 
 def test_a_fit_still_coming_down_from_far_above_the_leaf_means_is_not_restarted():
-    from tinc.training import DivergenceGuard
+    from tinc.training.policies import DivergenceGuard, HalveRateWhenDrifting, RestartWhenStuck
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     guard = DivergenceGuard(model, torch.optim.Adam(model.parameters(), lr=1e-3), baseline=1.0)
-    stuck = DivergenceGuard.STUCK_STEPS
-    assert 0.99 ** (stuck // 2 // DivergenceGuard.WINDOW) < DivergenceGuard.FALLING
+    stuck = RestartWhenStuck.STUCK_STEPS
+    assert 0.99 ** (stuck // 2 // DivergenceGuard.WINDOW) < RestartWhenStuck.FALLING
     loss = 6.0  # data scaled to 0..100 at a low rate: far above the means, falling slowly
     for step in range(1, 4 * stuck + 1):
         if step % DivergenceGuard.WINDOW == 0:
@@ -274,11 +276,11 @@ def test_a_fit_still_coming_down_from_far_above_the_leaf_means_is_not_restarted(
 
 
 def test_a_fit_that_drifts_back_from_its_best_for_long_gets_half_the_rate():
-    from tinc.training import DivergenceGuard
+    from tinc.training.policies import DivergenceGuard, HalveRateWhenDrifting, RestartWhenStuck
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     guard = DivergenceGuard(model, torch.optim.Adam(model.parameters(), lr=1e-3), baseline=1.0)
-    patience, drifted = DivergenceGuard.PATIENCE, DivergenceGuard.DRIFTED
+    patience, drifted = HalveRateWhenDrifting.PATIENCE, HalveRateWhenDrifting.DRIFTED
     for step in range(1, 3 * patience + 1):  # noisy, never better, but near the best now and then
         guard.update(torch.tensor(0.1 * (1.0 if step % 500 < 25 else 1.2 * drifted)), step)
     assert guard.rate_scale == 1.0
@@ -289,15 +291,15 @@ def test_a_fit_that_drifts_back_from_its_best_for_long_gets_half_the_rate():
 
 def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it_exactly():
     from tinc import coding
+    from tinc.entropy import quantized_tensors, round_to_steps
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     steps = [coding.step_of(-1000 + coding.STEP_GRID * 3 * i) for i in range(2 * model.n_layers)]
     with torch.no_grad():  # latent weights half a step between two values, where QAT leaves many
         for view, step in zip(model.split(model.flat), steps):
             view.copy_((torch.round(view / step) + 0.5) * step)
-    model.quantization_steps = steps
     coords = torch.rand(64, 3) * 2 - 1
-    trained = model(coords).detach()
+    trained = model(coords, quantized_tensors(model, steps)).detach()
     codes = [round(256 * np.log2(step)) for step in steps]
 
     def coded(tensors):
@@ -307,14 +309,15 @@ def test_rounding_to_the_steps_keeps_the_trained_network_and_the_coder_stores_it
     latent, decoded = coded(model.tensors())
     forward = [torch.round(torch.as_tensor(v) / step).numpy() * step for v, step in zip(latent, steps)]
     assert not all(np.array_equal(d, f) for d, f in zip(decoded, forward))  # the coder alone rounds some the other way
-    model.round_to_steps()
-    assert torch.equal(model(coords).detach(), trained)
+    round_to_steps(model, steps)
+    assert torch.equal(model(coords, quantized_tensors(model, steps)).detach(), trained)
     stored, decoded = coded(model.tensors())
     assert all(np.array_equal(d, v) for d, v in zip(decoded, stored))
 
 
 def test_rounding_penalty_is_the_mean_squared_distance_from_the_rounded_weights_in_steps():
     from tinc import coding
+    from tinc.entropy import RateTerms, round_to_steps
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     steps = [coding.step_of(-1000 + coding.STEP_GRID * 3 * i) for i in range(2 * model.n_layers)]
@@ -322,23 +325,23 @@ def test_rounding_penalty_is_the_mean_squared_distance_from_the_rounded_weights_
     with torch.no_grad():  # every real weight a quarter step above a rounded value; padding stays 0
         for view, step, mask in zip(model.split(model.flat), steps, masks):
             view.copy_((torch.round(view / step) + 0.25) * step * mask)
-    model.quantization_steps = steps
-    penalty = model.rounding_penalty()
+    rate = RateTerms(None, 0.0, 0.1, 20.0)
+    rate.steps = steps
+    penalty = rate.rounding_penalty(model)
     assert penalty.item() == pytest.approx(1 / 16, rel=1e-4)  # the mean over real weights, not padded ones
     penalty.backward()
     for grad, mask, step in zip(model.split(model.flat.grad), masks, steps):
         assert torch.all(grad[mask == 0] == 0)
         assert torch.allclose(grad[mask == 1], torch.full_like(grad[mask == 1], 0.5 / step / count_parameters(model)), rtol=1e-3)
-    model.quantization_steps = [step / 2 for step in steps]  # now half a step from either neighbour
-    assert model.rounding_penalty().item() == pytest.approx(1 / 4, rel=1e-4)
-    model.quantization_steps = steps
-    with torch.no_grad():
-        model.round_to_steps()
-    assert model.rounding_penalty().item() == 0
+    rate.steps = [step / 2 for step in steps]  # now half a step from either neighbour
+    assert rate.rounding_penalty(model).item() == pytest.approx(1 / 4, rel=1e-4)
+    rate.steps = steps
+    round_to_steps(model, steps)
+    assert rate.rounding_penalty(model).item() == 0
 
 
 def test_rounding_cost_is_the_relative_rise_of_the_loss_under_rounding():
-    from tinc.training import rounding_cost
+    from tinc.entropy import quantized_tensors, rounding_cost
 
     model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
     coords = torch.rand(1, 3) * 2 - 1  # one coordinate: every sample draws it
@@ -346,22 +349,22 @@ def test_rounding_cost_is_the_relative_rise_of_the_loss_under_rounding():
     targets = torch.rand(leaves, 1, 1)
     weights = torch.rand(leaves, 1) + 0.5
 
-    def loss() -> float:
+    def loss(stored=None) -> float:
         with torch.no_grad():
-            return float(((model(coords) - targets).square().mean(-1) * weights).sum())
+            return float(((model(coords, stored) - targets).square().mean(-1) * weights).sum())
 
     unrounded = loss()
     steps = [0.05] * (2 * model.n_layers)
-    model.quantization_steps = steps
-    rounded = loss()
+    rounded = loss(quantized_tensors(model, steps))
     assert rounded != unrounded
-    assert rounding_cost(model, targets, weights, coords, samples=4, seed=0) == pytest.approx(max(rounded / unrounded - 1, 0), abs=1e-4)
-    assert model.quantization_steps is steps  # left as it was
-    model.quantization_steps = [1e-9] * (2 * model.n_layers)
-    assert rounding_cost(model, targets, weights, coords, samples=4, seed=0) < 1e-5
+    before = model.flat.detach().clone()
+    assert rounding_cost(model, steps, targets, weights, coords, samples=4, seed=0) == pytest.approx(max(rounded / unrounded - 1, 0), abs=1e-4)
+    assert torch.equal(model.flat, before)  # left as it was
+    assert rounding_cost(model, [1e-9] * (2 * model.n_layers), targets, weights, coords, samples=4, seed=0) < 1e-5
 
 
 def test_damping_settles_the_weights_near_their_rounded_values():
+    from tinc.entropy import RateTerms
     from tinc.training import fit
 
     plan = unequal_plan()
@@ -373,10 +376,11 @@ def test_damping_settles_the_weights_near_their_rounded_values():
     for damping in (0.0, 20.0):
         model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
         config = TincConfig(steps=200, batch=1024, qat_fraction=0.5, qat_damping=damping, quiet=True)
-        fit(model, targets, weights, coords, config, quantization=lambda m: steps)
-        assert (model.rounding_pull > 0) == (damping > 0)
+        rate = RateTerms.for_config(config, lambda m: steps)
+        fit(model, targets, weights, coords, config, rate=rate)
+        assert (rate.rounding_pull > 0) == (damping > 0)
         with torch.no_grad():
-            penalties[damping] = model.rounding_penalty().item()
+            penalties[damping] = rate.rounding_penalty(model).item()
     assert penalties[20.0] < 0.5 * penalties[0.0]
 
 
@@ -398,13 +402,14 @@ def test_first_layer_starts_below_half_the_nyquist_frequency_of_every_axis():
 
 def test_several_starts_each_train_briefly_and_the_fit_continues_the_best(brain32, monkeypatch):
     from tinc import training
+    from tinc.training import starts as multistart
 
-    monkeypatch.setattr(training, "START_STEPS", 20)
-    monkeypatch.setattr(training, "TRIAL_SCORE_STEPS", 5)
+    monkeypatch.setattr(multistart, "START_STEPS", 20)
+    monkeypatch.setattr(multistart, "TRIAL_SCORE_STEPS", 5)
     config = TincConfig(steps=300, batch=1024, starts=4, quiet=True)
-    assert training.start_steps(300, 4) == 0  # 10% of 300 steps is 7 per start: too few to rank them
+    assert multistart.start_steps(300, 4) == 0  # 10% of 300 steps is 7 per start: too few to rank them
     config = config.replace(steps=1000)
-    assert training.start_steps(1000, 4) == 20 and training.start_steps(None, 4) == 20 and training.start_steps(1000, 1) == 0
+    assert multistart.start_steps(1000, 4) == 20 and multistart.start_steps(None, 4) == 20 and multistart.start_steps(1000, 1) == 0
     plan, _ = plan_tree((16, 16, 16), 600, config, 1)
     data = torch.as_tensor(brain32[:16, :16, :16], dtype=torch.float32) / 500 - 1
     targets = torch.as_tensor(plan.layout.to_blocks(data.numpy()[..., None]))
@@ -415,7 +420,7 @@ def test_several_starts_each_train_briefly_and_the_fit_continues_the_best(brain3
         model = TreeINR(plan, generator=torch.Generator().manual_seed(config.seed))
         if model_start:
             with torch.no_grad():
-                model.flat.copy_(training.initial_weights(model, config.seed, model_start))
+                model.flat.copy_(multistart.initial_weights(model, config.seed, model_start))
         report = training.fit(model, targets, weights, coords, config.replace(starts=starts))
         return model.flat.detach().clone(), report
 
@@ -428,19 +433,22 @@ def test_several_starts_each_train_briefly_and_the_fit_continues_the_best(brain3
 
 
 def test_spread_penalty_is_the_mean_log_mean_square_over_the_real_weights():
-    model = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0))
+    from tinc.entropy import RateTerms
+
+    model, rate = TreeINR(unequal_plan(), generator=torch.Generator().manual_seed(0)), RateTerms(None, 0.1, 0.1, 20.0)
     logs, counts = [], []
     for _, values, mask in model.tensors():
         real = values[mask].astype(np.float64)
         logs.append(np.log(np.mean(real**2)) * real.size)
         counts.append(real.size)
-    assert model.spread_penalty().item() == pytest.approx(sum(logs) / sum(counts), rel=1e-5)
+    assert rate.spread_penalty(model).item() == pytest.approx(sum(logs) / sum(counts), rel=1e-5)
     with torch.no_grad():
         model.flat.mul_(0.5)  # every spread halves: the penalty falls by log 4
-    assert model.spread_penalty().item() == pytest.approx(sum(logs) / sum(counts) - np.log(4), rel=1e-5)
+    assert rate.spread_penalty(model).item() == pytest.approx(sum(logs) / sum(counts) - np.log(4), rel=1e-5)
 
 
 def test_spread_penalty_narrows_quantized_weights_and_leaves_float32_ones_alone():
+    from tinc.entropy import RateTerms
     from tinc.training import fit
 
     plan = unequal_plan()
@@ -453,37 +461,43 @@ def test_spread_penalty_narrows_quantized_weights_and_leaves_float32_ones_alone(
         config = TincConfig(steps=150, batch=1024, weight_bits=bits, spread_penalty=penalty, starts=1, quiet=True)
         fit(model, targets, weights, coords, config)
         with torch.no_grad():
-            spreads[bits, penalty], flats[bits, penalty] = model.spread_penalty().item(), model.flat.clone()
+            spreads[bits, penalty], flats[bits, penalty] = RateTerms.for_config(config).spread_penalty(model).item(), model.flat.clone()
     assert spreads[5, 1.0] < spreads[5, 0.0] - 1
     assert torch.equal(flats[32, 1.0], flats[32, 0.0])  # raw float32 weights cost the same at any spread
 
 
 def test_spread_penalty_weighs_no_more_than_rounding_costs(monkeypatch):
     from tinc import training
+    from tinc.entropy import RateTerms
+    from tinc.training import loop
 
     plan = unequal_plan()
     coords = torch.as_tensor(plan.layout.block_coordinates())
     targets = torch.sin(3 * coords.sum(-1)).expand(plan.layout.leaves, -1).unsqueeze(-1)
     weights = torch.ones(targets.shape[:2])
-    measured_at = []
+    measured_at, rates = [], []
 
     def quantization(model):
-        measured_at.append(model.spread_checked)
+        measured_at.append(rates[-1].spread_checked)
         return [0.01] * (2 * model.n_layers)
 
+    def rate_terms(config):
+        rates.append(RateTerms.for_config(config, quantization))
+        return rates[-1]
+
     for cost, expected in ((0.03, 0.03), (0.5, 0.1)):  # cheap rounding lowers the weight; costly keeps it
-        monkeypatch.setattr(training, "rounding_cost", lambda *args, cost=cost: cost)
+        monkeypatch.setattr(loop, "rounding_cost", lambda *args, cost=cost: cost)
         model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
         config = TincConfig(steps=100, batch=1024, spread_penalty=0.1, qat_damping=0, starts=1, quiet=True)
-        training.fit(model, targets, weights, coords, config, quantization=quantization)
-        assert model.spread_checked and model.spread_pull == expected
+        training.fit(model, targets, weights, coords, config, rate=rate_terms(config))
+        assert rates[-1].spread_checked and rates[-1].spread_pull == expected
     assert measured_at == [False, True] * 2  # per fit: once to set the weight, once as the rounded phase begins
 
 
     measured_at.clear()  # without a rounded phase (--qat-fraction 0) the weight is still set from the cost
-    monkeypatch.setattr(training, "rounding_cost", lambda *args: 0.03)
+    monkeypatch.setattr(loop, "rounding_cost", lambda *args: 0.03)
     model = TreeINR(plan, generator=torch.Generator().manual_seed(0))
     config = TincConfig(steps=100, batch=1024, spread_penalty=0.1, qat_fraction=0, starts=1, quiet=True)
-    training.fit(model, targets, weights, coords, config, quantization=quantization)
-    assert model.spread_checked and model.spread_pull == 0.03 and measured_at == [False]
-    assert model.quantization_steps is None
+    training.fit(model, targets, weights, coords, config, rate=rate_terms(config))
+    assert rates[-1].spread_checked and rates[-1].spread_pull == 0.03 and measured_at == [False]
+    assert rates[-1].steps is None

@@ -11,7 +11,7 @@ import zarr
 import zarr.registry
 
 import tinc
-import tinc.codec as tinc_codec
+import tinc.format as tinc_format
 from tinc import metrics
 from tinc.zarr_codec import TincNumcodec, TincZarrCodec
 
@@ -149,7 +149,7 @@ def test_a_chunk_declaring_more_than_its_chunk_is_refused_before_decoding(writte
     def never(*args, **kwargs):
         raise AssertionError("the oversized tree was built")
 
-    monkeypatch.setattr(tinc_codec, "TreeINR", never)
+    monkeypatch.setattr(tinc_format, "TreeINR", never)
     with pytest.raises(tinc.TincError, match="elements"):
         zarr.open(str(copy), mode="r")[0:8, 0:8, 0:8]
     with pytest.raises(tinc.TincError, match="elements"):

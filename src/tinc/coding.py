@@ -32,12 +32,11 @@ import numpy as np
 from scipy.special import ndtr
 
 from .bitstream import Reader, unzigzag, varint, zigzag
+from . import sorted_runs
 from .errors import TincConfigError, TincFormatError
 
 GAUSSIAN, LAPLACE = 0, 1  # the families of the symbols' model
 SORTED = 2  # added to the family: the tensor's runs are ascending, non-negative order statistics
-# a SORTED tensor's values times its support: bounds the tables a forged file can make a decoder build
-MAX_SORTED_ENTRIES = 1 << 25
 LEGACY, RAW, COMPACT = 0, 2, 3  # the first byte of a weight section: how it is coded
 MAX_SYMBOL = 32766  # keeps the support, +-(2^15 - 1), within int16
 # A step is 2 ** (code / 256). The codes of one section differ by multiples of STEP_GRID, so
@@ -161,8 +160,9 @@ def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs 
         family, scale = _model_of(symbols)
         high = 2**support - 1
         tensor_runs = None if runs is None else runs[index]
-        if tensor_runs is not None and _sortable(symbols, tensor_runs, high):
-            pieces += _sorted_pieces(symbols, np.asarray(tensor_runs, dtype=np.int64), family, scale, high)
+        if tensor_runs is not None and sorted_runs.sortable(symbols, tensor_runs, high):
+            pieces += sorted_runs.encode_pieces(symbols, np.asarray(tensor_runs, dtype=np.int64), family == GAUSSIAN,
+                                                _sorted_sigma(scale), high)
             family |= SORTED
         elif symbols.size:
             pieces.append((symbols, _family_models(family, -high, high, scale_of(scale))))
@@ -175,93 +175,8 @@ def _encode_symbols(all_symbols: list[np.ndarray], codes: list[int], runs: Runs 
     return bytes([COMPACT]) + b"".join(headers) + words.tobytes()
 
 
-# ------------------------------------------------------------------ sorted runs
-_LN2 = 0.6931471805599453
-
-
-def _runs_fit(runs: np.ndarray, size: int, high: int) -> bool:
-    """Whether runs of these lengths cover `size` values whose tables stay within bounds."""
-    return int(runs.sum()) == size and size * (high + 2) <= MAX_SORTED_ENTRIES
-
-
-def _sortable(symbols: np.ndarray, runs: np.ndarray, high: int) -> bool:
-    """Whether `symbols` are ascending, non-negative runs of the given lengths, with tables in bounds."""
-    runs = np.asarray(runs, dtype=np.int64)
-    if not symbols.size or not _runs_fit(runs, symbols.size, high):
-        return False
-    starts = np.repeat(np.cumsum(runs) - runs, runs)
-    rising = np.diff(symbols, prepend=0) >= 0
-    return bool(symbols.min() >= 0 and np.all(rising | (np.arange(symbols.size) == starts)))
-
-
-# One table per symbol, given when coding: constriction then builds each model lazily, with
-# the same semantics as a `Categorical(table, perfect=False)` per run.
-_PER_SYMBOL_TABLES = constriction.stream.model.Categorical(perfect=False)
-TABLE_ENTRIES = 1 << 20  # rows x columns of the tables built at once, which bounds their memory
-
-
-def _coding_order(k: np.ndarray, keys: np.ndarray, run: np.ndarray) -> np.ndarray:
-    """The order in which a `SORTED` tensor's values are coded: step k takes the k-th value of
-    every run longer than k; within a step, runs sharing a (previous value, values left) key
-    come together, keys ascending, then runs in order."""
-    return np.lexsort((run, keys, k))
-
-
-def _keys(previous: np.ndarray, remaining: np.ndarray, longest: int) -> np.ndarray:
-    return previous * (longest + 1) + remaining
-
-
-def _tables(tails: np.ndarray, keys: np.ndarray, longest: int) -> np.ndarray:
-    """Per key, P(least of the remaining draws = x | all >= the previous value), x = 0 .. high;
-    callers pass at most one of `_row_blocks` of keys, which bounds the tables' memory."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return _least_of(tails, unique // (longest + 1), unique % (longest + 1))[inverse]
-
-
-def _row_blocks(count: int, width: int) -> list[slice]:
-    rows = max(1, TABLE_ENTRIES // max(width, 1))
-    return [slice(start, start + rows) for start in range(0, count, rows)]
-
-
-def _sorted_pieces(symbols: np.ndarray, runs: np.ndarray, family: int, scale: int, high: int) -> list[tuple]:
-    """(symbols, model, tables) in `_coding_order`, for the encoder, which knows every
-    previous value and so builds every step's tables at once."""
-    starts = np.cumsum(runs) - runs
-    run = np.repeat(np.arange(len(runs)), runs)
-    k = np.arange(symbols.size) - starts[run]
-    previous = np.where(k > 0, np.roll(symbols.astype(np.int64), 1), 0)
-    longest = int(runs.max())
-    keys = _keys(previous, runs[run] - k, longest)
-    order = _coding_order(k, keys, run)
-    tails = _tail_masses(family, scale, high)
-    return [(symbols[order[block]], _PER_SYMBOL_TABLES, _tables(tails, keys[order[block]], longest))
-            for block in _row_blocks(symbols.size, high + 1)]
-
-
-def _tail_masses(family: int, scale: int, high: int) -> np.ndarray:
-    """S(x) = P(|symbol| >= x) up to a factor, for x = 0 .. high + 1, under the folded model
-    of `family` and the scale byte: the density sampled at the integers (q^(x^2) for a
-    Gaussian, r^x for a Laplace), from basic operations alone."""
-    sigma = max(_exact_scale(scale), 1e-3)
-    ratio = _exp(-0.5 / (sigma * sigma)) if family == GAUSSIAN else _exp(-1.0 / sigma)
-    if family == GAUSSIAN:  # density(x + 1) / density(x) = q^(2x + 1)
-        factors = np.cumprod(np.concatenate([[ratio], np.full(high - 1, ratio * ratio)]))
-    else:
-        factors = np.full(high, ratio)
-    density = np.cumprod(np.concatenate([[1.0], factors]))
-    density[1:] *= 2  # both signs fold onto x > 0
-    density = np.maximum(density, 1e-300)  # so that no tail is empty
-    return np.append(np.cumsum(density[::-1])[::-1], 0.0)
-
-
-def _least_of(tails: np.ndarray, previous: np.ndarray, remaining: np.ndarray) -> np.ndarray:
-    """Per row, P(least of `remaining` draws = x | all >= `previous`), x = 0 .. high."""
-    fraction = np.minimum(tails[None, :] / tails[previous][:, None], 1.0)
-    power, exponent = np.ones_like(fraction), remaining.astype(np.int64)
-    while exponent.any():  # by squaring, with the same products on every machine
-        power = np.where((exponent & 1)[:, None] == 1, power * fraction, power)
-        fraction, exponent = fraction * fraction, exponent >> 1
-    return power[:, :-1] - power[:, 1:]
+def _sorted_sigma(byte: int) -> float:
+    return max(_exact_scale(byte), 1e-3)
 
 
 def _exact_scale(byte: int) -> float:
@@ -271,18 +186,6 @@ def _exact_scale(byte: int) -> float:
     for _ in range(eighths):
         value *= root
     return math.ldexp(value, octaves)
-
-
-def _exp(y: float) -> float:
-    """e^y for y <= 0 by a fixed series: C libraries' `exp` may differ in the last bit."""
-    if y < -745:
-        return 0.0
-    octaves = round(y / _LN2)
-    rest, term, total = y - octaves * _LN2, 1.0, 1.0
-    for n in range(1, 20):
-        term = term * rest / n
-        total += term
-    return math.ldexp(total, octaves)
 
 
 def encode_within_budget(rounded: list[np.ndarray], latent: list[np.ndarray], codes: list[int], budget: int,
@@ -356,7 +259,8 @@ def decode(data: bytes, sizes: list[int], runs: Runs | None = None) -> list[np.n
             if coder is None:
                 raise TincFormatError("weight stream is empty")
             if family & SORTED:
-                symbols = _decode_sorted(coder, family & ~SORTED, scale_byte, high, size, None if runs is None else runs[index], index)
+                symbols = sorted_runs.decode(coder, family & ~SORTED == GAUSSIAN, _sorted_sigma(scale_byte), high, size,
+                                             None if runs is None else runs[index], index)
             else:
                 symbols = coder.decode(_family_models(family, low, high, scale), size)
             tensors.append((symbols.astype(np.float64) * step).astype(np.float32))
@@ -373,26 +277,6 @@ def section_tensors(data: bytes, count: int) -> list[tuple[int, bool]]:
         raise TincFormatError("not a compact weight section")
     return [(round(256 * math.log2(step)), bool(family & SORTED))
             for family, step, *_ in _compact_headers(Reader(data, 1, "weight section is truncated"), count)]
-
-
-def _decode_sorted(coder, family: int, scale: int, high: int, size: int, runs, index: int) -> np.ndarray:
-    """The symbols of a `SORTED` tensor, decoded step by step in `_coding_order`: a step's
-    tables depend on the values the step before decoded."""
-    runs = None if runs is None else np.asarray(runs, dtype=np.int64)
-    if runs is None or not _runs_fit(runs, size, high):
-        raise TincFormatError(f"weight tensor {index} cannot be coded as sorted runs")
-    starts, symbols = np.cumsum(runs) - runs, np.zeros(size, dtype=np.int64)
-    previous, longest = np.zeros(len(runs), dtype=np.int64), int(runs.max(initial=0))
-    tails = _tail_masses(family, scale, high)
-    for k in range(longest):
-        active = np.flatnonzero(runs > k)
-        keys = _keys(previous[active], runs[active] - k, longest)
-        order = _coding_order(np.zeros_like(keys), keys, active)
-        active, keys = active[order], keys[order]
-        for block in _row_blocks(active.size, high + 1):
-            previous[active[block]] = coder.decode(_PER_SYMBOL_TABLES, _tables(tails, keys[block], longest))
-        symbols[starts[active] + k] = previous[active]
-    return symbols
 
 
 def _compact_headers(reader: Reader, count: int) -> list[tuple[int, float, float, int | None, int, int]]:

@@ -72,7 +72,7 @@ class TincConfig:
     """SIREN frequency of every sine layer."""
     weight_bits: int = 5
     """Bits per weight assumed when sizing the networks (the tree's depth and layers are chosen
-    as for at least `codec.SHAPE_BITS`); 32 stores raw float32 weights."""
+    as for at least `encoder.SHAPE_BITS`); 32 stores raw float32 weights."""
     qat_fraction: float = 0.1
     """Last fraction of the fit (of its steps or time) trained through the weights rounded as
     the coder will store them (quantization-aware training); 0 turns it off."""
@@ -93,7 +93,7 @@ class TincConfig:
     """Axis holding channels (e.g. RGB), not partitioned by the tree."""
     starts: int = 4
     """Initial weights tried, each for a few hundred steps (at most a tenth of the fit); the
-    fit continues the one with the lowest loss (see `training.start_steps`). 1: one start."""
+    fit continues the one with the lowest loss (see `training.starts.start_steps`). 1: one start."""
     seed: int = 0
     device: str = "cpu"
     quiet: bool = False
@@ -229,7 +229,7 @@ class TincConfig:
         depth 2 gains 1.3 dB at 1e-3 over 2e-3 (RESULTS-ARCHIVE.md section 14). A step that
         sees a small part of large blocks gives a noisy gradient, which a high rate turns
         into a fit stuck near the blocks' means (`FULL_RATE_COVERAGE`). Where even that is
-        too high, `training.DivergenceGuard` halves it."""
+        too high, `training.policies` halve it."""
         if self.lr is not None:
             return self.lr
         return DEFAULT_LR / 2 ** max(0, depth - 1) * min(1.0, coverage / FULL_RATE_COVERAGE)

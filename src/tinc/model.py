@@ -56,16 +56,6 @@ class TreeINR(nn.Module):
         self.n_layers = len(masks)
         inputs = plan.input_axes
         self.register_buffer("input_axes", None if inputs == tuple(range(plan.layout.ndim)) else torch.as_tensor(inputs), persistent=False)
-        self.quantization_steps: list[float] | None = None
-        """Per tensor (weights, biases, layer by layer), the step the coder will round to; once set,
-        the forward pass sees rounded weights (quantization-aware training)."""
-        self.rounding_pull = 0.0
-        """Weight of `rounding_penalty` in the training objective, relative to the loss."""
-        # the weight of `spread_penalty` in the objective before the rounded phase, relative to
-        # the loss, and whether it has been set from the rounding cost yet (`training.SPREAD_CHECK`)
-        self.spread_pull, self.spread_checked = 0.0, False
-        self._step_sizes: tuple[list[float], torch.Tensor, int] | None = None  # for rounding_penalty
-        self._tensor_index: tuple[torch.Tensor, torch.Tensor] | None = None  # for spread_penalty
 
     def _add_layer(self, fan_in, fan_out, in_pad, out_pad, first, generator, initial):
         bounds = None
@@ -85,11 +75,13 @@ class TreeINR(nn.Module):
         sizes = [math.prod(shape) for shape in self.tensor_shapes]
         return [piece.view(shape) for piece, shape in zip(torch.split(flat, sizes), self.tensor_shapes)]
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords [samples, ndim] -> [leaves, samples, channels]."""
-        return self._evaluate(coords, self.layer_tensors())
+    def forward(self, coords: torch.Tensor, stored: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """coords [samples, ndim] -> [leaves, samples, channels]; `stored` replaces the model's
+        own tensors (`split(flat)`), e.g. by their rounded values (`tinc.entropy`)."""
+        return self._evaluate(coords, self.layer_tensors(stored=stored))
 
-    def layer_tensors(self, kept: list[np.ndarray] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def layer_tensors(self, kept: list[np.ndarray] | None = None,
+                      stored: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight [nodes, out, in], bias [nodes, out, 1]) per layer, w0 applied, for `_evaluate`.
 
         Padding entries start at zero and only ever meet zero activations or zero weights, so
@@ -100,15 +92,12 @@ class TreeINR(nn.Module):
         """
         plan, children = self.plan, self.plan.layout.children
         device = self.flat.device
-        stored = self.split(self.flat)
+        stored = self.split(self.flat) if stored is None else stored
         tensors, index = [], 0
         for level in range(plan.depth + 1):
             nodes = None if kept is None else torch.as_tensor(kept[level], device=device)
             for layer in range(plan.layers[level] + (level == plan.depth)):
                 weight, bias = stored[2 * index], stored[2 * index + 1]
-                if self.quantization_steps is not None:
-                    weight = _fake_quantize(weight, self.quantization_steps[2 * index])
-                    bias = _fake_quantize(bias, self.quantization_steps[2 * index + 1])
                 scale = self.node.scale(self.w0, head=index == self.n_layers - 1)
                 if layer == 0 and level > 0:
                     c = children[level - 1]
@@ -198,51 +187,6 @@ class TreeINR(nn.Module):
         for view, value in zip(self.split(self.flat), values, strict=True):
             view.copy_(torch.as_tensor(value, dtype=view.dtype))
 
-    @torch.no_grad()
-    def round_to_steps(self) -> None:
-        """Set the weights to the rounded values the forward pass uses under `quantization_steps`.
-
-        Quantization-aware training leaves many latent weights exactly half a step between
-        two values (the gradient pushes each across the boundary from either side); whether
-        such a weight then rounds up depends on float precision, and the coder's float64 and
-        the forward pass's float32 disagree. Rounding here, with the forward pass's op, makes
-        the coded network the trained one (RESULTS.md section 12)."""
-        for view, step in zip(self.split(self.flat), self.quantization_steps, strict=True):
-            view.copy_(_rounded(view, step))
-
-    def rounding_penalty(self) -> torch.Tensor:
-        """Mean squared distance of the real weights from their rounded values under
-        `quantization_steps`, in steps (0 to 1/4); differentiable.
-
-        Quantization-aware training leaves weights flipping across a rounding boundary, and
-        the network the file stores is whichever side each one was on at the last step. A
-        pull toward the nearest rounded value settles them, and the rest of the network
-        adapts to where they settle (RESULTS.md section 13)."""
-        if self._step_sizes is None or self._step_sizes[0] != self.quantization_steps:
-            steps = torch.cat([torch.full((math.prod(shape),), float(step), dtype=self.flat.dtype)
-                               for shape, step in zip(self.tensor_shapes, self.quantization_steps, strict=True)])
-            self._step_sizes = (list(self.quantization_steps), steps.to(self.flat.device), count_parameters(self))
-        _, steps, real = self._step_sizes
-        offsets = self.flat / steps
-        # padded entries stay 0, so they add nothing to the sum
-        return (offsets - torch.round(offsets)).square().sum() / real
-
-    def spread_penalty(self) -> torch.Tensor:
-        """Mean over the real weights of the log of their tensor's mean square; differentiable.
-
-        At its step a tensor of `n` weights codes in about `n/2 log2(mean square)` bits plus
-        a constant, so this is twice the weights' coded size per weight in nats, up to a
-        constant; within a fixed budget, whatever it saves buys finer steps for every tensor."""
-        if self._tensor_index is None:
-            sizes = torch.as_tensor([math.prod(shape) for shape in self.tensor_shapes])
-            tensor_of = torch.repeat_interleave(torch.arange(len(sizes)), sizes).to(self.flat.device)
-            real = torch.stack([mask.sum() for index in range(self.n_layers) for mask in self.masks(index)]).to(self.flat.dtype)
-            self._tensor_index = (tensor_of, real)
-        tensor_of, real = self._tensor_index
-        squares = torch.zeros_like(real).index_add_(0, tensor_of, self.flat.square())  # padding is 0
-        present = real > 0
-        return (real[present] * torch.log(squares[present] / real[present] + 1e-30)).sum() / real.sum()
-
     def _selection(self, leaves: np.ndarray) -> tuple[list[np.ndarray], list[torch.Tensor | None], torch.Tensor | None]:
         """Per level the sorted nodes on some selected leaf's root path; per level the rows of
         the kept children among all children of the kept parents; the selected leaves' rows."""
@@ -296,16 +240,6 @@ class TreeINR(nn.Module):
                 values = self._evaluate(coords[start:start + chunk], tensors, rows)
                 out[:, start:start + chunk] = values if order is None else values.index_select(0, order)
         return out[:, :samples]
-
-
-def _fake_quantize(values: torch.Tensor, step: float) -> torch.Tensor:
-    """`values` rounded to multiples of `step` going forward, unrounded going backward (the
-    straight-through estimator), so the latent weights keep learning below one step."""
-    return values + (_rounded(values, step) - values).detach()
-
-
-def _rounded(values: torch.Tensor, step: float) -> torch.Tensor:
-    return torch.round(values / step) * step
 
 
 # Decoding (no autograd) updates fresh activations in place: one memory pass less per layer,

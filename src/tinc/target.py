@@ -7,14 +7,15 @@ Each trial is a whole compression at one ratio, so a search costs a few fits (ab
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import metrics
+from . import encoder, metrics
 from .config import TincConfig
+from .decode import Decoder
+from .encoder import EncodeReport
 from .errors import TincConfigError
 
 RATIO_STEP = 4.0  # factor between trials while bracketing
@@ -39,26 +40,26 @@ class TargetSearch:
     chosen: Trial | None = None
 
 
-def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | None, say) -> tuple[bytes, "TincCodec", TargetSearch]:  # noqa: F821
+def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | None) -> tuple[bytes, EncodeReport]:
     """Bracket the ratio by factors of `RATIO_STEP` from `config.ratio`, then bisect (in log
     ratio) down to `RATIO_TOLERANCE`; return the smallest file whose PSNR (peak of the dtype,
-    as `tinc eval`) reaches `config.target_psnr`, the codec that made it, and the trials."""
-    from .codec import TincCodec
-
+    as `tinc eval`) reaches `config.target_psnr`, and its report, which holds the trials."""
     target = float(config.target_psnr)
     search = TargetSearch(target)
-    results: dict[float, tuple[bytes, TincCodec]] = {}
+    results: dict[float, tuple[bytes, EncodeReport]] = {}
+
+    def say(message: str) -> None:
+        encoder.say(config, message)
 
     def trial(ratio: float) -> bool:
-        codec = TincCodec(**dataclasses.asdict(config.replace(ratio=ratio, target_psnr=None)))
         try:
-            data = codec.encode(array, metadata=metadata)
+            data, report = encoder.encode(array, config.replace(ratio=ratio, target_psnr=None), metadata)
         except TincConfigError as error:  # no tree fits this budget: the ratio is too high
             say(f"target {target:g} dB: ratio {ratio:.1f}x fails ({error})")
             return False
-        psnr = metrics.psnr(array, codec.decode(data))
+        psnr = metrics.psnr(array, Decoder(data, device=config.device).decode())
         search.trials.append(Trial(ratio, len(data), psnr))
-        results[ratio] = (data, codec)
+        results[ratio] = (data, report)
         say(f"target {target:g} dB: ratio {ratio:.1f}x -> {len(data)} bytes, PSNR {psnr:.2f} dB")
         return psnr >= target
 
@@ -87,8 +88,9 @@ def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | Non
             high = middle
     passing = [t for t in search.trials if t.psnr >= target]
     search.chosen = min(passing, key=lambda t: t.nbytes)
-    data, codec = results[search.chosen.ratio]
-    return data, codec, search
+    data, report = results[search.chosen.ratio]
+    report.target_search = search
+    return data, report
 
 
 # The network ratios a `max_error` search starts from and may reach: below 4x a network costs
@@ -96,29 +98,29 @@ def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | Non
 MAX_ERROR_START, MAX_ERROR_RATIOS = 64.0, (4.0, 4096.0)
 
 
-def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None, say) -> tuple[bytes, "TincCodec"]:  # noqa: F821
+def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None) -> tuple[bytes, EncodeReport]:
     """For a `max_error` without a ratio: fit networks at ratios a factor 4 apart from
     `MAX_ERROR_START`, walking toward the smaller whole file until it grows, then once more
-    a factor 2 either side of the best; return the smallest file and its codec. A few
+    a factor 2 either side of the best; return the smallest file and its report. A few
     whole fits (`--time-limit` bounds each); every file meets the bound."""
-    from .codec import TincCodec
-
-    results: dict[float, tuple[bytes, TincCodec]] = {}
+    results: dict[float, tuple[bytes, EncodeReport]] = {}
     trials: list[tuple[float, int, int]] = []
+
+    def say(message: str) -> None:
+        encoder.say(config, message)
 
     def size(ratio: float) -> float:
         if ratio in results:
             return len(results[ratio][0])
-        codec = TincCodec(**dataclasses.asdict(config.replace(ratio=ratio)))
         try:
-            data = codec.encode(array, metadata=metadata)
+            data, report = encoder.encode(array, config.replace(ratio=ratio), metadata)
         except TincConfigError as error:  # no tree fits this budget
             say(f"max error: network ratio {ratio:.1f}x fails ({error})")
             return math.inf
-        results[ratio] = (data, codec)
-        trials.append((ratio, codec.report.network_bytes, len(data)))
-        say(f"max error: network ratio {ratio:.1f}x -> {codec.report.network_bytes} + "
-            f"{len(data) - codec.report.network_bytes} bytes of correction = {len(data)} bytes")
+        results[ratio] = (data, report)
+        trials.append((ratio, report.network_bytes, len(data)))
+        say(f"max error: network ratio {ratio:.1f}x -> {report.network_bytes} + "
+            f"{len(data) - report.network_bytes} bytes of correction = {len(data)} bytes")
         return len(data)
 
     def clamp(ratio: float) -> float:
@@ -142,6 +144,6 @@ def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None, 
                 ratio, best = clamp(ratio * factor), candidate
     if not results:
         raise TincConfigError("max error: no network ratio between 4x and 4096x fits this array")
-    data, codec = min(results.values(), key=lambda pair: len(pair[0]))
-    codec.report.ratio_trials = trials
-    return data, codec
+    data, report = min(results.values(), key=lambda pair: len(pair[0]))
+    report.ratio_trials = trials
+    return data, report

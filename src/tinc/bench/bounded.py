@@ -4,7 +4,7 @@ For each input and each bound `E = fraction x (max - min)`:
 
 - tinc: one fit per network ratio in `--ratios` (each exactly `tinc compress --ratio R`),
   then `tinc compress --ratio R --max-error E`'s correction added to it
-  (`codec.with_correction`, the same function); the smallest file over the ratios is kept.
+  (`encoder.with_correction`, the same function); the smallest file over the ratios is kept.
   A fit is shared by all bounds, so a ratio costs one fit, not one per bound.
 - SZ3 (absolute error mode), SPERR (point-wise error mode) and ZFP (fixed accuracy) through
   imagecodecs, given the bound itself on float data and floor(E) + 0.49 on integer data, whose
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import compress, decompress, metrics
-from ..codec import with_correction
+from ..encoder import with_correction
 from ..errors import TincConfigError
 from ..io import atomic_path
 from .base import restore_dtype
