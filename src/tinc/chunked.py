@@ -148,7 +148,7 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         if not existed:  # refused before any chunk: leave nothing behind
             shutil.rmtree(output, ignore_errors=True)
         raise
-    config = codec.get_config()
+    config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
     calls = ((_compress_chunk, volume, output, key, index, box, {**config, "ratio": ratio})
              for (index, box, key), ratio in zip(tasks, ratios))
     with _client(scheduler, workers) as client:
