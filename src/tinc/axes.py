@@ -8,6 +8,9 @@ NIfTI header (array axes i, j, k, t), a channel axis. Without anything, the defa
 the shape the way tinc has always split it: the channel axis is C, a trailing length-1 axis
 (a TIFF's single sample per pixel, as tifffile returns it) is a channel of 1, and the other
 axes are, from the last, X, Y, Z, T, then Q.
+
+Also the physical size of a voxel along each axis, where the input gave one (a NIfTI
+header's pixdim, a DICOM input's `spacing`): `spacing_of`, `spacing_for`, `resampled_metadata`.
 """
 
 from __future__ import annotations
