@@ -18,7 +18,6 @@ integer residuals `q` (`tinc.correction.quantize`), coded by:
 from __future__ import annotations
 
 import argparse
-import time
 
 import imagecodecs
 import numpy as np
@@ -26,7 +25,7 @@ import numpy as np
 import tinc
 from tinc import correction
 from tinc.values import prediction
-from tinc.decode import Decoder
+from tinc.decoder import Decoder
 
 INPUTS = ["/work/shared/data/brain64.tif", "/work/shared/data/tinc_test.tif", "nibabel:example4d.nii.gz", "skimage:cell"]
 FRACTIONS = (1e-2, 1e-3, 1e-4)

@@ -48,7 +48,7 @@ import torch
 from tinc import TincCodec, container
 from tinc.cli import describe
 from tinc.format import plan_from_header
-from tinc.decode import Decoder
+from tinc.decoder import Decoder
 from tinc.errors import TincFormatError
 
 MAX_VOXELS = 1 << 20  # the fuzzer opts into a small output cap: hostile shapes stay cheap to try

@@ -330,6 +330,30 @@ def write_document(path: str | os.PathLike, rows: list[dict], inputs: list[Input
     ratios = [float(r) for r in ratios]
     table, losses = analyse(rows, inputs, ratios, baseline)
     cells = _cells(rows)
+    tinc_cells = sum(1 for i in inputs for r in ratios if (i.label, r, "tinc") in cells)
+    lines = _facts_section(path, meta)
+    lines += _goal_section(losses, tinc_cells, codecs, meta, baseline)
+    lines += ["## PSNR (dB) per input", ""]
+    lines += [f"Margins: tinc - SPERR, and tinc - the {OTHERS_TEXT} (which one in brackets).", ""]
+    for item in inputs:
+        lines += _input_section(path, item, table, cells, ratios, codecs, plots, skipped)
+    lines += _losses_section(losses, tinc_cells)
+    if skipped:
+        lines += ["## Skipped inputs", ""] + [f"- {name}: {why}" for name, why in skipped.items()] + [""]
+    not_run = [f"{i.label} at {r:g}x" for i in inputs if not (skipped and i.label in skipped)
+               for r in ratios if any((i.label, r, c) not in cells for c in codecs)]
+    if not_run:
+        lines += ["## Cells not run", ""] + [f"- {cell}" for cell in not_run] + [""]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as handle:
+        handle.write("\n".join(lines))
+    os.replace(temporary, path)
+    return losses
+
+
+def _facts_section(path: str | os.PathLike, meta: dict) -> list[str]:
+    """The title, the command that made the document, and the run's facts."""
     lines = ["# Scoreboard", ""]
     lines += ["The corpus of issue 28 against the classic codecs, as today's code gives it. Produced by", ""]
     lines += [f"```sh\n{meta.get('command', '(command not recorded)')}\n```", ""]
@@ -358,11 +382,14 @@ def write_document(path: str | os.PathLike, rows: list[dict], inputs: list[Input
             raw += f"; every metric per cell (ratio reached, SSIM, times, tinc's tree): [{link}]({link})"
         lines.append(f"- Raw results: {raw}")
     lines.append("")
+    return lines
 
-    # the goal, and how it went
+
+def _goal_section(losses: list[Loss], tinc_cells: int, codecs: list[str], meta: dict,
+                  baseline: list[dict] | None) -> list[str]:
+    """The goal of issue 28, and whether this run meets it."""
     missed = [loss for loss in losses if loss.goal_missed]
-    tinc_cells = sum(1 for i in inputs for r in ratios if (i.label, r, "tinc") in cells)
-    lines += ["## Goal (issue 28)", ""]
+    lines = ["## Goal (issue 28)", ""]
     lines += [
         f"- At {', '.join(f'{r:g}x' for r in STRICT_RATIOS)}: tinc >= SPERR and >= the {OTHERS_TEXT}, every input.",
         f"- At {TOLERANCE_RATIO:g}x: tinc >= SPERR - {TOLERANCE_DB:g} dB, every input.",
@@ -384,76 +411,71 @@ def write_document(path: str | os.PathLike, rows: list[dict], inputs: list[Input
     if tinc_cells and left_out:
         lines += [f"This run leaves out {', '.join(left_out)}: the checks against "
                   f"{'it' if len(left_out) == 1 else 'them'} are not made.", ""]
+    return lines
 
-    # a table per input
-    lines += ["## PSNR (dB) per input", ""]
-    lines += [f"Margins: tinc - SPERR, and tinc - the {OTHERS_TEXT} (which one in brackets).", ""]
-    for item in inputs:
-        title = item.label + (" (real-sized)" if item.real else "")
-        lines += [f"### {title}", ""]
-        if skipped and item.label in skipped:
-            lines += [f"Skipped: {skipped[item.label]}", ""]
-            continue
-        about = [item.info] if item.info else []
-        if plots and item.label in plots:
-            about.append(f"RD plot: [{_link(plots[item.label], path)}]({_link(plots[item.label], path)})")
-        if about:
-            lines += ["; ".join(about), ""]
-        header = ["ratio"] + [NAMES.get(c, c) for c in codecs] + ["tinc - SPERR", f"tinc - {OTHERS_TEXT}"]
-        if "tinc" in codecs:
-            header += ["tinc encode (s)", "tinc's tree"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * (len(header) - 1) + "---|"]
-        notes = []
-        for ratio in ratios:
-            c = table[item.label, ratio]
-            values = []
-            for codec in codecs:
-                row = cells.get((item.label, ratio, codec))
-                values.append(_cell_text(row))
-                if row is not None and row.get("status") in ("error", "unavailable") or (
-                        codec == "tinc" and row is not None and row.get("status") == "unreachable"):
-                    notes.append(f"{ratio:g}x {NAMES.get(codec, codec)}: {row.get('note')}")
-            if c.tinc is None:
-                vs_sperr = vs_best = "—"
-            else:
-                vs_sperr = _signed(c.vs_sperr) if c.vs_sperr is not None else (
-                    "SPERR unreachable" if (item.label, ratio, "sperr") in cells else "SPERR not run")
-                if c.best is not None:
-                    vs_best = f"{_signed(c.vs_best)} ({NAMES.get(c.best[0], c.best[0])})"
-                else:
-                    vs_best = "none reach it" if c.others_run else "not run"
-            values += [vs_sperr, vs_best]
-            if "tinc" in codecs:
-                tinc_row = cells.get((item.label, ratio, "tinc"))
-                ok = tinc_row is not None and tinc_row.get("status") == "ok"
-                values += [f"{tinc_row['encode_s']:.0f}" if ok and tinc_row.get("encode_s") is not None else "",
-                           (tinc_row.get("note") or "") if ok else ""]
-            lines.append(f"| {ratio:g}x | " + " | ".join(values) + " |")
-        lines.append("")
-        if notes:
-            lines += [f"- {note}" for note in notes] + [""]
 
-    # the losses
-    lines += ["## Where tinc loses", ""]
-    if not tinc_cells:
-        lines += ["tinc was not run.", ""]
-    elif losses:
-        lines += [f"- {loss.text}" for loss in losses] + [""]
+def _input_section(path: str | os.PathLike, item: Input, table: dict[tuple[str, float], Comparison], cells: dict,
+                   ratios: list[float], codecs: list[str], plots: dict[str, str] | None,
+                   skipped: dict[str, str] | None) -> list[str]:
+    """One input's PSNR table: a row per ratio, a column per codec, then tinc's margins."""
+    title = item.label + (" (real-sized)" if item.real else "")
+    lines = [f"### {title}", ""]
+    if skipped and item.label in skipped:
+        return lines + [f"Skipped: {skipped[item.label]}", ""]
+    about = [item.info] if item.info else []
+    if plots and item.label in plots:
+        about.append(f"RD plot: [{_link(plots[item.label], path)}]({_link(plots[item.label], path)})")
+    if about:
+        lines += ["; ".join(about), ""]
+    header = ["ratio"] + [NAMES.get(c, c) for c in codecs] + ["tinc - SPERR", f"tinc - {OTHERS_TEXT}"]
+    if "tinc" in codecs:
+        header += ["tinc encode (s)", "tinc's tree"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * (len(header) - 1) + "---|"]
+    notes: list[str] = []
+    for ratio in ratios:
+        values = _table_row(item, ratio, table[item.label, ratio], cells, codecs, notes)
+        lines.append(f"| {ratio:g}x | " + " | ".join(values) + " |")
+    lines.append("")
+    if notes:
+        lines += [f"- {note}" for note in notes] + [""]
+    return lines
+
+
+def _table_row(item: Input, ratio: float, c: Comparison, cells: dict, codecs: list[str], notes: list[str]) -> list[str]:
+    """One ratio's cells of an input's table; what a failed cell said goes to `notes`."""
+    values = []
+    for codec in codecs:
+        row = cells.get((item.label, ratio, codec))
+        values.append(_cell_text(row))
+        if row is not None and row.get("status") in ("error", "unavailable") or (
+                codec == "tinc" and row is not None and row.get("status") == "unreachable"):
+            notes.append(f"{ratio:g}x {NAMES.get(codec, codec)}: {row.get('note')}")
+    if c.tinc is None:
+        vs_sperr = vs_best = "—"
     else:
-        lines += ["Nowhere: tinc is ahead of SPERR and of the best of HEVC, JPEG 2000 and JPEG XL in every cell "
-                  "it was run, and every goal check holds.", ""]
-    if skipped:
-        lines += ["## Skipped inputs", ""] + [f"- {name}: {why}" for name, why in skipped.items()] + [""]
-    not_run = [f"{i.label} at {r:g}x" for i in inputs if not (skipped and i.label in skipped)
-               for r in ratios if any((i.label, r, c) not in cells for c in codecs)]
-    if not_run:
-        lines += ["## Cells not run", ""] + [f"- {cell}" for cell in not_run] + [""]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        handle.write("\n".join(lines))
-    os.replace(temporary, path)
-    return losses
+        vs_sperr = _signed(c.vs_sperr) if c.vs_sperr is not None else (
+            "SPERR unreachable" if (item.label, ratio, "sperr") in cells else "SPERR not run")
+        if c.best is not None:
+            vs_best = f"{_signed(c.vs_best)} ({NAMES.get(c.best[0], c.best[0])})"
+        else:
+            vs_best = "none reach it" if c.others_run else "not run"
+    values += [vs_sperr, vs_best]
+    if "tinc" in codecs:
+        tinc_row = cells.get((item.label, ratio, "tinc"))
+        ok = tinc_row is not None and tinc_row.get("status") == "ok"
+        values += [f"{tinc_row['encode_s']:.0f}" if ok and tinc_row.get("encode_s") is not None else "",
+                   (tinc_row.get("note") or "") if ok else ""]
+    return values
+
+
+def _losses_section(losses: list[Loss], tinc_cells: int) -> list[str]:
+    lines = ["## Where tinc loses", ""]
+    if not tinc_cells:
+        return lines + ["tinc was not run.", ""]
+    if losses:
+        return lines + [f"- {loss.text}" for loss in losses] + [""]
+    return lines + ["Nowhere: tinc is ahead of SPERR and of the best of HEVC, JPEG 2000 and JPEG XL in every cell "
+                    "it was run, and every goal check holds.", ""]
 
 
 def _duration(seconds: float) -> str:
@@ -601,8 +623,55 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from tinc.bench import load_input, make_codec, parse_codecs, parse_ratios, run_one
-    from tinc.bench.report import plot_rd, write_markdown
+    plan = _plan(args)
+    if args.dry_run:
+        _print_dry_run(plan)
+        return 0
+    if plan.csv_path.exists() and not args.resume:
+        _log(f"scoreboard: starting over ({plan.csv_path} is replaced; --resume keeps its cells)")
+        plan.rows = {}
+    plan.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    _log(f"scoreboard: {len(plan.todo)} cells to run"
+         + (f" ({plan.resumed} already in {plan.csv_path})" if plan.resumed else "")
+         + (f"; about {_duration(len(plan.tinc_like) * plan.time_limit)} of tinc fits" if plan.tinc_like else ""))
+    skipped = _run_cells(plan, start)
+    if skipped is None:
+        return 130
+    _write_reports(plan, skipped, argv, start)
+    return 0
+
+
+@dataclass
+class _Plan:
+    """A run's settings, the cells an earlier run left (`rows`, with `--resume`) and those to run."""
+
+    inputs: list[Input]
+    ratios: list[float]
+    codecs: list[str]
+    time_limit: float
+    out: Path
+    doc: Path
+    baseline_path: str | None
+    baseline: list[dict] | None
+    rows: dict[tuple[str, float, str], dict]
+    todo: list[tuple[Input, float, str]]
+    tinc_like: list[tuple[Input, float, str]]
+    """The cells of `todo` whose codec takes the ratio itself (tinc): they take the time limit."""
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out / "results.csv"
+
+    @property
+    def resumed(self) -> int:
+        """Cells taken from an earlier run (`--resume` only)."""
+        return len(self.inputs) * len(self.ratios) * len(self.codecs) - len(self.todo)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The run the command line asks for; a bad command line is a ScoreboardError."""
+    from tinc.bench import make_codec, parse_codecs, parse_ratios
     from tinc.errors import TincError
 
     try:
@@ -614,7 +683,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise ScoreboardError(f"--time-limit must be > 0, got {args.time_limit:g}")
     inputs = select_inputs(args.inputs)
     out = Path(args.out) if args.out else DEFAULT_OUT
-    doc = Path(args.doc) if args.doc else DEFAULT_DOC
     csv_path = out / "results.csv"
     baseline = None
     if args.baseline:
@@ -622,7 +690,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             baseline = read_rows(args.baseline)
         except (OSError, csv.Error, ValueError) as error:
             raise ScoreboardError(f"cannot read --baseline {args.baseline}: {error}") from None
-
     rows: dict[tuple[str, float, str], dict] = {}
     if csv_path.exists() and (args.resume or args.dry_run):
         try:
@@ -639,47 +706,47 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return True
 
     todo = [(i, r, c) for i in inputs for r in ratios for c in codecs if not done(i.label, r, c)]
-    pending = {(i.label, r, c) for i, r, c in todo}
-    tinc_like = [cell for cell in todo if make_codec(cell[2]).direct]
-    if args.dry_run:
-        print("inputs:")
-        for item in inputs:
-            from tinc.io import resolve
+    return _Plan(inputs, ratios, codecs, args.time_limit, out, Path(args.doc) if args.doc else DEFAULT_DOC,
+                 args.baseline, baseline, rows, todo, [cell for cell in todo if make_codec(cell[2]).direct])
 
-            try:
-                resolve(item.path)
-                state = ""
-            except Exception as error:  # noqa: BLE001 - a missing package: said, not raised
-                state = f"  [cannot be read: {_one_line(error)}]"
-            index = next((n for n, (label, *_) in enumerate(CORPUS, 1) if label == item.label), None)
-            print(f"  {index or '-'}  {item.label}{' (real-sized)' if item.real else ''}{state}")
-        every = len(inputs) * len(ratios) * len(codecs)
-        print(f"cells to run: {len(todo)} of {every} "
-              f"({len(inputs)} inputs x {len(ratios)} ratios x {len(codecs)} codecs"
-              + (", the others are in the CSV (--resume)" if len(todo) < every else "") + ")")
-        for item, ratio, codec in todo:
-            print(f"  {item.label} {ratio:g}x {codec}")
-        estimate = len(tinc_like) * args.time_limit
-        print(f"estimate: about {_duration(estimate)} of tinc fits ({len(tinc_like)} x {args.time_limit:g} s), "
-              "plus the other codecs' searches (seconds to a few minutes per input)")
-        print(f"would write: {csv_path}, {out / 'results.md'}, {out}/rd-*.png and {doc}")
-        return 0
 
-    if csv_path.exists() and not args.resume:
-        _log(f"scoreboard: starting over ({csv_path} is replaced; --resume keeps its cells)")
-        rows = {}
-    out.mkdir(parents=True, exist_ok=True)
-    adapters = {c: make_codec(c, time_limit=args.time_limit) for c in codecs}
-    resumed = len(inputs) * len(ratios) * len(codecs) - len(todo)  # cells done(): --resume only
-    total = len(todo)
+def _print_dry_run(plan: _Plan) -> None:
+    """`--dry-run`: the inputs (and whether they can be read), the cells to run and the time they take."""
+    from tinc.io import resolve
+
+    print("inputs:")
+    for item in plan.inputs:
+        try:
+            resolve(item.path)
+            state = ""
+        except Exception as error:  # noqa: BLE001 - a missing package: said, not raised
+            state = f"  [cannot be read: {_one_line(error)}]"
+        index = next((n for n, (label, *_) in enumerate(CORPUS, 1) if label == item.label), None)
+        print(f"  {index or '-'}  {item.label}{' (real-sized)' if item.real else ''}{state}")
+    every = len(plan.inputs) * len(plan.ratios) * len(plan.codecs)
+    print(f"cells to run: {len(plan.todo)} of {every} "
+          f"({len(plan.inputs)} inputs x {len(plan.ratios)} ratios x {len(plan.codecs)} codecs"
+          + (", the others are in the CSV (--resume)" if len(plan.todo) < every else "") + ")")
+    for item, ratio, codec in plan.todo:
+        print(f"  {item.label} {ratio:g}x {codec}")
+    estimate = len(plan.tinc_like) * plan.time_limit
+    print(f"estimate: about {_duration(estimate)} of tinc fits ({len(plan.tinc_like)} x {plan.time_limit:g} s), "
+          "plus the other codecs' searches (seconds to a few minutes per input)")
+    print(f"would write: {plan.csv_path}, {plan.out / 'results.md'}, {plan.out}/rd-*.png and {plan.doc}")
+
+
+def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
+    """Run the cells to run, saving the CSV after each; returns the inputs skipped (unreadable)
+    and why, or None when interrupted."""
+    from tinc.bench import load_input, make_codec
+
+    adapters = {c: make_codec(c, time_limit=plan.time_limit) for c in plan.codecs}
+    pending = {(i.label, r, c) for i, r, c in plan.todo}
+    total = len(plan.todo)
     skipped: dict[str, str] = {}
-    start = time.perf_counter()
     finished = 0
-    _log(f"scoreboard: {len(todo)} cells to run"
-         + (f" ({resumed} already in {csv_path})" if resumed else "")
-         + (f"; about {_duration(len(tinc_like) * args.time_limit)} of tinc fits" if tinc_like else ""))
     try:
-        for item in inputs:
+        for item in plan.inputs:
             try:
                 array = load_input(item.path)
             except Exception as error:  # noqa: BLE001 - a missing package or file skips one input
@@ -689,50 +756,70 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 _log(f"scoreboard: skipping {item.label}: {skipped[item.label]}")
                 continue
             item.info = f"{'x'.join(map(str, array.shape))} {array.dtype}, {array.nbytes:,} bytes"
-            for ratio in ratios:
-                for codec in codecs:
+            for ratio in plan.ratios:
+                for codec in plan.codecs:
                     if (item.label, ratio, codec) not in pending:
                         continue
-                    t0 = time.perf_counter()
-                    row = run_one(adapters[codec], array, float(ratio), label=item.label)
-                    row = {k: v for k, v in row.items() if k not in ("compressed", "reconstruction")}
-                    row["cell_s"] = time.perf_counter() - t0
-                    row["time_limit"] = args.time_limit if adapters[codec].direct else None
-                    row["target_ratio"] = float(ratio)
-                    rows[key(row)] = row
-                    write_rows(list(rows.values()), csv_path)
+                    row = _run_cell(adapters[codec], array, item.label, ratio, plan.time_limit)
+                    plan.rows[key(row)] = row
+                    write_rows(list(plan.rows.values()), plan.csv_path)
                     finished += 1
                     _log(f"[{finished}/{total}] {_short(item.label)} {ratio:g}x {codec}: {_progress(row)} "
                          f"({row['cell_s']:.1f} s; {_duration(time.perf_counter() - start)} elapsed)")
     except KeyboardInterrupt:
-        _log(f"scoreboard: interrupted after {finished} cells; they are in {csv_path}: rerun with --resume")
-        return 130
+        _log(f"scoreboard: interrupted after {finished} cells; they are in {plan.csv_path}: rerun with --resume")
+        return None
+    return skipped
 
-    selected = [rows[cell] for cell in ((i.label, r, c) for i in inputs for r in ratios for c in codecs) if cell in rows]
-    info = {i.label: i.info for i in inputs if i.info}
-    write_markdown(selected, str(out / "results.md"), info)
+
+def _run_cell(adapter, array, label: str, ratio: float, time_limit: float) -> dict:
+    """One cell through `tinc.bench.run_one`, as a CSV row with its time and time limit."""
+    from tinc.bench import run_one
+
+    t0 = time.perf_counter()
+    row = run_one(adapter, array, float(ratio), label=label)
+    row = {k: v for k, v in row.items() if k not in ("compressed", "reconstruction")}
+    row["cell_s"] = time.perf_counter() - t0
+    row["time_limit"] = time_limit if adapter.direct else None
+    row["target_ratio"] = float(ratio)
+    return row
+
+
+def _write_reports(plan: _Plan, skipped: dict[str, str], argv: list[str], start: float) -> None:
+    """results.md, an RD plot per input and the document, over the cells of this run's selection."""
+    from tinc.bench.report import plot_rd, write_markdown
+
+    cells = ((i.label, r, c) for i in plan.inputs for r in plan.ratios for c in plan.codecs)
+    selected = [plan.rows[cell] for cell in cells if cell in plan.rows]
+    info = {i.label: i.info for i in plan.inputs if i.info}
+    write_markdown(selected, str(plan.out / "results.md"), info)
     plots: dict[str, str] = {}
     taken: set[str] = set()
-    for item in inputs:
+    for item in plan.inputs:
         mine = [r for r in selected if r["input"] == item.label]
         if item.label in skipped or not mine:
             continue
-        target = out / plot_name(item.label, taken)
+        target = plan.out / plot_name(item.label, taken)
         plot_rd(mine, str(target))
         plots[item.label] = str(target)
+    meta = dict(
+        command=_command(argv), date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        commit=git_commit(), machine=machine(), time_limit=plan.time_limit, csv=plan.csv_path,
+        markdown=plan.out / "results.md", resumed=plan.resumed, elapsed=time.perf_counter() - start,
+        baseline=plan.baseline_path,
+    )
+    losses = write_document(plan.doc, selected, plan.inputs, plan.ratios, plan.codecs, meta, plots, skipped, plan.baseline)
+    missed = sum(loss.goal_missed for loss in losses)
+    _log(f"scoreboard: wrote {plan.doc} ({_plural(len(losses), 'loss', 'losses')} listed, {_plural(missed, 'goal check')} missed), "
+         f"{plan.csv_path}, {plan.out / 'results.md'} and {_plural(len(plots), 'RD plot')} in {_duration(time.perf_counter() - start)}")
+
+
+def _command(argv: list[str]) -> str:
+    """The command line that reruns this run, from the repository root or the working directory."""
     command = "python " + shlex.join([os.path.relpath(__file__, REPO_ROOT)] + argv)
     if Path.cwd().resolve() != REPO_ROOT:
         command = f"cd {shlex.quote(str(Path.cwd()))} && " + shlex.join(["python", str(Path(__file__).resolve())] + argv)
-    meta = dict(
-        command=command, date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        commit=git_commit(), machine=machine(), time_limit=args.time_limit, csv=csv_path,
-        markdown=out / "results.md", resumed=resumed, elapsed=time.perf_counter() - start, baseline=args.baseline,
-    )
-    losses = write_document(doc, selected, inputs, ratios, codecs, meta, plots, skipped, baseline)
-    missed = sum(loss.goal_missed for loss in losses)
-    _log(f"scoreboard: wrote {doc} ({_plural(len(losses), 'loss', 'losses')} listed, {_plural(missed, 'goal check')} missed), "
-         f"{csv_path}, {out / 'results.md'} and {_plural(len(plots), 'RD plot')} in {_duration(time.perf_counter() - start)}")
-    return 0
+    return command
 
 
 def _one_line(error: BaseException) -> str:

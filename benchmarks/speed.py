@@ -126,7 +126,7 @@ def synthetic_file(shape: tuple[int, ...], depth: int, width: int) -> bytes:
 
 def region_decode(repeats: int) -> None:
     """Time of a region against a full decode: it should follow the leaves touched, not the volume."""
-    from tinc.decode import Decoder
+    from tinc.decoder import Decoder
 
     decoder = Decoder(synthetic_file((256, 256, 256), 3, 32))
     full = best_time(lambda: decoder.decode(), repeats)
@@ -142,7 +142,8 @@ def region_decode(repeats: int) -> None:
 # large parent would report the parent's size.
 STREAM_CHILD = """
 import sys, time
-from tinc.decode import Decoder, write_decoded
+from tinc.decode import write_decoded
+from tinc.decoder import Decoder
 def peak_mib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024

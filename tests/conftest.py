@@ -36,7 +36,7 @@ def one_thread():
 @pytest.fixture
 def decodes(monkeypatch):
     """Boxes passed to Decoder.decode_into, in call order."""
-    from tinc.decode import Decoder
+    from tinc.decoder import Decoder
 
     boxes = []
     original = Decoder.decode_into

@@ -17,6 +17,9 @@ import zarr
 import tinc
 from tinc import chunked, metrics
 from tinc.cli import main
+from tinc.ome_zarr import pyramid_shapes
+from tinc.volume import Volume, read_with_halo
+from tinc.zarr_store import TEMPORARY_PREFIX
 
 # 20 steps so that 64 chunks take seconds; fidelity is not what these tests are about
 FLAGS = dict(ratio=32, steps=20, batch=2048, seed=1)
@@ -94,7 +97,7 @@ def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
     assert finished.returncode == 0, finished.stderr
     kept = int(re.search(r"\((\d+) kept from an earlier run\)", finished.stdout).group(1))
     assert kept >= written - 2  # a chunk being renamed at the kill may be refitted, none lost
-    assert not list(output.rglob(chunked.TEMPORARY_PREFIX + "*"))
+    assert not list(output.rglob(TEMPORARY_PREFIX + "*"))
     differing = [str(c.relative_to(reference)) for c in Path(reference).rglob("c/*/*/*")
                  if (output / c.relative_to(reference)).read_bytes() != c.read_bytes()]
     assert not differing, differing
@@ -102,7 +105,7 @@ def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
 
 
 def _chunk_files(store: Path) -> int:
-    return sum(1 for p in store.rglob("c/*/*/*") if not p.name.startswith(chunked.TEMPORARY_PREFIX))
+    return sum(1 for p in store.rglob("c/*/*/*") if not p.name.startswith(TEMPORARY_PREFIX))
 
 
 def test_decompress_to_ome_zarr_and_tiff(compressed, scheduler, tmp_path):
@@ -152,14 +155,14 @@ def test_edge_chunks_repeat_the_edge_and_tiff_input(scheduler, tmp_path):
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
     data = np.arange(5 * 6, dtype=np.int16).reshape(5, 6)
     np.save(tmp_path / "a.npy", data)
-    volume = chunked.Volume(tmp_path / "a.npy")
-    region = chunked.read_with_halo(volume, ((4, 8), (0, 4)), (1, 2))  # an edge box reaching past row 5
+    volume = Volume(tmp_path / "a.npy")
+    region = read_with_halo(volume, ((4, 8), (0, 4)), (1, 2))  # an edge box reaching past row 5
     assert region.shape == (6, 8)
     assert np.array_equal(region[1, 2:6], data[4, 0:4])
     assert np.array_equal(region[0, 2:6], data[3, 0:4])
     assert np.array_equal(region[2:, 2:6], np.repeat(data[4:5, 0:4], 4, axis=0))  # rows past the end repeat row 4
     assert np.array_equal(region[:, 0], region[:, 2])  # columns before 0 repeat column 0
-    assert chunked.pyramid_shapes((256, 200, 100), (64, 64, 64)) == [(256, 200, 100), (128, 100, 50), (64, 50, 25)]
+    assert pyramid_shapes((256, 200, 100), (64, 64, 64)) == [(256, 200, 100), (128, 100, 50), (64, 50, 25)]
 
 
 def test_chunked_cli_errors_are_one_line(volume, compressed, tmp_path, capsys):

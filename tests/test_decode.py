@@ -8,9 +8,11 @@ import torch
 
 import tinc
 import tinc.decode
+import tinc.decoder
 from tinc.tree import TreePlan
 from tinc.cli import main
-from tinc.decode import Decoder, parse_roi, write_decoded
+from tinc.decode import write_decoded
+from tinc.decoder import Decoder, parse_roi
 from tinc.errors import TincConfigError
 from tinc.model import TreeINR
 from tinc.partition import TreeLayout, choose_splits
@@ -212,7 +214,7 @@ def test_streaming_output_equals_in_memory_decode(tmp_path, volume, rgb, monkeyp
     mapped = []
     open_memmap = np.lib.format.open_memmap
     monkeypatch.setattr(np.lib.format, "open_memmap", lambda *a, **k: mapped.append(1) or open_memmap(*a, **k))
-    monkeypatch.setattr(tinc.decode, "GROUP_BYTES", 1)  # one leaf block per group
+    monkeypatch.setattr(tinc.decoder, "GROUP_BYTES", 1)  # one leaf block per group
     for data, full in (volume, rgb):
         decoder = Decoder(data)
         write_decoded(tmp_path / "s.npy", decoder, stream_bytes=0)

@@ -20,7 +20,7 @@ from pydicom.uid import (  # noqa: E402
     generate_uid,
 )
 
-from tinc import io  # noqa: E402
+from tinc import axes, io  # noqa: E402
 from tinc.cli import main  # noqa: E402
 from tinc.errors import TincInputError  # noqa: E402
 
@@ -242,10 +242,10 @@ def test_nilearn_sample_by_name():
 
 
 def test_spacing_survives_the_tinc_file_as_text():
-    assert io.spacing_of({"spacing": b"(2.5, 0.5, 0.25)"}) == (2.5, 0.5, 0.25)
-    assert io.spacing_of({"spacing": (1, 1e-3)}) == (1.0, 0.001)
-    assert io.spacing_of({"spacing": b"(0.0, 1.0)"}) is None and io.spacing_of({}) is None
-    assert io.resampled_metadata({"spacing": b"(2.0, 1.0)"}, (10, 8), (20, 4))["spacing"] == (1.0, 2.0)
+    assert axes.spacing_of({"spacing": b"(2.5, 0.5, 0.25)"}) == (2.5, 0.5, 0.25)
+    assert axes.spacing_of({"spacing": (1, 1e-3)}) == (1.0, 0.001)
+    assert axes.spacing_of({"spacing": b"(0.0, 1.0)"}) is None and axes.spacing_of({}) is None
+    assert axes.resampled_metadata({"spacing": b"(2.0, 1.0)"}, (10, 8), (20, 4))["spacing"] == (1.0, 2.0)
 
 
 def test_cli_compresses_a_dcm_and_reads_it_back(tmp_path, capsys):

@@ -188,7 +188,7 @@ def test_cli_compress_info_eval(cube, tmp_path, capsys):
 def test_zarr_codec_and_chunked_compression_hold_the_bound(tmp_path):
     import zarr
 
-    from tinc import chunked
+    from tinc import boxes, chunked
     from tinc.zarr_codec import TincNumcodec, TincZarrCodec
 
     rng = np.random.default_rng(7)
@@ -205,7 +205,7 @@ def test_zarr_codec_and_chunked_compression_hold_the_bound(tmp_path):
     chunked.compress(str(source), output, chunks=(24, 20, 30), halo=2, workers=1, ratio=16, max_error_rel=0.002, **FAST)
     bound = 0.002 * (int(volume.max()) - int(volume.min()))
     restored = zarr.open_array(output)[...]
-    for box in chunked.chunk_boxes(volume.shape, (24, 20, 30)):  # every chunk, not only the whole
+    for box in boxes.chunk_boxes(volume.shape, (24, 20, 30)):  # every chunk, not only the whole
         index = tuple(slice(a, b) for a, b in box[1])
         assert max_abs_error(volume[index], restored[index]) <= bound
     assert tinc.open(output)[5:30, 3, :].shape == (25, 30)

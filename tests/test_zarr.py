@@ -167,3 +167,23 @@ def test_eval_reads_zarr_arrays(written, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "original.npy"), path, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["psnr"] == pytest.approx(metrics.psnr(volume, array))
     assert main(["eval", str(tmp_path / "original.npy"), str(tmp_path / "missing.zarr")]) == 2
+
+
+def test_runtime_fields_are_not_stored_and_stores_that_have_them_still_open(written, tmp_path):
+    runtime = dict(device="cpu", quiet=False, checkpoint="fit.ckpt", checkpoint_every=5.0)
+    codec = TincZarrCodec(ratio=16, **FAST, **runtime)
+    assert not set(runtime) & set(codec.to_dict()["configuration"])
+    assert not set(runtime) & set(TincNumcodec(ratio=16, **runtime).get_config())
+    assert codec == TincZarrCodec(ratio=16, **FAST)  # one setting, however it runs
+    assert codec.codec.tinc.config.checkpoint_every == 5.0  # yet this instance runs with them
+
+    # a store written before: its zarr.json holds the writer's runtime fields
+    path, volume = written
+    old = tmp_path / "old.zarr"
+    shutil.copytree(path, old)
+    meta = json.loads((old / "zarr.json").read_text())
+    meta["codecs"][0]["configuration"].update(device="cuda:7", quiet=True, checkpoint=None, checkpoint_every=60.0)
+    (old / "zarr.json").write_text(json.dumps(meta))
+    opened = zarr.open(str(old), mode="r")
+    assert not set(runtime) & set(opened.metadata.codecs[0].to_dict()["configuration"])
+    assert np.array_equal(opened[:], zarr.open(path, mode="r")[:])

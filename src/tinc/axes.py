@@ -8,11 +8,17 @@ NIfTI header (array axes i, j, k, t), a channel axis. Without anything, the defa
 the shape the way tinc has always split it: the channel axis is C, a trailing length-1 axis
 (a TIFF's single sample per pixel, as tifffile returns it) is a channel of 1, and the other
 axes are, from the last, X, Y, Z, T, then Q.
+
+Also the physical size of a voxel along each axis, where the input gave one (a NIfTI
+header's pixdim, a DICOM input's `spacing`): `spacing_of`, `spacing_for`, `resampled_metadata`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+import numpy as np
 
 KNOWN = "TCZYX"
 # tifffile's series axes: S is samples per pixel (a colour axis), I an image sequence (unknown)
@@ -107,7 +113,6 @@ def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
     values: list[float] | None = None
     if "nifti_header" in metadata:
         import nibabel
-        import numpy as np
 
         header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
         zooms = [float(z) for z in header.get_zooms()]
@@ -117,8 +122,6 @@ def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
             if 0 <= index < len(zooms) and a != "T" and np.isfinite(zooms[index]) and zooms[index] > 0:
                 values[i] = zooms[index]
         return values if any(values[i] != 1.0 for i in spatial) else None
-    from .io import spacing_of
-
     spacing = spacing_of(metadata)
     if spacing is None:
         return None
@@ -128,3 +131,28 @@ def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
     for i, s in zip(spatial[-len(spacing):], spacing):  # DICOM: (rows, columns) or (slice, rows, columns)
         values[i] = s
     return values
+
+
+def spacing_of(metadata: dict | None) -> tuple[float, ...] | None:
+    """The `spacing` entry of `metadata` as floats: a tuple from a reader, or the text a
+    .tinc file's metadata section holds (bytes); None when absent or not positive numbers."""
+    value = (metadata or {}).get("spacing")
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, str)):
+        text = value.decode("ascii", "replace") if isinstance(value, (bytes, bytearray)) else value
+        value = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)
+    try:
+        spacing = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return spacing if spacing and all(np.isfinite(s) and s > 0 for s in spacing) else None
+
+
+def resampled_metadata(metadata: dict, old_shape, new_shape) -> dict:
+    """`metadata` for the same extent sampled on `new_shape` instead of `old_shape` (spatial
+    axes): the spacing grows or shrinks with the number of samples along each axis."""
+    spacing = spacing_of(metadata)
+    if spacing is None or len(spacing) != len(old_shape) or len(old_shape) != len(new_shape):
+        return metadata
+    return {**metadata, "spacing": tuple(s * a / b for s, a, b in zip(spacing, old_shape, new_shape))}

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import encoder, target
 from .config import TincConfig
-from .decode import Decoder
+from .decoder import Decoder
 from .encoder import EncodeReport
 from .format import MAX_DECODE_VOXELS
 from .values import check_array

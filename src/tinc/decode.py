@@ -1,269 +1,34 @@
-"""Decode only what is asked: a region, a finer or coarser grid, or an output too big for memory.
-
-Given its ancestors, a leaf block needs nothing from other blocks, so a request evaluates
-only the leaves whose blocks it touches (their ancestors once, shared:
-`TreeINR.render_leaves`), a group of leaf blocks at a time, and copies each block's part of
-the request into the output, which may be a memory-mapped file. Per leaf the float32
-operations are those of a full decode, so on CPU a region equals the same crop of the full
-decode exactly (on a GPU the BLAS may round a smaller batch differently in the last bit).
+"""What users open and write: a `.tinc` file or a chunked store as a lazy array (`TincArray`,
+`TincStore`, also as Dask arrays), and a decode written to a file (`write_decoded`), streamed
+a group of leaf blocks at a time when it is too big for memory. The decoding itself is
+`tinc.decoder`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-import mmap
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import container
-from .devices import torch_device
-from .format import MAX_DECODE_VOXELS, build_model
-from .values import restore
+from .axes import input_axes, resampled_metadata, spacing_for
+from .boxes import Box, chunk_boxes
+from .format import MAX_DECODE_VOXELS
+from .decoder import Decoder, Sampling, parse_roi
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, is_zarr_path, resampled_metadata, write
-from .partition import grid_coordinates
+from .io import atomic_path, format_of, write
+from .ome_zarr import ome_zarr_output
+from .volume import is_zarr_path
 
 if TYPE_CHECKING:
     import dask.array
 
 STREAM_BYTES = 256 << 20  # outputs above this many float32 bytes are written through a memory map
-GROUP_BYTES = 64 << 20  # float32 bytes of leaf blocks evaluated at once: bounds peak memory
 CHUNK_VOXELS_LOG2 = 21  # Dask chunks of about 2^21 voxels: few tasks, each a few MB
-
-Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Where the continuous tree is sampled: `block` local samples per leaf block and spatial
-    axis, spanning [-1, 1] like the training grid; blocks side by side, cropped to `shape`."""
-
-    block: tuple[int, ...]
-    shape: tuple[int, ...]
-
-    def coordinates(self) -> np.ndarray:
-        """[samples, ndim] float32, the training grid's construction at this sampling."""
-        return grid_coordinates(self.block)
-
-
-class Decoder:
-    """A parsed `.tinc` file that decodes any region of itself, on any sampling grid."""
-
-    def __init__(self, data: bytes, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS):
-        """`max_voxels` caps the elements of any output, checked against the header before
-        anything is allocated; raise it to decode arrays above 2^32 elements."""
-        parsed = container.unpack(data)
-        self.header = parsed.header
-        self.metadata = parsed.metadata
-        self.device = torch_device(device)
-        self.max_voxels = max_voxels
-        self.plan, self.model = build_model(parsed.header, parsed.weights, self.device, max_voxels)
-        self.shape = tuple(int(s) for s in self.header["shape"])
-        self.dtype = np.dtype(self.header["dtype"])
-        axis = self.header.get("channel_axis")
-        self.channel_axis = None if axis is None else axis % len(self.shape)
-        self.channels = self.plan.channels
-        self.leaves_evaluated = 0  # by the last decode: what a request cost, without timing it
-        self.correction = None
-        if parsed.correction is not None:  # a guaranteed maximum error: the residual on the training grid
-            from .correction import decode as decode_correction
-
-            self.correction = decode_correction(parsed.correction, tuple(self.plan.layout.shape) + (self.channels,))
-
-    # ------------------------------------------------------------------ geometry
-    def sampling(self, scale: float | None = None, shape: Sequence[int] | str | None = None) -> Sampling:
-        """The grid for `scale` (one factor for every spatial axis longer than 1) or an output `shape`.
-
-        Local coordinates are block-local, so this resamples each leaf block on its own:
-        a block of b samples becomes round(b * factor) samples (more where needed to cover
-        the output) spanning the same [-1, 1], and the blocks are laid side by side, then
-        cropped to round(size * factor) per axis. The outermost samples of neighbouring
-        blocks sit at local -1 and 1 as in training, so block borders stay where they were;
-        between grid points the networks are evaluated where they were never fitted.
-        Scale 1 is the training grid, hence exactly the normal decode.
-        """
-        layout = self.plan.layout
-        if scale is not None and shape is not None:
-            raise TincConfigError("give a scale or an output shape, not both")
-        if scale is None and shape is None:
-            return Sampling(layout.block_shape, layout.shape)
-        if shape is not None:
-            target = self._spatial_target(shape)
-            factors = [t / s for t, s in zip(target, layout.shape)]
-        else:
-            try:
-                scale = float(scale)
-            except (TypeError, ValueError):
-                raise TincConfigError(f"scale must be a number, got {scale!r}") from None
-            if not math.isfinite(scale) or scale <= 0 or scale > self.max_voxels:
-                raise TincConfigError(f"scale must be a positive number (of sane size), got {scale:g}")
-            # a length-1 axis is no dimension of the data (a TIFF's trailing axis): it stays
-            factors = [scale if s > 1 else 1.0 for s in layout.shape]
-            target = [max(1, _round(s * f)) for s, f in zip(layout.shape, factors)]
-        # blocks must cover the target even where rounding shrinks them
-        block = tuple(max(_round(b * f), -(-t // g), 1) for b, f, t, g in zip(layout.block_shape, factors, target, layout.grid))
-        elements = math.prod(target) * self.channels
-        if elements > self.max_voxels:
-            raise TincConfigError(f"the resampled output {tuple(target)} has {elements} elements, more than the {self.max_voxels} allowed "
-                                  "(pass max_voxels= or --max-voxels to decode more)")
-        return Sampling(block, tuple(target))
-
-    def _spatial_target(self, shape: Sequence[int] | str) -> list[int]:
-        if isinstance(shape, str):
-            try:
-                shape = [int(x) for x in shape.split(",")]
-            except ValueError:
-                raise TincConfigError(f"shape must be comma-separated integers, got {shape!r}") from None
-        shape = list(shape)
-        if len(shape) != len(self.shape):
-            raise TincConfigError(f"shape {tuple(shape)} has {len(shape)} axes; the array {self.shape} has {len(self.shape)}")
-        if any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
-            raise TincConfigError(f"shape {tuple(shape)} must be positive integers")
-        if self.channel_axis is not None and shape[self.channel_axis] != self.channels:
-            raise TincConfigError(f"shape {tuple(shape)}: the channel axis {self.channel_axis} keeps its {self.channels} channels")
-        return [int(s) for i, s in enumerate(shape) if i != self.channel_axis]
-
-    def output_shape(self, sampling: Sampling) -> tuple[int, ...]:
-        """The full output shape on `sampling`, channel axis (if any) where the original had it."""
-        shape = list(sampling.shape)
-        if self.channel_axis is not None:
-            shape.insert(self.channel_axis, self.channels)
-        return tuple(shape)
-
-    # ------------------------------------------------------------------ decoding
-    def decode(self, roi=None, scale: float | None = None, shape: Sequence[int] | str | None = None) -> np.ndarray:
-        """The array (or the `roi` of it, on the grid of `scale` / `shape`) in memory."""
-        sampling = self.sampling(scale, shape)
-        full = self.output_shape(sampling)
-        box = parse_roi(roi, full)
-        if sampling == self.sampling() and box == tuple((0, s) for s in full):
-            return self._decode_all()
-        out = np.empty(tuple(b - a for a, b in box), dtype=self.dtype)
-        self.decode_into(out, box, sampling)
-        return out
-
-    def _decode_all(self) -> np.ndarray:
-        """Every leaf in one pass, fastest when all is wanted (`TincCodec.decode` comes here)."""
-        correction = None if self.correction is None else self.correction.values()
-        return restore(self.network_values(), self.header, correction)
-
-    def network_values(self) -> np.ndarray:
-        """The networks' float32 output on the training grid, channels last, normalised:
-        what the decode (and the encoder's correction) starts from."""
-        layout = self.plan.layout
-        coords = torch.as_tensor(layout.block_coordinates(), device=self.device)
-        blocks = self.model.render(coords).cpu().numpy()
-        self.leaves_evaluated = layout.leaves
-        return layout.from_blocks(blocks)
-
-    def decode_into(self, out: np.ndarray, box: Box, sampling: Sampling, group_bytes: int | None = None) -> None:
-        """Write the `box` (full-array axes, output grid) of the decode into `out`, which has
-        the box's shape (an ndarray or a memory map), `group_bytes` of leaf blocks at a time."""
-        group_bytes = GROUP_BYTES if group_bytes is None else group_bytes
-        spatial = [i for i in range(len(box)) if i != self.channel_axis]
-        start = np.array([box[i][0] for i in spatial])
-        stop = np.array([box[i][1] for i in spatial])
-        channels = slice(*box[self.channel_axis]) if self.channel_axis is not None else None
-        block = np.array(sampling.block)
-        low = self.plan.layout.leaf_positions * block  # each leaf's block in output coordinates
-        high = np.minimum(low + block, sampling.shape)
-        first, last = np.maximum(low, start), np.minimum(high, stop)  # its part of the box
-        selected = np.flatnonzero(np.all(first < last, axis=1))
-        self.leaves_evaluated = len(selected)
-        needed = self._needed_coordinates(selected, first - low, last - low, sampling.block)
-        coords = torch.as_tensor(sampling.coordinates(), device=self.device)
-        group = max(1, group_bytes // (needed.size * self.channels * 4))
-        # the correction belongs to the training grid: a resampled decode has no bound
-        correction = self.correction if self.correction is not None and sampling == self.sampling() else None
-        for g in range(0, len(selected), group):
-            leaves = selected[g:g + group]
-            values = self.model.render_leaves(coords, leaves, needed).cpu().numpy()
-            values = values.reshape((len(leaves),) + sampling.block + (self.channels,))
-            for leaf, value in zip(leaves, values):
-                local = tuple(slice(a, b) for a, b in zip(first[leaf] - low[leaf], last[leaf] - low[leaf]))
-                target = [slice(a, b) for a, b in zip(first[leaf] - start, last[leaf] - start)]
-                residual = None
-                if correction is not None:  # on the training grid, output and array coordinates agree
-                    residual = correction.values(tuple(slice(a, b) for a, b in zip(first[leaf], last[leaf])) + (slice(None),))
-                piece = restore(value[local], self.header, residual)
-                if channels is not None:
-                    index = [slice(None)] * piece.ndim
-                    index[self.channel_axis] = channels
-                    piece = piece[tuple(index)]
-                    target.insert(self.channel_axis, slice(None))
-                out[tuple(target)] = piece
-            _release_written_pages(out)
-
-    @staticmethod
-    def _needed_coordinates(leaves: np.ndarray, first: np.ndarray, last: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
-        """Bool per local coordinate: needed by some selected block (per-axis unions, so a
-        superset). Chunks of coordinates nobody needs are skipped, e.g. for a thin slice."""
-        mask = np.ones((), dtype=bool)
-        for axis, extent in enumerate(block):
-            wanted = np.zeros(extent, dtype=bool)
-            for a, b in {(int(first[leaf, axis]), int(last[leaf, axis])) for leaf in leaves}:
-                wanted[a:b] = True
-            mask = np.logical_and.outer(mask, wanted)
-        return mask.ravel()
-
-
-def parse_roi(roi: str | slice | Sequence[slice] | None, shape: tuple[int, ...]) -> Box:
-    """`roi` ("10:50,0:64,:" or a tuple of slices, one per axis of `shape`) as (start, stop) pairs.
-
-    An empty or ":" entry, or a missing start or stop, means the whole axis or its end.
-    Entries must lie inside the array and be non-empty; steps other than 1 are refused.
-    """
-    if roi is None:
-        return tuple((0, s) for s in shape)
-    if isinstance(roi, str):
-        entries = [_parse_entry(text) for text in roi.split(",")]
-    else:
-        entries = list(roi) if isinstance(roi, (tuple, list)) else [roi]
-    if len(entries) != len(shape):
-        raise TincConfigError(f"roi has {len(entries)} entries; the array {tuple(shape)} has {len(shape)} axes (one start:stop each)")
-    box = []
-    for axis, (entry, size) in enumerate(zip(entries, shape)):
-        if not isinstance(entry, slice):
-            raise TincConfigError(f"roi axis {axis}: expected a slice, got {entry!r}")
-        if entry.step not in (None, 1):
-            raise TincConfigError(f"roi axis {axis}: only step 1 is supported, got {entry.step}")
-        a = 0 if entry.start is None else entry.start
-        b = size if entry.stop is None else entry.stop
-        if not isinstance(a, (int, np.integer)) or not isinstance(b, (int, np.integer)):
-            raise TincConfigError(f"roi axis {axis}: start and stop must be integers")
-        if not 0 <= a < b <= size:
-            problem = "is empty" if 0 <= b <= a <= size else f"is outside 0:{size}"
-            raise TincConfigError(f"roi axis {axis}: {a}:{b} {problem}")
-        box.append((int(a), int(b)))
-    return tuple(box)
-
-
-def _parse_entry(text: str) -> slice:
-    text = text.strip()
-    if text in ("", ":"):
-        return slice(None)
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return slice(*(int(p) if p.strip() else None for p in parts))
-    except ValueError:
-        raise TincConfigError(f"roi entry {text!r}: expected START:STOP") from None
-
-
-def _release_written_pages(out: np.ndarray) -> None:
-    """Write a memory-mapped output's dirty pages back and drop them from this process, so
-    its resident memory holds one group of blocks rather than every page written so far."""
-    mapping = getattr(out, "_mmap", None)
-    if mapping is not None:
-        mapping.flush()
-        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, shape: Sequence[int] | str | None = None,
@@ -276,8 +41,6 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     an OME-Zarr multiscale group, streamed one chunk of leaf blocks at a time.
     """
     if is_zarr_path(path):
-        from .chunked import write_ome_zarr  # zarr and dask load only when needed
-
         sampling = decoder.sampling(scale, shape)
         return write_ome_zarr(path, decoder, parse_roi(roi, decoder.output_shape(sampling)), sampling)
     kind = format_of(path)
@@ -311,6 +74,39 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     return out_shape, np.dtype(dtype)
 
 
+def write_ome_zarr(path, decoder: Decoder, box: Box, sampling: Sampling) -> tuple[tuple[int, ...], np.dtype]:
+    """Stream the `box` of a `.tinc` decode into an OME-Zarr group, one level-0 chunk at a time.
+
+    Chunks are whole numbers of leaf blocks (about 64 voxels a side), so each leaf block
+    is evaluated once and memory holds one chunk, not the volume. Axes are named from the
+    file's metadata (`tinc.axes.input_axes`); a NIfTI or DICOM spacing becomes the scale.
+    Returns the shape as stored (OME-Zarr's axis order) and the dtype.
+    """
+    shape = tuple(b - a for a, b in box)
+    block = list(sampling.block)
+    if decoder.channel_axis is not None:
+        block.insert(decoder.channel_axis, shape[decoder.channel_axis])
+    chunks = tuple(min(s, b * max(1, -(-64 // b))) for s, b in zip(shape, block))
+    dtype = decoder.dtype.newbyteorder("=")
+    axes = input_axes(decoder.shape, decoder.channel_axis, decoder.metadata)
+    metadata = decoder.metadata
+    if sampling != decoder.sampling():
+        metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
+    spacing = spacing_for(axes, metadata)
+    if spacing is not None and sampling != decoder.sampling() and "nifti_header" in metadata:
+        spatial = [i for i in range(len(shape)) if i != decoder.channel_axis]
+        for i, old, new in zip(spatial, decoder.sampling().shape, sampling.shape):
+            spacing[i] *= old / new
+    with ome_zarr_output(path, shape, dtype, chunks, axes, spacing) as level0:
+        for _, local in chunk_boxes(shape, chunks):
+            local = tuple((a, min(b, s)) for (a, b), s in zip(local, shape))
+            out = np.empty(tuple(b - a for a, b in local), dtype=dtype)
+            decoder.decode_into(out, tuple((o + a, o + b) for (o, _), (a, b) in zip(box, local)), sampling)
+            level0[tuple(slice(a, b) for a, b in local)] = out
+    order = level0.order
+    return tuple(shape[i] for i in order), np.dtype(dtype)
+
+
 def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     """Metadata whose NIfTI header describes the region: its shape, and an affine moved to
     the region's first voxel, so a cropped volume keeps its world coordinates."""
@@ -335,21 +131,47 @@ def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     return metadata
 
 
-class TincArray:
+class _LazyArray:
+    """What `TincArray` and `TincStore` share: numpy's array attributes, `len()`, `repr()` and
+    `np.asarray(...)`, which reads `[...]` through the subclass's `__getitem__`."""
+
+    def __init__(self, shape: Sequence[int], dtype, metadata: dict):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
+        self.metadata = metadata
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._repr_head()}shape={self.shape}, dtype={self.dtype})"
+
+    def _repr_head(self) -> str:
+        """What the repr names before the shape."""
+        return ""
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self[...]
+        return array if dtype is None else array.astype(dtype)
+
+
+class TincArray(_LazyArray):
     """A `.tinc` file opened lazily: indexing decodes only the leaf blocks it touches.
 
     Supports `.shape`, `.dtype`, `.ndim`, `len()`, `np.asarray(...)` and `[...]` with
-    integers, step-1 slices and `...`; other indices raise `TincConfigError`.
+    integers, step-1 slices and `...`; other indices raise `TincConfigError`. Also
+    `.channel_axis` (None without one) and `.value_range`, the input's (low, high).
     """
 
     def __init__(self, data: bytes, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS):
         self._decoder = Decoder(data, device, max_voxels)
-        self._digest = hashlib.sha1(bytes(data)).hexdigest()[:16]  # names the file's Dask tasks
-        self.shape = self._decoder.shape
-        self.dtype = self._decoder.dtype
-        self.ndim = len(self.shape)
-        self.size = math.prod(self.shape)
-        self.metadata = self._decoder.metadata
+        self._data = data  # hashed only if a Dask graph needs a name for the file
+        super().__init__(self._decoder.shape, self._decoder.dtype, self._decoder.metadata)
+        self.channel_axis = self._decoder.channel_axis
+        low, high = self._decoder.header.range
+        self.value_range = (float(low), float(high))
 
     @classmethod
     def from_file(cls, path, device: str = "cpu", max_voxels: int = MAX_DECODE_VOXELS) -> "TincArray":
@@ -363,15 +185,10 @@ class TincArray:
         """Leaf blocks evaluated by the last read."""
         return self._decoder.leaves_evaluated
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        return f"TincArray(shape={self.shape}, dtype={self.dtype})"
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = self._decoder.decode()
-        return array if dtype is None else array.astype(dtype)
+    @functools.cached_property
+    def _digest(self) -> str:
+        """Names the file's Dask tasks: the same for the same bytes, whatever opened them."""
+        return hashlib.sha1(bytes(self._data)).hexdigest()[:16]
 
     def __getitem__(self, key) -> np.ndarray:
         box, drop = _index_box(key, self.shape)
@@ -379,43 +196,31 @@ class TincArray:
             return np.empty(tuple(max(b - a, 0) for a, b in box), dtype=self.dtype)[drop]
         return self._decoder.decode(roi=tuple(slice(a, b) for a, b in box))[drop]
 
-    def to_dask(self, scale: float | None = None) -> "dask.array.Array":
+    def to_dask(self, scale: float | None = None, order: Sequence[int] | None = None) -> "dask.array.Array":
         """A `dask.array.Array` of the decode (on the grid of `scale`, as `decompress`),
         chunked in groups of whole leaf blocks of about 2^21 voxels; computing a chunk, or
-        any slice of one, evaluates only the leaf blocks it touches."""
-        return _Region(self._decoder, self._decoder.sampling(scale), self._digest).to_dask()
-
-    def _to_dask_ordered(self, order: Sequence[int], scale: float | None = None) -> "dask.array.Array":
-        """`to_dask` with axes permuted by `order`, length-1 axes left out of it dropped (the
+        any slice of one, evaluates only the leaf blocks it touches. With `order`, axis i
+        is the decode's axis order[i], and length-1 axes left out of it are dropped (the
         napari reader's view)."""
         return _Region(self._decoder, self._decoder.sampling(scale), self._digest, order).to_dask()
 
 
-class TincStore:
+class TincStore(_LazyArray):
     """A chunked tinc Zarr array (`tinc compress ... -o OUT.zarr`) opened lazily: each Zarr
-    chunk is one tree, decoded when a read touches it. Same surface as `TincArray`."""
+    chunk is one tree, decoded when a read touches it. Same surface as `TincArray`, less
+    `.value_range` (each chunk has its own), plus `.chunks`."""
 
     def __init__(self, path):
-        from .chunked import open_compressed  # zarr loads only for stores
+        from .zarr_store import codec_channel_axis, open_compressed  # zarr loads only for stores
 
         self.path = str(path)
         self._array = open_compressed(self.path)
-        self.shape = tuple(int(s) for s in self._array.shape)
-        self.dtype = np.dtype(self._array.dtype)
-        self.ndim = len(self.shape)
-        self.size = math.prod(self.shape)
-        self.metadata: dict = {}
+        super().__init__(self._array.shape, self._array.dtype, {})
         self.chunks = tuple(int(c) for c in self._array.chunks)
+        self.channel_axis = codec_channel_axis(self._array)
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        return f"TincStore({self.path!r}, shape={self.shape}, dtype={self.dtype})"
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = np.asarray(self._array[...])
-        return array if dtype is None else array.astype(dtype)
+    def _repr_head(self) -> str:
+        return f"{self.path!r}, "
 
     def __getitem__(self, key) -> np.ndarray:
         return np.asarray(self._array[key])
@@ -503,8 +308,3 @@ def _index_box(key, shape: tuple[int, ...]) -> tuple[Box, tuple]:
         else:
             raise TincConfigError(f"axis {axis}: index {k!r} is not supported (integers, step-1 slices and ... are)")
     return tuple(box), tuple(drop)
-
-
-def _round(x: float) -> int:
-    """Half away from zero (Python's round() halves to even, which would shrink 4.5 to 4)."""
-    return int(math.floor(x + 0.5))

@@ -17,7 +17,7 @@ from . import coding, container, correction, metrics
 from .allocation import level_energy, plan_tree
 from .bitstream import varint
 from .config import TincConfig
-from .decode import Decoder
+from .decoder import Decoder
 from .devices import torch_device
 from .entropy import RateTerms, WeightCoder
 from .errors import TincConfigError, TincError

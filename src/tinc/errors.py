@@ -19,3 +19,10 @@ class TincConfigError(TincError, ValueError):
 
 class TincOutputError(TincError, OSError):
     """An output cannot be written (disk full, permissions); nothing partial is left behind."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (its type's name if it has none): what a one-line
+    error quotes of a library's failure."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

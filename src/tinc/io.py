@@ -1,18 +1,23 @@
-"""Reading and writing arrays: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output;
-DICOM (a file or a series directory, see `tinc.dicom`) is read only."""
+"""Reading and writing array files: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output;
+DICOM (a file or a series directory, see `tinc.dicom`) is read only, and so is Zarr here.
+
+The other readers and writers sit beside this module: `tinc.volume` reads inputs too big for
+memory region by region, `tinc.ome_zarr` writes OME-Zarr groups, `tinc.zarr_store` reads
+and writes chunked tinc stores."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import TincInputError, TincOutputError
+from .axes import from_tiff, spacing_of
+from .errors import TincInputError, TincOutputError, first_line
+from .volume import is_zarr_path, open_zarr
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 INPUT_FORMATS = {**FORMATS, ".dcm": "dicom"}  # DICOM is read, never written
@@ -23,11 +28,6 @@ _SAMPLE_FOLDERS = {
     "nilearn": ("nilearn", ("datasets", "data"), "pip install 'tinc[corpus]'"),
     "pydicom-data": ("data_store", ("data",), "pip install 'tinc[corpus]'"),
 }
-
-
-def is_zarr_path(path) -> bool:
-    """Whether `path` names a Zarr store (a directory ending in .zarr)."""
-    return str(path).rstrip("/\\").lower().endswith(".zarr")
 
 
 def format_of(path, reading: bool = False) -> str:
@@ -117,8 +117,7 @@ def read_with_metadata(path) -> tuple[np.ndarray, dict]:
     except TincInputError:
         raise
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TincInputError(f"{path}: cannot read as {kind} ({message})") from None
+        raise TincInputError(f"{path}: cannot read as {kind} ({first_line(error)})") from None
     metadata["format"] = kind
     return array, metadata
 
@@ -126,12 +125,10 @@ def read_with_metadata(path) -> tuple[np.ndarray, dict]:
 def _read_zarr(path) -> np.ndarray:
     """A whole Zarr array (or an OME-Zarr group's full-resolution level) in memory, for
     `tinc eval`; chunked compression reads Zarr chunk by chunk instead."""
-    from .chunked import _open_zarr
-
     if not os.path.isdir(path):
         raise TincInputError(f"{path}: no such Zarr directory")
     try:
-        array = np.asarray(_open_zarr(path)[...])
+        array = np.asarray(open_zarr(path)[...])
         import zarr
 
         order = zarr.open(path, mode="r").attrs.get("tinc", {}).get("order")
@@ -142,14 +139,11 @@ def _read_zarr(path) -> np.ndarray:
     except TincInputError:
         raise
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TincInputError(f"{path}: cannot read as zarr ({message})") from None
+        raise TincInputError(f"{path}: cannot read as zarr ({first_line(error)})") from None
 
 
 def _read_tiff(path):
     import tifffile
-
-    from .axes import from_tiff
 
     with tifffile.TiffFile(path) as tiff:
         array = tiff.asarray()
@@ -197,31 +191,6 @@ def _read_dicom_series(path):
 
 
 _READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom}
-
-
-def spacing_of(metadata: dict | None) -> tuple[float, ...] | None:
-    """The `spacing` entry of `metadata` as floats: a tuple from a reader, or the text a
-    .tinc file's metadata section holds (bytes); None when absent or not positive numbers."""
-    value = (metadata or {}).get("spacing")
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray, str)):
-        text = value.decode("ascii", "replace") if isinstance(value, (bytes, bytearray)) else value
-        value = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", text)
-    try:
-        spacing = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return spacing if spacing and all(np.isfinite(s) and s > 0 for s in spacing) else None
-
-
-def resampled_metadata(metadata: dict, old_shape, new_shape) -> dict:
-    """`metadata` for the same extent sampled on `new_shape` instead of `old_shape` (spatial
-    axes): the spacing grows or shrinks with the number of samples along each axis."""
-    spacing = spacing_of(metadata)
-    if spacing is None or len(spacing) != len(old_shape) or len(old_shape) != len(new_shape):
-        return metadata
-    return {**metadata, "spacing": tuple(s * a / b for s, a, b in zip(spacing, old_shape, new_shape))}
 
 
 def check_writable(path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .axes import default_axes, input_axes, ngff_order, spacing_for
-from .io import is_zarr_path
+from .volume import is_zarr_path
 
 MULTISCALE_VOXELS = 1 << 26  # above this, a multiscale image (a 512 x 512 x 256 volume is one level)
 SMALLEST_LEVEL = 1 << 22  # halve until a level holds at most this many voxels
@@ -71,30 +71,27 @@ def _file_layer(path: str) -> LayerData:
     from .decode import TincArray
 
     array = TincArray.from_file(path)
-    decoder = array._decoder
-    axes = input_axes(array.shape, decoder.channel_axis, array.metadata)
+    axes = input_axes(array.shape, array.channel_axis, array.metadata)
     order = _viewer_order(axes, array.shape)
-    levels = [array._to_dask_ordered(order)]
+    levels = [array.to_dask(order=order)]
     if math.prod(array.shape) > MULTISCALE_VOXELS:
         scale = 0.5
         while len(levels) < MAX_LEVELS and math.prod(levels[-1].shape) > SMALLEST_LEVEL:
-            level = array._to_dask_ordered(order, scale)
+            level = array.to_dask(scale, order)
             if level.shape == levels[-1].shape:
                 break
             levels.append(level)
             scale /= 2
-    low, high = decoder.header["range"]
     spacing = spacing_for(axes, array.metadata)
     return _layer(Path(path).name, levels, "".join(axes[i] for i in order), None if spacing is None else [spacing[i] for i in order],
-                  (float(low), float(high)), array.dtype)
+                  array.value_range, array.dtype)
 
 
 def _store_layer(path: str) -> LayerData:
-    from .chunked import _codec_channel_axis
     from .decode import TincStore
 
     store = TincStore(path)
-    axes = default_axes(store.shape, _codec_channel_axis(store._array))
+    axes = default_axes(store.shape, store.channel_axis)
     order = _viewer_order(axes, store.shape)
     level = store.to_dask()  # a chunk is one tree, decoded whole, so a transpose here costs nothing extra
     for axis in sorted(set(range(len(axes))) - set(order), reverse=True):
@@ -123,7 +120,7 @@ def _store_range(path: str, limit: int = 4096) -> tuple[float, float] | None:
                 return None
             try:
                 with open(os.path.join(root, name), "rb") as handle:
-                    low, high = container.unpack(handle.read()).header["range"]
+                    low, high = container.unpack(handle.read()).header.range
             except (OSError, TincFormatError):
                 continue
             lows.append(low)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import encoder, metrics
 from .config import TincConfig
-from .decode import Decoder
+from .decoder import Decoder
 from .encoder import EncodeReport
 from .errors import TincConfigError
 

@@ -20,7 +20,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, NDBuffer
 
 CODEC_NAME = "tinc"
+
+# How a fit runs, not what it makes: left out of the stored configuration (zarr.json, .zarray),
+# so a store opens on any machine and two runs differing only in these are one setting.
+RUNTIME_FIELDS = ("device", "quiet", "checkpoint", "checkpoint_every")
 
 # One fit at a time per process: Zarr encodes chunks on a thread pool, and concurrent fits
 # would only fight over the same cores (torch already uses all of them for one fit).
@@ -62,7 +66,14 @@ class TincNumcodec(Codec):
         self.tinc = TincCodec(**{**options, "quiet": True})
 
     def get_config(self) -> dict:
-        return {**self.tinc.get_config(), "halo": self.halo}
+        """The configuration stored with an array: everything but `RUNTIME_FIELDS`."""
+        stored = {k: v for k, v in self.tinc.get_config().items() if k not in RUNTIME_FIELDS}
+        return {**stored, "halo": self.halo}
+
+    def runtime_options(self) -> dict:
+        """The `RUNTIME_FIELDS` this codec runs with, which `get_config` leaves out."""
+        config = self.tinc.get_config()
+        return {k: config[k] for k in RUNTIME_FIELDS}
 
     @classmethod
     def from_config(cls, config: dict) -> "TincNumcodec":
@@ -133,26 +144,31 @@ class TincNumcodec(Codec):
 class TincZarrCodec(ArrayBytesCodec):
     """Zarr v3 array-to-bytes codec `tinc`: `zarr.create_array(..., serializer=TincZarrCodec(ratio=64))`.
 
-    The configuration stored in `zarr.json` is the full `TincNumcodec` configuration, so a
-    reader rebuilds exactly the codec that wrote the array.
+    The configuration stored in `zarr.json` is the `TincNumcodec` configuration, so a reader
+    rebuilds the codec that wrote the array; runtime fields given here (`RUNTIME_FIELDS`:
+    device, ...) apply to this instance only and are neither stored nor compared.
     """
 
     is_fixed_size = False
     configuration: str  # canonical JSON: the dataclass stays hashable, as Zarr's codecs are
+    runtime: str = field(default="{}", compare=False)  # JSON of the runtime fields given
 
     def __init__(self, **configuration: Any):
         codec = TincNumcodec.from_config(configuration)  # validates before anything is written
         config = {k: v for k, v in codec.get_config().items() if k != "id"}
+        runtime = {k: v for k, v in configuration.items() if k in RUNTIME_FIELDS}
         object.__setattr__(self, "configuration", json.dumps(config, sort_keys=True))
+        object.__setattr__(self, "runtime", json.dumps(runtime, sort_keys=True))
 
     @property
     def codec(self) -> TincNumcodec:
-        return TincNumcodec.from_config(json.loads(self.configuration))
+        return TincNumcodec.from_config({**json.loads(self.configuration), **json.loads(self.runtime)})
 
     @classmethod
     def from_dict(cls, data: dict) -> "TincZarrCodec":
         _, configuration = parse_named_configuration(data, CODEC_NAME, require_configuration=False)
-        return cls(**(configuration or {}))
+        # stores written before runtime fields were left out hold the writer's: not this reader's
+        return cls(**{k: v for k, v in (configuration or {}).items() if k not in RUNTIME_FIELDS})
 
     def to_dict(self) -> dict:
         return {"name": CODEC_NAME, "configuration": json.loads(self.configuration)}

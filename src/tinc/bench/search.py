@@ -47,6 +47,21 @@ def bisect_quality(
     """
     if log and (best <= 0 or smallest <= 0):
         raise ValueError("log-scaled quality ranges must be positive")
+    search = _Evaluations(measure, _quality_scale(best, smallest, log, integer), target)
+    grid = max(2, grid)
+    grid_us = [1.0] + [i / (grid - 1) for i in range(grid - 2, -1, -1)]
+    feasible_us = [u for u in grid_us if search.feasible(search.at(u))]
+    if not feasible_us:
+        return SearchResult(None, None, search.max_ratio(), search.order)
+    hi = min(feasible_us)
+    if hi > 0:
+        hi = _bisect(search, max(u for u in grid_us if u < hi), hi, max_evals, tol, rtol, integer)
+    chosen = _choose(search, search.quality_at(hi), score, n_score)
+    return SearchResult(chosen, search.ratios[chosen], search.max_ratio(), search.order)
+
+
+def _quality_scale(best: float, smallest: float, log: bool, integer: bool) -> Callable[[float], float]:
+    """The setting at u in [0, 1], from `best` (u = 0) to `smallest` (u = 1)."""
 
     def quality_at(u: float) -> float:
         if log:
@@ -55,47 +70,57 @@ def bisect_quality(
             q = best + u * (smallest - best)
         return float(round(q)) if integer else q
 
-    ratios: dict[float, float | None] = {}
-    order: list[tuple[float, float | None]] = []
-    position: dict[float, float] = {}  # u at which a quality was first reached
+    return quality_at
 
-    def evaluate(u: float) -> float | None:
-        q = quality_at(u)
-        position.setdefault(q, u)
-        if q not in ratios:
-            ratios[q] = measure(q)
-            order.append((q, ratios[q]))
-        return ratios[q]
 
-    def feasible(ratio: float | None) -> bool:
-        return ratio is not None and ratio >= target
+class _Evaluations:
+    """The search's measurements: each setting's ratio measured once, in measuring order,
+    and the u at which each setting was first reached."""
 
-    grid = max(2, grid)
-    grid_us = [1.0] + [i / (grid - 1) for i in range(grid - 2, -1, -1)]
-    grid_ratios = {u: evaluate(u) for u in grid_us}
-    feasible_us = [u for u in grid_us if feasible(grid_ratios[u])]
-    if not feasible_us:
-        reached = [r for r in ratios.values() if r is not None]
-        return SearchResult(None, None, max(reached) if reached else None, order)
-    hi = min(feasible_us)
-    if hi > 0:
-        lo = max(u for u in grid_us if u < hi)
-        while len(ratios) < max_evals and hi - lo > tol:
-            mid = 0.5 * (lo + hi)
-            if integer and quality_at(mid) in (quality_at(lo), quality_at(hi)):
+    def __init__(self, measure: Callable[[float], float | None], quality_at: Callable[[float], float], target: float):
+        self.measure, self.quality_at, self.target = measure, quality_at, target
+        self.ratios: dict[float, float | None] = {}
+        self.order: list[tuple[float, float | None]] = []
+        self.position: dict[float, float] = {}
+
+    def at(self, u: float) -> float | None:
+        """The ratio of the setting at `u`."""
+        q = self.quality_at(u)
+        self.position.setdefault(q, u)
+        if q not in self.ratios:
+            self.ratios[q] = self.measure(q)
+            self.order.append((q, self.ratios[q]))
+        return self.ratios[q]
+
+    def feasible(self, ratio: float | None) -> bool:
+        return ratio is not None and ratio >= self.target
+
+    def max_ratio(self) -> float | None:
+        reached = [r for r in self.ratios.values() if r is not None]
+        return max(reached) if reached else None
+
+
+def _bisect(search: _Evaluations, lo: float, hi: float, max_evals: int, tol: float, rtol: float, integer: bool) -> float:
+    """Narrow the bracket from `lo` (infeasible) to `hi` (feasible); returns its feasible end."""
+    while len(search.ratios) < max_evals and hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if integer and search.quality_at(mid) in (search.quality_at(lo), search.quality_at(hi)):
+            break
+        ratio = search.at(mid)
+        if search.feasible(ratio):
+            hi = mid
+            if ratio <= search.target * (1 + rtol):
                 break
-            ratio = evaluate(mid)
-            if feasible(ratio):
-                hi = mid
-                if ratio <= target * (1 + rtol):
-                    break
-            else:
-                lo = mid
-    chosen = quality_at(hi)
-    candidates = sorted((q for q, r in ratios.items() if feasible(r)), key=lambda q: position[q])
-    if score is not None and len(candidates) > 1:
-        candidates = candidates[: max(1, n_score)]
-        scores = {q: score(q) for q in candidates}
-        chosen = max(candidates, key=lambda q: (scores[q], -position[q]))
-    reached = [r for r in ratios.values() if r is not None]
-    return SearchResult(chosen, ratios[chosen], max(reached), order)
+        else:
+            lo = mid
+    return hi
+
+
+def _choose(search: _Evaluations, chosen: float, score: Callable[[float], float] | None, n_score: int) -> float:
+    """`chosen`, or with `score` the best scored of the `n_score` feasible settings closest to the best."""
+    candidates = sorted((q for q, r in search.ratios.items() if search.feasible(r)), key=lambda q: search.position[q])
+    if score is None or len(candidates) <= 1:
+        return chosen
+    candidates = candidates[: max(1, n_score)]
+    scores = {q: score(q) for q in candidates}
+    return max(candidates, key=lambda q: (scores[q], -search.position[q]))

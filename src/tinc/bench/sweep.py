@@ -74,64 +74,19 @@ def run_one(codec: Codec, array: np.ndarray, target: float, label: str = "", kee
     reason = codec.unavailable()
     if reason:
         return _empty_row(label, codec.name, target, "unavailable", f"unavailable: {reason}")
-    raw = array.size * array.dtype.itemsize
-    shape, dtype = array.shape, array.dtype
-    encoded: dict[float, tuple[bytes, float]] = {}  # feasible settings: bytes, encode seconds
-    decoded: dict[float, tuple[np.ndarray, float, float]] = {}  # reconstruction, decode seconds, PSNR
-    errors: list[str] = []
-
-    def measure(q: float) -> float | None:
-        try:
-            t0 = time.perf_counter()
-            data = codec.encode(array, q)
-            seconds = time.perf_counter() - t0
-        except Exception as error:  # noqa: BLE001 - a failing setting counts as infeasible
-            errors.append(_one_line(error))
-            return None
-        ratio = raw / max(1, len(data))
-        if ratio >= target:
-            encoded[q] = (data, seconds)
-        return ratio
-
-    def reconstruct(q: float) -> tuple[np.ndarray, float, float]:
-        if q not in decoded:
-            t0 = time.perf_counter()
-            rec = np.asarray(codec.decode(encoded[q][0], shape, dtype))
-            seconds = time.perf_counter() - t0
-            decoded.clear()  # keep one reconstruction in memory
-            decoded[q] = (rec, seconds, metrics.psnr(array, rec))
-        return decoded[q]
-
-    if codec.direct:
-        ratio = measure(float(target))
-        if ratio is None:
-            note = errors[-1] if errors else "failed"
-            status = "unreachable" if "TincConfigError" in note else "error"
-            return _empty_row(label, codec.name, target, status, f"{status}: {note}")
-        if float(target) not in encoded:  # the codec broke its ratio promise
-            return _empty_row(label, codec.name, target, "error", f"error: ratio {ratio:.2f} below target")
-        quality = float(target)
-    else:
-        best, smallest = codec.quality_range(array)
-        result = bisect_quality(
-            measure, target, best, smallest, log=codec.log_scale, integer=codec.integer,
-            score=lambda q: reconstruct(q)[2],
-        )
-        if result.quality is None:
-            if result.max_ratio is None:
-                return _empty_row(label, codec.name, target, "error", f"error: {errors[-1] if errors else 'failed'}")
-            return _empty_row(label, codec.name, target, "unreachable",
-                              f"unreachable: at most {result.max_ratio:.1f}x")
-        quality = result.quality
-
-    data, encode_s = encoded[quality]
+    trials = _Trials(codec, array, target)
     try:
-        rec, decode_s, psnr = reconstruct(quality)
+        quality = _direct_setting(trials) if codec.direct else _searched_setting(trials)
+    except _NoResult as missing:
+        return _empty_row(label, codec.name, target, missing.status, missing.note)
+    data, encode_s = trials.encoded[quality]
+    try:
+        rec, decode_s, psnr = trials.reconstruct(quality)
     except Exception as error:  # noqa: BLE001
         return _empty_row(label, codec.name, target, "error", f"error: decode failed ({_one_line(error)})")
     row = {
         "input": label, "codec": codec.name, "target_ratio": target,
-        "actual_ratio": raw / len(data), "psnr": psnr,
+        "actual_ratio": array.size * array.dtype.itemsize / len(data), "psnr": psnr,
         "psnr_range": metrics.psnr_range(array, rec), "ssim": metrics.ssim(array, rec),
         "encode_s": encode_s, "decode_s": decode_s,
         "status": "ok", "note": codec.note(data), "quality": quality, "nbytes": len(data), "compressed": data,
@@ -139,6 +94,76 @@ def run_one(codec: Codec, array: np.ndarray, target: float, label: str = "", kee
     if keep:
         row["reconstruction"] = rec
     return row
+
+
+class _NoResult(Exception):
+    """A run that ends without a result: its status and note for the row."""
+
+    def __init__(self, status: str, note: str):
+        super().__init__(note)
+        self.status, self.note = status, note
+
+
+class _Trials:
+    """One codec's settings tried on one array: the encodes that reach the target ratio
+    (bytes, seconds), the latest reconstruction, and the errors of failed settings."""
+
+    def __init__(self, codec: Codec, array: np.ndarray, target: float):
+        self.codec, self.array, self.target = codec, array, target
+        self.encoded: dict[float, tuple[bytes, float]] = {}  # feasible settings: bytes, encode seconds
+        self.decoded: dict[float, tuple[np.ndarray, float, float]] = {}  # reconstruction, decode seconds, PSNR
+        self.errors: list[str] = []
+
+    def measure(self, q: float) -> float | None:
+        """The ratio setting `q` gives; None where the codec fails (an infeasible setting)."""
+        try:
+            t0 = time.perf_counter()
+            data = self.codec.encode(self.array, q)
+            seconds = time.perf_counter() - t0
+        except Exception as error:  # noqa: BLE001 - a failing setting counts as infeasible
+            self.errors.append(_one_line(error))
+            return None
+        ratio = self.array.size * self.array.dtype.itemsize / max(1, len(data))
+        if ratio >= self.target:
+            self.encoded[q] = (data, seconds)
+        return ratio
+
+    def reconstruct(self, q: float) -> tuple[np.ndarray, float, float]:
+        """The decode of setting `q`'s bytes, its seconds and PSNR (one kept in memory)."""
+        if q not in self.decoded:
+            t0 = time.perf_counter()
+            rec = np.asarray(self.codec.decode(self.encoded[q][0], self.array.shape, self.array.dtype))
+            seconds = time.perf_counter() - t0
+            self.decoded.clear()  # keep one reconstruction in memory
+            self.decoded[q] = (rec, seconds, metrics.psnr(self.array, rec))
+        return self.decoded[q]
+
+
+def _direct_setting(trials: _Trials) -> float:
+    """A codec that takes the ratio itself (tinc): one encode at the target."""
+    ratio = trials.measure(float(trials.target))
+    if ratio is None:
+        note = trials.errors[-1] if trials.errors else "failed"
+        status = "unreachable" if "TincConfigError" in note else "error"
+        raise _NoResult(status, f"{status}: {note}")
+    if float(trials.target) not in trials.encoded:  # the codec broke its ratio promise
+        raise _NoResult("error", f"error: ratio {ratio:.2f} below target")
+    return float(trials.target)
+
+
+def _searched_setting(trials: _Trials) -> float:
+    """A codec with a quality setting: the best-PSNR setting that reaches the target."""
+    codec = trials.codec
+    best, smallest = codec.quality_range(trials.array)
+    result = bisect_quality(
+        trials.measure, trials.target, best, smallest, log=codec.log_scale, integer=codec.integer,
+        score=lambda q: trials.reconstruct(q)[2],
+    )
+    if result.quality is None:
+        if result.max_ratio is None:
+            raise _NoResult("error", f"error: {trials.errors[-1] if trials.errors else 'failed'}")
+        raise _NoResult("unreachable", f"unreachable: at most {result.max_ratio:.1f}x")
+    return result.quality
 
 
 def run_bench(

@@ -1,0 +1,70 @@
+"""How a chunked store's budget is shared: each chunk's ratio, so that the whole store,
+chunk files and `zarr.json` together, is at most the array's raw bytes / `ratio`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import TincConfigError
+from .volume import Volume
+from .zarr_codec import TincNumcodec
+from .zarr_store import final_attributes, metadata_bytes_with
+
+_SURE_BUDGET = 4096
+# a float's longest JSON form: the final attributes take at most this much room
+_WIDEST_FLOAT = -1.2345678901234567e-300
+
+
+def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list) -> list[float | None]:
+    """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
+    bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
+    widest values; the chunks share what it leaves in proportion to their voxels inside the
+    array, except that no chunk gets less than the smallest file that holds a tree (a sliver
+    at the array's edge), which the others pay for."""
+    ratio = codec.tinc.config.ratio
+    if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
+        return [None] * len(tasks)
+    widest = final_attributes(False, volume.path, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
+                              {key: _WIDEST_FLOAT for _, _, key in tasks})
+    metadata = metadata_bytes_with(array, widest)
+    shapes = [tuple(min(b, s) - a for (a, b), s in zip(box, volume.shape)) for _, box, _ in tasks]
+    raw = np.array([math.prod(shape) * volume.dtype.itemsize for shape in shapes], dtype=np.float64)
+    left = raw.sum() / ratio - metadata
+    share = dict(zip(shapes, raw * left / raw.sum()))
+    # a chunk given a few kilobytes holds a tree: only slivers need the (planning) search
+    floors = {shape: _smallest_budget(shape, volume.dtype, codec) if share[shape] < _SURE_BUDGET else 0
+              for shape in set(shapes)}
+    floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)
+    floored = np.zeros(len(shapes), dtype=bool)
+    while True:  # chunks whose share is below their floor take the floor; the rest share what remains
+        budget = np.where(floored, floor, raw * max(left - floor[floored].sum(), 0.0) / max(raw[~floored].sum(), 1.0))
+        newly = ~floored & (budget < floor)
+        if not newly.any():
+            break
+        floored |= newly
+    if left <= 0 or budget.sum() > left * 1.000001 or not budget.all():
+        raise TincConfigError(f"ratio {ratio:g} leaves {int(raw.sum() / ratio)} bytes for the store, too few for its "
+                              f"metadata ({metadata} bytes) and {len(shapes)} chunks; use a lower --ratio or larger chunks")
+    return [float(r / b) for r, b in zip(raw, budget)]
+
+
+def _smallest_budget(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec) -> int:
+    """Bytes of the smallest file the codec writes for a chunk of `shape` (with its halo):
+    found by planning, not fitting (0 steps), bisecting budgets up to 8 KiB."""
+    halo = codec.halo_per_axis(len(shape))
+    sample = np.random.default_rng(0).uniform(0, 100, tuple(s + 2 * h for s, h in zip(shape, halo))).astype(dtype)
+    options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
+    raw = math.prod(shape) * dtype.itemsize
+    low, high = 0, min(raw, 2 * _SURE_BUDGET)  # `high` bytes hold a tree, `low` do not
+    while high - low > max(16, high // 16):
+        middle = (low + high) // 2
+        try:
+            trial = {**options, "ratio": raw / middle, "steps": 0, "starts": 1, "target_psnr": None,
+                     "max_error": None, "max_error_rel": None}
+            TincNumcodec(halo=list(halo), **trial).encode_with_halo(sample)
+            high = middle
+        except TincConfigError:
+            low = middle
+    return high

@@ -1,0 +1,108 @@
+"""Array files too big for memory, read region by region: Zarr (an array, or level 0 of an
+OME-Zarr group), TIFF (memory-mapped, or through tifffile's chunked store when compressed)
+or .npy (memory-mapped). Chunked compression reads each chunk, plus a halo, through here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .boxes import Box
+from .errors import TincError, TincInputError, first_line
+
+
+def is_zarr_path(path) -> bool:
+    """Whether `path` names a Zarr store (a directory ending in .zarr)."""
+    return str(path).rstrip("/\\").lower().endswith(".zarr")
+
+
+class Volume:
+    """An array file opened for reading regions: Zarr (array, or OME-Zarr level 0), TIFF
+    (memory-mapped, or through tifffile's Zarr store when compressed) or .npy (memory-mapped).
+
+    Pickles as its path, so each Dask worker opens the file itself.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.kind = _volume_kind(self.path)
+        if not os.path.exists(self.path):
+            raise TincInputError(f"{self.path}: no such file or directory")
+        self._array = None
+        array = self.array
+        self.shape = tuple(int(s) for s in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    @property
+    def array(self):
+        """The opened array (numpy memory map or zarr array), opened on first use."""
+        if self._array is None:
+            try:
+                self._array = _OPENERS[self.kind](self.path)
+            except TincError:
+                raise
+            except Exception as error:
+                raise TincInputError(f"{self.path}: cannot read as {self.kind} ({first_line(error)})") from None
+        return self._array
+
+    def read(self, box: Box) -> np.ndarray:
+        """The region `box` ((start, stop) per axis, inside the array) as an ndarray."""
+        return np.asarray(self.array[tuple(slice(a, b) for a, b in box)])
+
+
+def _volume_kind(path: str) -> str:
+    if is_zarr_path(path) or os.path.isfile(os.path.join(path, "zarr.json")) or os.path.isfile(os.path.join(path, ".zarray")):
+        return "zarr"
+    name = path.lower()
+    if name.endswith((".tif", ".tiff")):
+        return "tiff"
+    if name.endswith(".npy"):
+        return "npy"
+    raise TincInputError(f"{path}: chunked compression reads .zarr, .tif/.tiff or .npy, not {Path(path).suffix or 'this file'}")
+
+
+def open_zarr(path: str):
+    """The Zarr array at `path`, or the full-resolution level of the OME-Zarr group there (lazy)."""
+    import zarr
+
+    node = zarr.open(path, mode="r")
+    if isinstance(node, zarr.Array):
+        return node
+    multiscales = node.attrs.get("ome", {}).get("multiscales") or node.attrs.get("multiscales")
+    if multiscales:  # OME-Zarr: the full-resolution level
+        return node[multiscales[0]["datasets"][0]["path"]]
+    raise TincInputError(f"{path}: is a Zarr group without OME multiscales; name the array inside it ({path}/NAME)")
+
+
+def _open_tiff(path: str):
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, mode="r")
+    except ValueError:  # compressed or tiled: read through tifffile's chunked Zarr store
+        import zarr
+
+        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+
+
+def _open_npy(path: str):
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+_OPENERS = {"zarr": open_zarr, "tiff": _open_tiff, "npy": _open_npy}
+
+
+def read_with_halo(volume: Volume, box: Box, halo: Sequence[int]) -> np.ndarray:
+    """The box grown by `halo[axis]` on each side; what lies outside the array repeats its edge."""
+    grown = [(a - h, b + h) for (a, b), h in zip(box, halo)]
+    inside = tuple((max(a, 0), min(b, s)) for (a, b), s in zip(grown, volume.shape))
+    region = volume.read(inside)
+    pad = [(ia - a, b - ib) for (a, b), (ia, ib) in zip(grown, inside)]
+    return np.pad(region, pad, mode="edge") if any(p != (0, 0) for p in pad) else region
