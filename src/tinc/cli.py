@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from . import container, metrics
 from .tree import width_text
 from .codec import TincCodec
 from .format import MAX_DECODE_VOXELS, plan_from_header
-from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig
+from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig, read_config_file
 from .errors import TincConfigError, TincError
 from .io import check_writable, format_of, is_zarr_path, read_with_metadata, write_bytes
 
@@ -73,11 +74,28 @@ def _optional_float(text: str) -> float | None:
     return None if text in ("none", "auto") else float(text)
 
 
-# One entry per TincConfig field: the flag is the field name with dashes.
-CONFIG_FLAGS: dict[str, dict] = {
+# One entry per TincConfig field: the flag is the field name with dashes. These are what a
+# user decides (size or quality, time, where it runs); the rest are ADVANCED_FLAGS.
+COMPRESS_FLAGS: dict[str, dict] = {
     "ratio": dict(type=float, help="target compression ratio; the file is at most raw bytes / RATIO (default 64)"),
     "target_psnr": dict(type=float, metavar="DB", help="smallest file reaching this PSNR (dB, peak of the dtype): searches the "
                         "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
+    "max_error": dict(type=float, metavar="E", help="guarantee every decoded value within E of the original (data units; "
+                      "0 on integer data: lossless). Without --ratio the network's size is searched for the smallest file"),
+    "max_error_rel": dict(type=float, metavar="R", help="--max-error as a fraction R of the data's range (max - min)"),
+    "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
+    "channel_axis": dict(type=int, metavar="AXIS", help="axis holding channels (e.g. RGB); not split by the tree"),
+    "device": dict(help="cpu (default), cuda, cuda:N or auto"),
+    "seed": dict(type=int, help="random seed (default 0)"),
+    "quiet": dict(action="store_true", help="no progress or summary output"),
+    "checkpoint": dict(metavar="PATH", help="save the fit here every --checkpoint-every seconds; a rerun of the same "
+                       "command resumes from it; removed once the output is written"),
+    "checkpoint_every": dict(type=float, metavar="SECONDS", help="seconds between checkpoints (default 60)"),
+}
+
+# The tree, the fit and the rounding of the weights: accepted on every command line, listed by
+# `tinc compress --help-advanced`.
+ADVANCED_FLAGS: dict[str, dict] = {
     "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
     "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
                           "'balanced' (default: every level gets the same share); or 'auto': shares from the data's "
@@ -91,7 +109,6 @@ CONFIG_FLAGS: dict[str, dict] = {
     "batch": dict(type=int, help="voxels per step, all leaves together (default 8192)"),
     "lr": dict(type=float, help="peak learning rate (default 2e-3, halved for every tree level past the first)"),
     "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
-    "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
     "w0": dict(type=float, help="SIREN frequency (default 30)"),
     "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 5)"),
     "qat_fraction": dict(type=float, metavar="F", help="last fraction of the fit trained through the rounded weights the "
@@ -102,19 +119,11 @@ CONFIG_FLAGS: dict[str, dict] = {
                            "rounded phase, relative to the loss (default 0.1; 0: off)"),
     "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
     "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
-    "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),
     "starts": dict(type=int, metavar="N", help="initial weights tried for a few hundred steps each; the fit continues "
                    "the best (default 4; 1: one start)"),
-    "seed": dict(type=int, help="random seed (default 0)"),
-    "device": dict(help="cpu (default), cuda, cuda:N or auto"),
-    "quiet": dict(action="store_true", help="no progress or summary output"),
-    "checkpoint": dict(metavar="PATH", help="save the fit here every --checkpoint-every seconds; a rerun of the same "
-                       "command resumes from it; removed once the output is written"),
-    "checkpoint_every": dict(type=float, metavar="SECONDS", help="seconds between checkpoints (default 60)"),
-    "max_error": dict(type=float, metavar="E", help="guarantee every decoded value within E of the original (data units; "
-                      "0 on integer data: lossless). Without --ratio the network's size is searched for the smallest file"),
-    "max_error_rel": dict(type=float, metavar="R", help="--max-error as a fraction R of the data's range (max - min)"),
 }
+
+CONFIG_FLAGS: dict[str, dict] = {**COMPRESS_FLAGS, **ADVANCED_FLAGS}
 
 
 # Chunked compression's own flags: how the array is cut and where the work runs, not TincConfig fields.
@@ -126,13 +135,28 @@ CHUNKED_FLAGS: dict[str, dict] = {
 }
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for name, spec in CONFIG_FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **spec)
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _config_from_args(args: argparse.Namespace) -> dict:
-    options = {}
+def _text_parsers() -> dict[str, Callable[[str], Any]]:
+    """The flags' own parsers, for a --config file's string values (levels = "auto"); ValueError on bad text."""
+    def parser_of(spec: dict) -> Callable[[str], Any]:
+        def parse_text(text: str) -> Any:
+            try:
+                value = spec["type"](text)
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(str(error)) from None
+            return (value,) if spec.get("action") == "append" else value  # one --loss-weight
+        return parse_text
+
+    return {name: parser_of(spec) for name, spec in CONFIG_FLAGS.items() if "type" in spec}
+
+
+def compress_options(args: argparse.Namespace) -> dict:
+    """The TincConfig options of `tinc compress`: the --config file's, with the flags given on
+    the command line over them."""
+    options = read_config_file(args.config, _text_parsers()) if args.config else {}
     for field in dataclasses.fields(TincConfig):
         value = getattr(args, field.name, None)
         if value is not None and value is not False:
@@ -141,15 +165,16 @@ def _config_from_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    options = compress_options(args)
+    args.checkpoint = options.get("checkpoint")  # an interrupt's message names it, wherever it was given
     if is_zarr_path(args.input) or is_zarr_path(args.output):
-        return _compress_chunked(args)
+        return _compress_chunked(args, options)
     given = [flag for flag in CHUNKED_FLAGS if getattr(args, flag) is not None]
     if given:
         raise TincConfigError(f"--{given[0]} applies to chunked compression, whose output is a .zarr directory")
     started = time.perf_counter()
     check_writable(args.output)
     array, metadata = read_with_metadata(args.input)
-    options = _config_from_args(args)
     if "channel_axis" in metadata:
         options.setdefault("channel_axis", metadata.pop("channel_axis"))
     codec = TincCodec(**options)
@@ -183,13 +208,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compress_chunked(args: argparse.Namespace) -> int:
+def _compress_chunked(args: argparse.Namespace, options: dict) -> int:
     from .chunked import DEFAULT_CHUNK, DEFAULT_HALO, compress
 
     summary = compress(args.input, args.output, chunks=DEFAULT_CHUNK if args.chunks is None else args.chunks,
                        halo=DEFAULT_HALO if args.halo is None else args.halo, scheduler=args.scheduler,
-                       workers=args.workers, **_config_from_args(args))
-    if not args.quiet:
+                       workers=args.workers, **options)
+    if not options.get("quiet"):
         print("\n".join(summary.lines()))
     return 0
 
@@ -337,18 +362,59 @@ def _existing(path: str) -> str:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMPRESS_DESCRIPTION = "Fit a tree of small sine networks to an array and store its weights."
+COMPRESS_EPILOG = ("Advanced options (the tree's depth, layers and widths; training steps, batch and learning rate; "
+                   "the rounding of the weights) are accepted too: `tinc compress --help-advanced` lists them.")
+
+
+class _HelpAdvanced(argparse.Action):
+    """`--help-advanced`: the compress help with the advanced options listed, then exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        full = argparse.ArgumentParser(prog=parser.prog, description=parser.description)
+        add_compress_arguments(full, show_advanced=True)
+        full.print_help()
+        parser.exit()
+
+
+def add_compress_arguments(parser: argparse.ArgumentParser, show_advanced: bool) -> None:
+    """The arguments of `tinc compress`; the advanced ones are accepted either way, and listed
+    in the help only with `show_advanced`."""
+    parser.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG; .zarr, TIFF or .npy when chunked")
+    parser.add_argument("--help-advanced", action=_HelpAdvanced,
+                        help="show this help with the advanced options (tree, training, weight rounding) and exit")
+    parser.add_argument("-o", "--output", required=True, help="output .tinc file, or a .zarr directory: one tree per chunk, on Dask")
+    for name, spec in COMPRESS_FLAGS.items():
+        parser.add_argument(_flag(name), dest=name, default=None, **spec)
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML or JSON file of options named as the flags (ratio = 128, level-weights = [1, 0.8], "
+                             "device = \"cuda\", ...); flags given on the command line override it")
+    advanced = parser.add_argument_group("advanced options")
+    for name, spec in ADVANCED_FLAGS.items():
+        advanced.add_argument(_flag(name), dest=name, default=None, **(spec if show_advanced else {**spec, "help": argparse.SUPPRESS}))
+    chunked = parser.add_argument_group("chunked compression (.zarr output)")
+    for name, spec in CHUNKED_FLAGS.items():
+        chunked.add_argument("--" + name, dest=name, default=None, **spec)
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """`tinc`'s subcommands by name (compress, decompress, info, eval, bench)."""
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def build_parser(show_advanced: bool = False) -> argparse.ArgumentParser:
+    """The `tinc` command line; `show_advanced` lists compress's advanced options in its help."""
     parser = argparse.ArgumentParser(prog="tinc", description="Tree-structured implicit neural compression of N-D arrays.")
     parser.add_argument("--version", action="version", version=f"tinc {__import__('tinc').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compress", help="compress an array file to .tinc, or chunk by chunk to a .zarr array")
-    p.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG; .zarr, TIFF or .npy when chunked")
-    p.add_argument("-o", "--output", required=True, help="output .tinc file, or a .zarr directory: one tree per chunk, on Dask")
-    _add_config_flags(p)
-    chunked = p.add_argument_group("chunked compression (.zarr output)")
-    for name, spec in CHUNKED_FLAGS.items():
-        chunked.add_argument("--" + name, dest=name, default=None, **spec)
+    p = sub.add_parser("compress", help="compress an array file to .tinc, or chunk by chunk to a .zarr array",
+                       description=COMPRESS_DESCRIPTION, epilog=None if show_advanced else COMPRESS_EPILOG)
+    add_compress_arguments(p, show_advanced)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode a .tinc file or a chunked .zarr array")
