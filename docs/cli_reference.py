@@ -21,10 +21,10 @@ USAGE_WIDTH = 100  # fixed, so the usage lines do not follow the terminal runnin
 HEADER = """\
 # Command-line reference
 
-Generated from the parser in `src/tinc/cli.py` by `python docs/cli_reference.py`; do not edit
-by hand. What the options do in detail, with the measurements behind the defaults:
-[usage.md](usage.md). `tinc compress --help` lists the options most users set;
-`tinc compress --help-advanced` lists them all, as below.
+Generated from the parser (`src/tinc/cli.py`, `src/tinc/cli_options.py`) by
+`python docs/cli_reference.py`; do not edit by hand. What the options do in detail, with
+the measurements behind the defaults: [usage.md](usage.md). `tinc compress --help` lists
+the options most users set; `tinc compress --help-advanced` lists them all, as below.
 """
 
 

@@ -7,7 +7,8 @@ import pytest
 import tifffile
 from nibabel.testing import data_path
 
-from tinc.cli import ADVANCED_FLAGS, COMPRESS_FLAGS, CONFIG_FLAGS, build_parser, compress_options, main, subcommand_parsers
+from tinc.cli import build_parser, main, subcommand_parsers
+from tinc.cli_options import ADVANCED_FLAGS, COMPRESS_FLAGS, CONFIG_FLAGS, compress_options
 from tinc.config import TincConfig
 import dataclasses
 

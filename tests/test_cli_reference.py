@@ -21,7 +21,7 @@ def test_docs_cli_md_is_what_the_parser_generates():
 
 
 def test_the_reference_lists_every_subcommand_and_every_compress_flag():
-    from tinc.cli import CHUNKED_FLAGS, CONFIG_FLAGS
+    from tinc.cli_options import CHUNKED_FLAGS, CONFIG_FLAGS
 
     text = load_generator().render()
     for command in ("compress", "decompress", "info", "eval", "bench"):

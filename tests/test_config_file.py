@@ -6,7 +6,8 @@ import os
 import pytest
 import tifffile
 
-from tinc.cli import build_parser, compress_options, main
+from tinc.cli import build_parser, main
+from tinc.cli_options import compress_options
 from tinc.config import TincConfig, read_config_file
 from tinc.errors import TincConfigError
 
