@@ -7,7 +7,8 @@ import pytest
 import tifffile
 from nibabel.testing import data_path
 
-from tinc.cli import CONFIG_FLAGS, build_parser, main
+from tinc.cli import build_parser, main, subcommand_parsers
+from tinc.cli_options import ADVANCED_FLAGS, COMPRESS_FLAGS, CONFIG_FLAGS, compress_options
 from tinc.config import TincConfig
 import dataclasses
 
@@ -24,9 +25,36 @@ def volume_tif(tmp_path, brain32):
 def test_every_config_field_is_a_compress_flag():
     names = {f.name for f in dataclasses.fields(TincConfig)}
     assert names == set(CONFIG_FLAGS)
-    help_text = build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
+    help_text = subcommand_parsers(build_parser(show_advanced=True))["compress"].format_help()
     for name in names:
         assert "--" + name.replace("_", "-") in help_text
+
+
+def test_compress_help_lists_what_a_user_decides_and_says_how_to_see_the_rest(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["compress", "--help"])
+    assert exit_.value.code == 0
+    short = capsys.readouterr().out
+    for name in COMPRESS_FLAGS:
+        assert "--" + name.replace("_", "-") in short
+    for flag in ("--config", "--chunks", "--halo", "--scheduler", "--workers", "--help-advanced"):
+        assert flag in short
+    for name in ADVANCED_FLAGS:
+        assert "--" + name.replace("_", "-") + " " not in short
+    assert "`tinc compress --help-advanced` lists them" in " ".join(short.split())
+    with pytest.raises(SystemExit) as exit_:
+        main(["compress", "--help-advanced"])  # no input or output needed, as with --help
+    assert exit_.value.code == 0
+    full = capsys.readouterr().out
+    for name in CONFIG_FLAGS:
+        assert "--" + name.replace("_", "-") in full
+    assert "advanced options:" in full and full.startswith("usage: tinc compress")
+
+
+def test_advanced_flags_stay_accepted_without_being_listed():
+    args = build_parser().parse_args(["compress", "in.tif", "-o", "out.tinc", "--levels", "2", "--w0", "20",
+                                      "--loss-weight", "0:10:2", "--ratio", "32"])
+    assert compress_options(args) == {"levels": 2, "w0": 20.0, "loss_weight": ((0.0, 10.0, 2.0),), "ratio": 32.0}
 
 
 def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -17,139 +16,22 @@ from . import container, metrics
 from .tree import width_text
 from .codec import TincCodec
 from .format import MAX_DECODE_VOXELS, plan_from_header
-from .config import INTRA_MODES, LEVEL_WEIGHT_RULES, OPTIMIZERS, TincConfig
+from .cli_options import CHUNKED_FLAGS, COMPRESS_DESCRIPTION, COMPRESS_EPILOG, add_compress_arguments, compress_options
 from .errors import TincConfigError, TincError
 from .io import check_writable, format_of, is_zarr_path, read_with_metadata, write_bytes
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...] | int:
-    try:
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
-
-
-def _levels(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
-
-
-def _layers(text: str) -> tuple[int, ...] | int | str:
-    return text if text == "auto" else _ints(text)
-
-
-def _level_weights(text: str) -> tuple[float, ...] | str:
-    return text if text in LEVEL_WEIGHT_RULES else _floats(text)
-
-
-def _loss_weight(text: str) -> tuple[float, float, float]:
-    try:
-        low, high, weight = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH:WEIGHT, got {text!r}") from None
-    return (low, high, weight)
-
-
-def _pair(text: str) -> tuple[float, float]:
-    values = _floats(text)
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
-    return values
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text in ("none", "auto") else float(text)
-
-
-# One entry per TincConfig field: the flag is the field name with dashes.
-CONFIG_FLAGS: dict[str, dict] = {
-    "ratio": dict(type=float, help="target compression ratio; the file is at most raw bytes / RATIO (default 64)"),
-    "target_psnr": dict(type=float, metavar="DB", help="smallest file reaching this PSNR (dB, peak of the dtype): searches the "
-                        "ratio from --ratio, a whole fit per trial (bound each with --time-limit)"),
-    "levels": dict(type=_levels, help="tree depth below the root, or 'auto' (default: from data size and budget)"),
-    "level_weights": dict(type=_level_weights, help="relative parameters per node of each level, e.g. 1,0.8,1.5; 'equal'; "
-                          "'balanced' (default: every level gets the same share); or 'auto': shares from the data's "
-                          "similarity between distant blocks"),
-    "layers": dict(type=_layers, help="sine layers per node: one value, one per level, or auto (default): "
-                                      "2 per node in a tree, 4 in a single network where they are at least 12 wide"),
-    "intra": dict(choices=INTRA_MODES, help="share of a level's parameters per node (default equal)"),
-    "aoi_threshold": dict(type=float, help="intensity above which voxels count as interesting for --intra aoi"),
-    "loss_weight": dict(type=_loss_weight, action="append", metavar="LOW:HIGH:W", help="weight W for voxels with intensity in [LOW, HIGH]; repeatable"),
-    "steps": dict(type=int, help="training steps (default 5000; with --time-limit, as many as fit in it)"),
-    "batch": dict(type=int, help="voxels per step, all leaves together (default 8192)"),
-    "lr": dict(type=float, help="peak learning rate (default 2e-3, halved for every tree level past the first)"),
-    "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
-    "time_limit": dict(type=_optional_float, metavar="SECONDS", help="stop training after SECONDS and still write a valid file"),
-    "w0": dict(type=float, help="SIREN frequency (default 30)"),
-    "weight_bits": dict(type=int, help="bits per weight assumed when sizing networks; 32 stores float32 (default 5)"),
-    "qat_fraction": dict(type=float, metavar="F", help="last fraction of the fit trained through the rounded weights the "
-                         "file stores (default 0.1; 0: off)"),
-    "qat_damping": dict(type=float, metavar="D", help="pull of the weights toward their rounded values while training through "
-                        "them, relative to the cost of rounding (default 20; 0: off)"),
-    "spread_penalty": dict(type=float, metavar="K", help="weight of the weights' coded size in the objective before the "
-                           "rounded phase, relative to the loss (default 0.1; 0: off)"),
-    "value_range": dict(type=_pair, metavar="LOW,HIGH", help="range the data is scaled to for the fit (default -1,1)"),
-    "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
-    "channel_axis": dict(type=int, help="axis holding channels (e.g. RGB); not split by the tree"),
-    "starts": dict(type=int, metavar="N", help="initial weights tried for a few hundred steps each; the fit continues "
-                   "the best (default 4; 1: one start)"),
-    "seed": dict(type=int, help="random seed (default 0)"),
-    "device": dict(help="cpu (default), cuda, cuda:N or auto"),
-    "quiet": dict(action="store_true", help="no progress or summary output"),
-    "checkpoint": dict(metavar="PATH", help="save the fit here every --checkpoint-every seconds; a rerun of the same "
-                       "command resumes from it; removed once the output is written"),
-    "checkpoint_every": dict(type=float, metavar="SECONDS", help="seconds between checkpoints (default 60)"),
-    "max_error": dict(type=float, metavar="E", help="guarantee every decoded value within E of the original (data units; "
-                      "0 on integer data: lossless). Without --ratio the network's size is searched for the smallest file"),
-    "max_error_rel": dict(type=float, metavar="R", help="--max-error as a fraction R of the data's range (max - min)"),
-}
-
-
-# Chunked compression's own flags: how the array is cut and where the work runs, not TincConfig fields.
-CHUNKED_FLAGS: dict[str, dict] = {
-    "chunks": dict(type=_ints, metavar="C or C0,C1,..", help="chunk shape of the .zarr output, one tree per chunk (default 128)"),
-    "halo": dict(type=int, metavar="VOXELS", help="voxels of neighbouring chunks fitted with each chunk, cropped on decode (default 4)"),
-    "scheduler": dict(metavar="ADDRESS", help="dask.distributed scheduler to run on (default: a local cluster)"),
-    "workers": dict(type=int, metavar="N", help="worker processes of the local cluster (default: one per core)"),
-}
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for name, spec in CONFIG_FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **spec)
-
-
-def _config_from_args(args: argparse.Namespace) -> dict:
-    options = {}
-    for field in dataclasses.fields(TincConfig):
-        value = getattr(args, field.name, None)
-        if value is not None and value is not False:
-            options[field.name] = tuple(value) if field.name == "loss_weight" else value
-    return options
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
+    options = compress_options(args)
+    args.checkpoint = options.get("checkpoint")  # an interrupt's message names it, wherever it was given
     if is_zarr_path(args.input) or is_zarr_path(args.output):
-        return _compress_chunked(args)
+        return _compress_chunked(args, options)
     given = [flag for flag in CHUNKED_FLAGS if getattr(args, flag) is not None]
     if given:
         raise TincConfigError(f"--{given[0]} applies to chunked compression, whose output is a .zarr directory")
     started = time.perf_counter()
     check_writable(args.output)
     array, metadata = read_with_metadata(args.input)
-    options = _config_from_args(args)
     if "channel_axis" in metadata:
         options.setdefault("channel_axis", metadata.pop("channel_axis"))
     codec = TincCodec(**options)
@@ -183,13 +65,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compress_chunked(args: argparse.Namespace) -> int:
+def _compress_chunked(args: argparse.Namespace, options: dict) -> int:
     from .chunked import DEFAULT_CHUNK, DEFAULT_HALO, compress
 
     summary = compress(args.input, args.output, chunks=DEFAULT_CHUNK if args.chunks is None else args.chunks,
                        halo=DEFAULT_HALO if args.halo is None else args.halo, scheduler=args.scheduler,
-                       workers=args.workers, **_config_from_args(args))
-    if not args.quiet:
+                       workers=args.workers, **options)
+    if not options.get("quiet"):
         print("\n".join(summary.lines()))
     return 0
 
@@ -337,18 +219,21 @@ def _existing(path: str) -> str:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def subcommand_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """`tinc`'s subcommands by name (compress, decompress, info, eval, bench)."""
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def build_parser(show_advanced: bool = False) -> argparse.ArgumentParser:
+    """The `tinc` command line; `show_advanced` lists compress's advanced options in its help."""
     parser = argparse.ArgumentParser(prog="tinc", description="Tree-structured implicit neural compression of N-D arrays.")
     parser.add_argument("--version", action="version", version=f"tinc {__import__('tinc').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compress", help="compress an array file to .tinc, or chunk by chunk to a .zarr array")
-    p.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy or PNG; .zarr, TIFF or .npy when chunked")
-    p.add_argument("-o", "--output", required=True, help="output .tinc file, or a .zarr directory: one tree per chunk, on Dask")
-    _add_config_flags(p)
-    chunked = p.add_argument_group("chunked compression (.zarr output)")
-    for name, spec in CHUNKED_FLAGS.items():
-        chunked.add_argument("--" + name, dest=name, default=None, **spec)
+    p = sub.add_parser("compress", help="compress an array file to .tinc, or chunk by chunk to a .zarr array",
+                       description=COMPRESS_DESCRIPTION, epilog=None if show_advanced else COMPRESS_EPILOG)
+    add_compress_arguments(p, show_advanced)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode a .tinc file or a chunked .zarr array")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import TincConfigError
 
@@ -119,6 +123,13 @@ class TincConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Raise `TincConfigError` naming the first field whose value cannot be used."""
+        self._validate_goal()
+        self._validate_tree()
+        self._validate_training()
+
+    def _validate_goal(self) -> None:
+        """What the file must reach: a ratio, a PSNR or an error bound."""
         if self.ratio is None:
             if self.max_error is None and self.max_error_rel is None:
                 raise TincConfigError("ratio must be a number > 1 (only a max_error may leave it to a search)")
@@ -134,10 +145,30 @@ class TincConfig:
             raise TincConfigError("target_psnr and max_error ask for different things: give one")
         if self.target_psnr is not None and not 0 < self.target_psnr < 400:
             raise TincConfigError(f"target_psnr must be a positive number of dB, got {self.target_psnr}")
+
+    def _validate_tree(self) -> None:
+        """The tree's shape and how its parameters are shared."""
         if self.levels is not None and not 0 <= self.levels <= 8:
             raise TincConfigError(f"levels must be between 0 and 8, got {self.levels}")
         if self.intra not in INTRA_MODES:
             raise TincConfigError(f"intra must be one of {', '.join(INTRA_MODES)}, got {self.intra!r}")
+        if isinstance(self.level_weights, str):
+            if self.level_weights not in LEVEL_WEIGHT_RULES:
+                raise TincConfigError(f"level_weights must be numbers or one of {', '.join(LEVEL_WEIGHT_RULES)}, got {self.level_weights!r}")
+        elif not self.level_weights or any(not w > 0 for w in self.level_weights):
+            raise TincConfigError("level weights must be positive")
+        if isinstance(self.layers, str):
+            if self.layers != "auto":
+                raise TincConfigError(f"layers must be numbers or auto, got {self.layers!r}")
+        else:
+            layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
+            if not layers or any(n < 1 for n in layers):
+                raise TincConfigError(f"layers must be >= 1, got {self.layers}")
+        if self.min_width < 1:
+            raise TincConfigError("min_width must be >= 1")
+
+    def _validate_training(self) -> None:
+        """The fit, the rounding of its weights and its checkpoints."""
         if self.optimizer not in OPTIMIZERS:
             raise TincConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.steps is not None and self.steps < 0:
@@ -154,18 +185,6 @@ class TincConfig:
             raise TincConfigError(f"weight_bits must be 2..16 or 32, got {self.weight_bits}")
         if not 0 <= self.qat_fraction < 1:
             raise TincConfigError(f"qat_fraction must be in [0, 1), got {self.qat_fraction}")
-        if isinstance(self.level_weights, str):
-            if self.level_weights not in LEVEL_WEIGHT_RULES:
-                raise TincConfigError(f"level_weights must be numbers or one of {', '.join(LEVEL_WEIGHT_RULES)}, got {self.level_weights!r}")
-        elif not self.level_weights or any(not w > 0 for w in self.level_weights):
-            raise TincConfigError("level weights must be positive")
-        if isinstance(self.layers, str):
-            if self.layers != "auto":
-                raise TincConfigError(f"layers must be numbers or auto, got {self.layers!r}")
-        else:
-            layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
-            if not layers or any(n < 1 for n in layers):
-                raise TincConfigError(f"layers must be >= 1, got {self.layers}")
         if not self.qat_damping >= 0:
             raise TincConfigError(f"qat_damping must be >= 0, got {self.qat_damping}")
         if not self.spread_penalty >= 0:
@@ -176,8 +195,6 @@ class TincConfig:
         for low_w, high_w, weight in self.loss_weight:
             if low_w > high_w or weight < 0:
                 raise TincConfigError(f"bad loss weight {low_w}:{high_w}:{weight}")
-        if self.min_width < 1:
-            raise TincConfigError("min_width must be >= 1")
         if not self.checkpoint_every >= 0:
             raise TincConfigError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every}")
 
@@ -247,3 +264,101 @@ def _per_level(value, depth: int, name: str) -> tuple:
     if len(values) < depth + 1:
         raise TincConfigError(f"{name} has {len(values)} values, the tree has {depth + 1} levels")
     return values[len(values) - depth - 1:]
+
+
+def read_config_file(path: str, text_parsers: dict[str, Callable[[str], Any]] | None = None) -> dict[str, Any]:
+    """The options a TOML or JSON file gives: TincConfig field names (dashes or underscores)
+    and values, type-checked and validated together; the command line's flags go over them.
+    A string value of a field in `text_parsers` is read as its flag reads it (levels = "auto")."""
+    if not os.path.isfile(path):
+        raise TincConfigError(f"{path}: no such file")
+    raw = _parse_config_file(path)
+    hints = typing.get_type_hints(TincConfig)
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in hints:
+            raise TincConfigError(f"{path}: unknown option {key!r}; valid: {', '.join(sorted(hints))}")
+        if name in options:
+            raise TincConfigError(f"{path}: {name} is given twice")
+        try:
+            parsed = text_parsers[name](value) if isinstance(value, str) and name in (text_parsers or {}) else value
+            options[name] = _conform(parsed, hints[name])
+        except (_Mismatch, ValueError):  # a text parser raises ValueError on text it cannot read
+            raise TincConfigError(f"{path}: {name} must be {_describe(hints[name])}, got {value!r}") from None
+    try:
+        TincConfig.from_options(**options)
+    except TincConfigError as error:  # a bad value, named by the message
+        raise TincConfigError(f"{path}: {error}") from None
+    return options
+
+
+def _parse_config_file(path: str) -> dict[str, Any]:
+    """The file's top-level table: JSON for a .json file, TOML otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise TincConfigError(f"{path}: cannot read ({error.strerror})") from None
+    if path.lower().endswith(".json"):
+        try:
+            parsed = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise TincConfigError(f"{path}: not valid JSON ({error})") from None
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise TincConfigError(f"{path}: reading TOML needs Python 3.11 or later; give a .json file") from None
+        try:
+            parsed = tomllib.loads(text.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise TincConfigError(f"{path}: not valid TOML ({error})") from None
+    if not isinstance(parsed, dict):
+        raise TincConfigError(f"{path}: expected a table of option names and values")
+    return parsed
+
+
+class _Mismatch(Exception):
+    """A value from a file is not of its field's type."""
+
+
+def _conform(value: Any, hint: Any) -> Any:
+    """`value` as the field typed `hint` holds it (lists become tuples, integers become floats
+    where a number is expected, as the command line's parsers give them); else `_Mismatch`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _conform(value, option)
+            except _Mismatch:
+                pass
+    elif hint is type(None) and value is None:
+        return None
+    elif hint in (bool, str) and isinstance(value, hint):
+        return value
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif origin is tuple and isinstance(value, (list, tuple)):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_conform(item, args[0]) for item in value)
+        if len(value) == len(args):
+            return tuple(_conform(item, arg) for item, arg in zip(value, args))
+    raise _Mismatch
+
+
+_TYPE_NAMES = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+               float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _describe(hint: Any, plural: bool = False) -> str:
+    """A field's type in words, for an error message: "a number or a list of numbers"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option, plural) for option in args if option is not type(None))
+    if origin is tuple:
+        count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
+        return f"{'lists' if plural else 'a list'} of {count}{_describe(args[0], plural=True)}"
+    return _TYPE_NAMES[hint][plural]
