@@ -30,6 +30,7 @@ LAYERS = [
     ["decode"],  # lazy arrays and decoded outputs
     ["chunked"],  # chunk work on Dask
     ["napari_reader", "bench"],
+    ["cli_options"],
     ["cli"],
     ["__init__"],
 ]
@@ -123,3 +124,15 @@ def test_the_import_reader_sees_imports_inside_functions_and_of_submodules():
     assert {"encoder", "target", "decoder", "config"} <= GRAPH["codec"]
     assert {"training.checkpoint", "training.policies", "training.starts", "entropy"} <= GRAPH["training.loop"]
     assert "correction" in GRAPH["decoder"]  # imported inside a method
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 420, 60  # "about 400" and "about 60": each readable in one sitting
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_and_functions_stay_small(path):
+    source = path.read_text()
+    assert len(source.splitlines()) <= MAX_MODULE_LINES
+    long = [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []

@@ -113,8 +113,8 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     parsed = container.unpack(data)
     header = parsed.header
     plan = plan_from_header(header, max_voxels)
-    dtype = np.dtype(header["dtype"])
-    raw = math.prod(header["shape"]) * dtype.itemsize
+    dtype = np.dtype(header.dtype)
+    raw = math.prod(header.shape) * dtype.itemsize
     per_node = [p / n for p, n in zip(plan.params_per_level(), plan.layout.nodes_per_level)]
     bound = None
     if parsed.correction is not None:
@@ -126,10 +126,10 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
                  "coding": METHOD_NAMES[found.method], "correction_bytes": parsed.sizes.get("CORR", 0),
                  "network_bytes": len(data) - parsed.sizes.get("CORR", 0)}
     return {
-        "shape": header["shape"],
+        "shape": header.shape,
         "dtype": str(dtype),
         "levels": plan.depth,
-        "splits": header["splits"],
+        "splits": header.splits,
         "nodes_per_level": list(plan.layout.nodes_per_level),
         "layers_per_level": list(plan.layers),
         "widths_per_level": [width_text(w) for w in plan.widths],

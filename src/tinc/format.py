@@ -22,7 +22,7 @@ from . import coding
 from .bitstream import Reader, unzigzag, varint, zigzag
 from .errors import TincFormatError
 from .model import TreeINR
-from .nodes import SINE_MLP
+from .nodes import SINE_MLP, node_kind
 from .partition import TreeLayout
 from .tree import TreePlan
 
@@ -34,8 +34,10 @@ MAX_WIDTH = 4096
 MAX_LAYERS = 16
 _MAX_NODES_LISTED = 1 << 20
 
-# HEAD flags
-_CHANNELS, _VALUE_RANGE, _W0, _INTEGER_RANGE = 1, 2, 4, 8
+# HEAD flags. A node kind other than the sine MLP is one byte after the widths: files of
+# the sine MLP, every file before kinds existed, read as they always did, and a reader that
+# predates the flag meets a trailing byte and refuses the file rather than misread it.
+_CHANNELS, _VALUE_RANGE, _W0, _INTEGER_RANGE, _NODE_KIND = 1, 2, 4, 8, 16
 DEFAULT_VALUE_RANGE = (-1.0, 1.0)
 DEFAULT_W0 = 30.0
 
@@ -94,6 +96,7 @@ def make_header(original: np.ndarray, plan: TreePlan, channel_axis: int | None, 
         splits=[list(s) for s in plan.layout.splits],
         layers=list(plan.layers),
         widths=[int(w[0]) if np.all(w == w[0]) else [int(x) for x in w] for w in plan.widths],
+        node_kind=plan.node_kind,
     )
 
 
@@ -107,7 +110,7 @@ def encode_header(header: Header | Mapping) -> bytes:
     w0 = header.w0
     integer_range = all(float(v).is_integer() and abs(v) < 2**53 for v in (low, high))
     flags = ((channel_axis is not None) * _CHANNELS | (value_range != DEFAULT_VALUE_RANGE) * _VALUE_RANGE
-             | (w0 != DEFAULT_W0) * _W0 | integer_range * _INTEGER_RANGE)
+             | (w0 != DEFAULT_W0) * _W0 | integer_range * _INTEGER_RANGE | (header.node_kind != SINE_MLP) * _NODE_KIND)
     dtype = header.dtype.encode("ascii")
     out = [bytes([flags, len(shape)]), *(varint(s) for s in shape), bytes([len(dtype)]), dtype]
     if channel_axis is not None:
@@ -126,6 +129,8 @@ def encode_header(header: Header | Mapping) -> bytes:
             out.append(b"\x00" + varint(widths))
         else:
             out.append(b"\x01" + b"".join(varint(w) for w in widths))
+    if flags & _NODE_KIND:
+        out.append(bytes([header.node_kind]))
     return b"".join(out)
 
 
@@ -159,9 +164,10 @@ def decode_header(payload: bytes, version: int = FORMAT_VERSION) -> Header:
             widths.append([reader.varint() for _ in range(nodes)])
         else:
             raise TincFormatError("invalid .tinc header (widths)")
+    kind = reader.byte() if flags & _NODE_KIND else SINE_MLP
     if not reader.done():
         raise TincFormatError("invalid .tinc header (trailing bytes)")
-    return Header(shape, dtype, channel_axis, [low, high], value_range, w0, splits, layers, widths, version)
+    return Header(shape, dtype, channel_axis, [low, high], value_range, w0, splits, layers, widths, version, kind)
 
 
 # ------------------------------------------------------------------ checks
@@ -208,6 +214,7 @@ def plan_from_header(header: Header | Mapping, max_voxels: int = MAX_DECODE_VOXE
     if len(layers) != layout.depth + 1 or any(not 1 <= n <= MAX_LAYERS for n in layers):
         raise TincFormatError("invalid .tinc header (layers)")
     widths = _checked_widths(layout, width_spec)
+    node_kind(header.node_kind)  # a kind this tinc knows, or a TincFormatError naming it
     return TreePlan(layout, layers, widths, channels, singleton_inputs=version < 2, node_kind=header.node_kind)
 
 

@@ -63,7 +63,7 @@ def node_kind(kind_id: int) -> NodeKind:
     """The registered kind, or a TincFormatError for a file naming a kind this tinc lacks."""
     try:
         return _KINDS[kind_id]
-    except KeyError:
+    except (KeyError, TypeError):
         raise TincFormatError(f"the .tinc file uses node kind {kind_id}, which this tinc does not know; upgrade tinc") from None
 
 
