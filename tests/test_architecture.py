@@ -136,3 +136,19 @@ def test_modules_and_functions_stay_small(path):
     long = [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert long == []
+
+
+def _reachable(module: str) -> set[str]:
+    seen, stack = set(), [module]
+    while stack:
+        for target in GRAPH.get(stack.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+def test_decoding_needs_neither_the_configuration_nor_the_training():
+    reached = {_component(m) for m in _reachable("decoder")}
+    assert {"format", "container", "model", "coding"} <= reached
+    assert not reached & {"config", "training", "entropy", "allocation", "encoder", "codec"}

@@ -12,7 +12,7 @@ from nibabel.testing import data_path
 import tinc
 from tinc import coding, container
 from tinc.config import TincConfig
-from tinc.decode import Decoder
+from tinc.decoder import Decoder
 from tinc.errors import TincConfigError, TincFormatError, TincInputError
 from tinc.format import plan_from_header
 from tinc.metrics import psnr_range

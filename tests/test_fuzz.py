@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import tinc
 from tinc import container
 from tinc.cli import main
-from tinc.decode import Decoder
+from tinc.decoder import Decoder
 from tinc.errors import TincFormatError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -16,7 +16,7 @@ import tinc
 from tinc import container, correction
 from tinc.cli import main
 from tinc.codec import TincCodec
-from tinc.decode import Decoder
+from tinc.decoder import Decoder
 from tinc.errors import TincConfigError, TincFormatError
 from tinc.metrics import max_abs_error
 

@@ -36,11 +36,11 @@ def decompress(data: bytes, device: str = "cpu", roi: str | tuple[slice, ...] | 
     `roi` ("10:50,0:64,:" or a tuple of slices, one per axis) decodes only that region,
     evaluating only the leaf blocks it touches; the result equals the same crop of the full
     decode. `scale` (e.g. 2 or 0.5) or `shape` resamples every leaf block on a finer or
-    coarser grid of its local coordinates (see `tinc.decode.Decoder.sampling`); a `roi`
+    coarser grid of its local coordinates (see `tinc.decoder.Decoder.sampling`); a `roi`
     then refers to the resampled grid. A file declaring more than `max_voxels` output elements
     (default 2^32) is refused before anything is allocated; pass a larger value to opt in.
     """
-    from .decode import Decoder
+    from .decoder import Decoder
 
     return Decoder(data, device, max_voxels).decode(roi, scale, shape)
 

@@ -124,7 +124,7 @@ def auto_floor(depth: int, min_width: int) -> int:
     """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
 
     A first split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs
-    (RESULTS.md section 8). A second split, in equal time (section 14), loses 0.4-2.1 dB
+    (RESULTS-ARCHIVE.md section 8). A second split, in equal time (section 14), loses 0.4-2.1 dB
     where its plain widths are 15-30 and gains 3-5 dB at 42-60, where depth 1's wide MLPs
     get too few steps, so depths past 1 need every MLP at least 4 x `min_width`.
     """

@@ -77,7 +77,8 @@ def _compress_chunked(args: argparse.Namespace, options: dict) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .decode import Decoder, write_decoded
+    from .decode import write_decoded
+    from .decoder import Decoder
 
     if is_zarr_path(args.input):
         return _decompress_chunked(args)
@@ -174,7 +175,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     original, _ = read_with_metadata(args.original)
     tinc_file = args.tinc
     if str(args.reconstruction).endswith(".tinc"):  # decoded in memory; it is also the file whose ratio counts
-        from .decode import Decoder
+        from .decoder import Decoder
 
         with open(_existing(args.reconstruction), "rb") as handle:
             recon = Decoder(handle.read()).decode()

@@ -15,7 +15,7 @@ from .errors import TincConfigError
 INTRA_MODES = ("equal", "aoi", "variance")
 LEVEL_WEIGHT_RULES = ("auto", "balanced", "equal")
 # A single network gained 0.3-1.1 dB with 4 layers instead of 2 at 512x, where the 4 layers
-# were 13-21 wide (RESULTS.md section 12), and lost 0.1-0.9 dB where they were 9-11 wide
+# were 13-21 wide (RESULTS-ARCHIVE.md section 12), and lost 0.1-0.9 dB where they were 9-11 wide
 # (anatomical.nii at 170x-256x, section 25); in trees, 3 layers per node lost (section 12,
 # cell at 64x).
 AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS, AUTO_SINGLE_NETWORK_MIN_WIDTH = 2, 4, 12
@@ -51,7 +51,7 @@ class TincConfig:
     """Relative parameters per node, one per level (L+1 values); "equal"; "balanced": every
     level gets the same share; or "auto": each level's share follows the part of the data's
     variance its nodes can hold, from the similarity of distant blocks (`allocation.level_weights`;
-    it gave 1.0-1.2 dB less than "balanced" on the grey-matter map, benchmarks/RESULTS.md)."""
+    it gave 1.0-1.2 dB less than "balanced" on the grey-matter map, benchmarks/RESULTS.md, design decisions)."""
     layers: tuple[int, ...] | int | str = "auto"
     """Sine layers per node: one value, one per level, or "auto": `AUTO_TREE_LAYERS` per node
     in a tree, `AUTO_SINGLE_NETWORK_LAYERS` in a single network (depth 0) where they are at

@@ -1,4 +1,5 @@
-"""The tree of sine MLPs, evaluated level by level as batched matrix products.
+"""The tree's network, evaluated level by level as batched matrix products; what each node
+computes (its activation, initialisation and symmetries) is its kind's (`tinc.nodes`).
 
 Every level keeps its nodes' weights stacked as [nodes, fan_in, width], zero-padded to the
 level's widest node so nodes of unequal width share one `bmm`; masks mark the real entries
@@ -47,7 +48,7 @@ class TreeINR(nn.Module):
         masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False,
                                      generator, initial))
         # One flat parameter, viewed per tensor: the optimiser then updates one tensor per step
-        # instead of two per layer (11-17% more steps in the same time, RESULTS.md section 12)
+        # instead of two per layer (11-17% more steps in the same time, RESULTS-ARCHIVE.md section 12)
         self.tensor_shapes = [tuple(t.shape) for t in initial]
         self.flat = nn.Parameter(torch.cat([t.ravel() for t in initial]))
         for index, (weight_mask, bias_mask) in enumerate(masks):

@@ -8,7 +8,7 @@ only the chunks it touches. Both classes are found by name through entry points
 `halo`: the stored tree covers the chunk plus `halo` voxels on each side of every spatial
 axis (or `halo[axis]` voxels, one entry per axis), cropped on decode. `tinc.chunked` fills the halo with the neighbouring voxels, so a
 chunk's border voxels are fitted in the middle of its tree's domain rather than at its edge
-(measured in benchmarks/RESULTS.md, section "Chunked"); a chunk written through Zarr itself
+(measured in benchmarks/RESULTS-ARCHIVE.md, section 7); a chunk written through Zarr itself
 has no neighbours at hand and its halo repeats the chunk's edge voxels. The budget is taken
 from the chunk, not the halo: a chunk's bytes are at most its raw bytes / ratio.
 """
