@@ -104,6 +104,45 @@ def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
     assert np.array_equal(zarr.open(str(output), mode="r")[:], zarr.open(reference, mode="r")[:])
 
 
+def test_a_worker_killed_mid_chunk_is_replaced_and_the_run_finishes_the_same(volume, compressed, tmp_path):
+    """Dask reschedules the chunk of a worker that dies (its nanny starts a new one); the
+    chunk is written atomically, so the killed attempt leaves nothing behind."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    source, _ = volume
+    reference, _ = compressed
+    output = tmp_path / "survived.zarr"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        finished, failed = [], []
+
+        def run():
+            try:
+                finished.append(chunked.compress(source, str(output), chunks=64, scheduler=cluster.scheduler_address,
+                                                 quiet=True, **FLAGS))
+            except BaseException as error:  # reported by the assertion below
+                failed.append(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while _chunk_files(output) < 8 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = [worker for worker, tasks in client.processing().items() if tasks]
+        assert busy, "no chunk was being fitted"
+        pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+        os.kill(pid, signal.SIGKILL)  # the worker dies in the middle of its chunk
+        thread.join(timeout=300)
+    assert not failed, failed
+    assert finished and _chunk_files(output) == 64
+    assert not list(output.rglob(TEMPORARY_PREFIX + "*"))
+    differing = [str(c.relative_to(reference)) for c in Path(reference).rglob("c/*/*/*")
+                 if (output / c.relative_to(reference)).read_bytes() != c.read_bytes()]
+    assert not differing, differing
+
+
 def _chunk_files(store: Path) -> int:
     return sum(1 for p in store.rglob("c/*/*/*") if not p.name.startswith(TEMPORARY_PREFIX))
 
