@@ -26,6 +26,9 @@ seconds (cut by SIGALRM), or a rise of the process's peak RSS beyond the input's
 saved under `--crashes`. The last line is machine-readable.
 """
 
+
+# One file, longer than the project's modules, on purpose: the seeds, the mutators and the
+# oracles are read together, it runs as a script, and tests/test_fuzz.py imports it whole.
 from __future__ import annotations
 
 import argparse
