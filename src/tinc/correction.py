@@ -17,14 +17,20 @@ prediction between machines or BLAS builds. On one machine the decoder reproduce
 prediction bit for bit (any thread count, any region: `TreeINR.render_leaves`), and the
 encoder checks every value of the file's decode against the bound before writing it.
 
-The integer residuals are mostly 0 at useful bounds. They are zigzagged to the narrowest
-unsigned type, byte-shuffled, and compressed with a general-purpose lossless coder
-(`METHODS`; which one is kept was measured on the corpus, see benchmarks/MAX-ERROR.md).
-These decoders are robust to forged input (a bad stream is an exception, never a crash),
-unlike the error-bounded floating point codecs' decoders.
+The integer residuals are coded by `CONTEXT` (`tinc.residual_coder`: coarse-to-fine
+passes, each predicted from the voxels known before it, prediction errors entropy coded
+under contexts of the neighbours' coded errors); where the original sits at the data's
+minimum or maximum any residual on the clipped side decodes within the bound, and that
+coder stores whichever its prediction makes cheapest. The older methods, kept for reading
+files and as a fallback on small arrays: zigzagged to the narrowest unsigned type,
+byte-shuffled, and compressed with a general-purpose lossless coder. Which is kept was
+measured on the corpus (benchmarks/MAX-ERROR.md). All these decoders are robust to forged
+input (a bad stream is TincFormatError, never a crash), unlike the error-bounded floating
+point codecs' decoders.
 
 Section payload (`CORR`): method:u8 | bound E:f64 | half-step s/2:f64 | measured maximum
-error:f32 (rounded up; for `tinc info`, not used to decode) | width:u8 | coded residual.
+error:f32 (rounded up; for `tinc info`, not used to decode) | coded residual (methods 1-3:
+width and predictor:u8 | stream; method 4: see `tinc.residual_coder`).
 """
 
 from __future__ import annotations
@@ -36,19 +42,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import residual_coder
 from .errors import TincConfigError, TincFormatError
 
 # Fraction of the data's range kept out of the quantization's half-step, for float32
 # differences in the prediction across machines (about 16 float32 ulps of a value of the range).
 MARGIN = 2.0 ** -20
-NONE, ZSTD, LZMA, BROTLI = 0, 1, 2, 3  # method byte; NONE: every residual is 0, nothing follows
-METHOD_NAMES = {NONE: "none", ZSTD: "zstd", LZMA: "lzma", BROTLI: "brotli"}
+NONE, ZSTD, LZMA, BROTLI, CONTEXT = 0, 1, 2, 3, 4  # method byte; NONE: every residual is 0, nothing follows
+METHOD_NAMES = {NONE: "none", ZSTD: "zstd", LZMA: "lzma", BROTLI: "brotli", CONTEXT: "context"}
 PLAIN, LORENZO = 0, 1  # predictor of the integer residuals before coding
 PREDICTORS = (PLAIN, LORENZO)
-# `encode` codes with each of these, with each predictor, and keeps the smallest stream.
-# zstd-19 was the smallest in 2 of 12 cells of the corpus, by 0.2% (benchmarks/MAX-ERROR.md):
-# not worth a fifth and sixth pass over the residual.
-DEFAULT_METHODS = (LZMA, BROTLI)
+# `code` tries each of these (the general-purpose ones with each predictor) and keeps the
+# smallest stream. CONTEXT was the smallest in every cell of the corpus (benchmarks/MAX-ERROR.md);
+# the general-purpose coders are tried only on arrays of at most GENERAL_VALUES values (where
+# they take a second or so) or when CONTEXT cannot take the residuals.
+DEFAULT_METHODS = (CONTEXT, LZMA, BROTLI)
+GENERAL_VALUES = 1 << 21
 _HEADER = struct.Struct("<Bddf")  # method, bound, half-step, measured maximum error
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 _WIDTHS = (np.uint8, np.uint16, np.uint32, np.uint64)
@@ -97,21 +106,49 @@ def quantize(residual: np.ndarray, half: float) -> np.ndarray:
     return np.rint(residual / (2.0 * half)).astype(np.int64)
 
 
-def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = DEFAULT_METHODS) -> bytes:
-    """The `CORR` payload for the integer residuals `q`: the smallest of `methods`."""
+def code(q: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None,
+         methods: tuple[int, ...] = DEFAULT_METHODS) -> tuple[bytes, np.ndarray]:
+    """The smallest coding of the integer residuals `q` (method byte first, no header) among
+    `methods`, and the residuals it stores: `q`, except that CONTEXT may store others where
+    `free_low` (`free_high`) marks an original at the data's minimum (maximum), on the side
+    the decoder clips."""
+    candidates, stores = [], [q]
+    if CONTEXT in methods:
+        coded = residual_coder.encode(q, free_low, free_high)
+        if coded is not None:
+            candidates.append((bytes([CONTEXT]) + coded[0], coded[1]))
+            stores.append(coded[1])  # its free choices may serve the others too
+    general = [m for m in methods if m != CONTEXT]
+    if general and (not candidates or q.size <= GENERAL_VALUES):
+        candidates += [(_compress(m, _pack(s, predictor)), s) for s in stores for predictor in PREDICTORS for m in general]
+    return min(candidates, key=lambda pair: len(pair[0]))
+
+
+def payload(coded: bytes | None, bound: float, half: float, measured: float) -> bytes:
+    """The `CORR` payload: the header, then `coded` from `code` (None: every residual is 0)."""
     up = np.float32(measured)
     if float(up) < measured:  # info must never show less than the truth
         up = np.nextafter(up, np.float32(np.inf))
-    if not q.any():
+    if coded is None:
         return _HEADER.pack(NONE, bound, half, up)
-    candidates = [_compress(method, _pack(q, predictor)) for predictor in PREDICTORS for method in methods]
-    best = min(candidates, key=len)
-    return best[:1] + _HEADER.pack(0, bound, half, up)[1:] + best[1:]
+    return coded[:1] + _HEADER.pack(0, bound, half, up)[1:] + coded[1:]
 
 
-def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI)) -> dict[str, int]:
+def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = DEFAULT_METHODS) -> bytes:
+    """The `CORR` payload storing exactly the integer residuals `q`: the smallest of `methods`."""
+    return payload(code(q, methods=methods)[0] if q.any() else None, bound, half, measured)
+
+
+def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI), free_low=None, free_high=None) -> dict[str, int]:
     """Bytes of the residuals under each method (for measurements)."""
-    return {METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS for m in methods}
+    sizes = {}
+    for m in methods:
+        if m == CONTEXT:
+            coded = residual_coder.encode(q, free_low, free_high)
+            sizes[METHOD_NAMES[m]] = len(coded[0]) if coded is not None else -1
+        else:
+            sizes.update({METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS})
+    return sizes
 
 
 def read_header(payload: bytes) -> Correction:
@@ -136,6 +173,8 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
         return found
     count = math.prod(shape)
     body = payload[_HEADER.size:]
+    if method == CONTEXT:
+        return Correction(bound, half, measured, method, _narrow(residual_coder.decode(body, shape)))
     if len(body) < 1 or body[0] & 15 >= len(_WIDTHS) or body[0] >> 4 not in PREDICTORS:
         raise TincFormatError("CORR section: invalid residual width or predictor")
     width, predictor = np.dtype(_WIDTHS[body[0] & 15]), body[0] >> 4
@@ -156,9 +195,13 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
     if predictor == LORENZO:
         for axis in _lorenzo_axes(shape):
             q = np.cumsum(q, axis=axis, dtype=np.int64)  # wraps as the differences did: exact
-    # the narrowest signed type: a full-volume array of them stays in the decoder's memory
+    return Correction(bound, half, measured, method, _narrow(q.reshape(shape)))
+
+
+def _narrow(q: np.ndarray) -> np.ndarray:
+    """The narrowest signed type: a full-volume array of them stays in the decoder's memory."""
     narrow = next(t for t in (np.int8, np.int16, np.int32, np.int64) if not q.size or (np.iinfo(t).min <= q.min() and q.max() <= np.iinfo(t).max))
-    return Correction(bound, half, measured, method, q.astype(narrow).reshape(shape))
+    return q.astype(narrow)
 
 
 def _lorenzo_axes(shape: tuple[int, ...]) -> list[int]:
