@@ -38,8 +38,8 @@ import numpy as np
 from .bitstream import Reader, varint
 from .errors import TincFormatError
 
-ZERO, LINEAR, BOX, MIX = 0, 1, 2, 3
-PREDICTORS = (ZERO, LINEAR, BOX, MIX)
+ZERO, LINEAR, BOX, MIX, CUBIC = 0, 1, 2, 3, 4
+PREDICTORS = (ZERO, LINEAR, BOX, MIX, CUBIC)
 DIRECT = 16  # tokens below this are the zigzagged error itself
 TOKENS = DIRECT + 2 * (64 - 4)  # then two per bit length 5 .. 64
 ERROR_CLASSES, SIDE_CLASSES = 14, 4
@@ -127,7 +127,11 @@ def predict(lines: np.ndarray, errors: np.ndarray) -> tuple[dict[int, np.ndarray
     total = _both_planes(_box_sum(known), targets)
     linear = (before + after) >> 1
     box = (2 * total + count) // (2 * count)
-    predictions = {ZERO: np.zeros_like(linear), LINEAR: linear, BOX: box, MIX: (3 * box + linear) >> 2}
+    cubic = linear.copy()
+    inner = known.shape[0] - 2  # targets 1 .. inner - 1 have two known voxels either side
+    if inner > 1:
+        cubic[1:inner] = (9 * (before[1:inner] + after[1:inner]) - known[:inner - 1] - known[3:inner + 2] + 8) >> 4
+    predictions = {ZERO: np.zeros_like(linear), LINEAR: linear, BOX: box, MIX: (3 * box + linear) >> 2, CUBIC: cubic}
     activity = {"error": 16 * _both_planes(_box_sum(errors[0::2]), targets) // count,
                 "size": 16 * _both_planes(_box_sum(np.abs(known)), targets) // count,
                 "slope": 16 * np.abs(before - after)}
@@ -200,11 +204,19 @@ def unpack_bits(bits: np.ndarray, position: int, width: np.ndarray) -> tuple[np.
 
 # ---------------------------------------------------------------------- tables
 def _scaled(counts: np.ndarray) -> np.ndarray:
-    """Frequencies to store: the counts, scaled to a sum of at most TABLE_TOTAL (none used drops to 0)."""
+    """Frequencies to store: the counts, or scaled down to a sum of 2^8 .. TABLE_TOTAL
+    (a used token keeps at least 1), whichever costs fewest bytes of table and of tokens."""
     total = int(counts.sum())
-    if total <= TABLE_TOTAL:
-        return counts
-    return np.where(counts > 0, np.maximum(counts * TABLE_TOTAL // total, 1), 0)
+    best, used = None, counts > 0
+    for bits in range(8, TABLE_TOTAL.bit_length()):
+        frequencies = counts if total <= 1 << bits else np.where(used, np.maximum(counts * (1 << bits) // total, 1), 0)
+        table = sum(len(varint(int(f))) for f in frequencies)
+        loss = float((counts[used] * np.log2(counts[used] * frequencies.sum() / (total * frequencies[used]))).sum()) / 8
+        if best is None or table + loss < best[0]:
+            best = (table + loss, frequencies)
+        if total <= 1 << bits:
+            break
+    return best[1]
 
 
 def _model(frequencies: np.ndarray):
