@@ -37,15 +37,13 @@ import numpy as np
 
 from .bitstream import Reader, varint
 from .errors import TincFormatError
+from .residual_tables import DIRECT, TOKENS, read_tables, write_tables
 
 ZERO, LINEAR, BOX, MIX, CUBIC = 0, 1, 2, 3, 4
 PREDICTORS = (ZERO, LINEAR, BOX, MIX, CUBIC)
-DIRECT = 16  # tokens below this are the zigzagged error itself
-TOKENS = DIRECT + 2 * (64 - 4)  # then two per bit length 5 .. 64
 ERROR_CLASSES, SIDE_CLASSES = 14, 4
 CONTEXTS = ERROR_CLASSES * SIDE_CLASSES
 MAX_MAGNITUDE = 1 << 40  # larger residuals are left to the general-purpose coders
-TABLE_TOTAL = 1 << 16  # stored frequencies are scaled to at most this sum
 _THRESHOLDS = 1 << np.arange(ERROR_CLASSES - 1, dtype=np.int64)
 
 
@@ -138,12 +136,13 @@ def predict(lines: np.ndarray, errors: np.ndarray) -> tuple[dict[int, np.ndarray
     return predictions, activity
 
 
-def contexts(predictor: int, activity: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-    """Context ids (predictor x error class x side class), flat, for a pass's voxels."""
+def contexts(predictor: int, activity: dict[str, np.ndarray], shape: tuple[int, ...], sides: int = SIDE_CLASSES) -> np.ndarray:
+    """Context ids (predictor x error class x side class), flat, for a pass's voxels; with
+    `sides` 1, every side class is 0."""
     side = activity["size" if predictor in (ZERO, BOX) else "slope"]
     error_class = np.searchsorted(_THRESHOLDS, np.broadcast_to(activity["error"], shape).reshape(-1), side="right")
     side_class = np.minimum(np.searchsorted(_THRESHOLDS, np.broadcast_to(side, shape).reshape(-1), side="right") // 3,
-                            SIDE_CLASSES - 1)
+                            sides - 1)
     return predictor * CONTEXTS + error_class * SIDE_CLASSES + side_class
 
 
@@ -202,59 +201,6 @@ def unpack_bits(bits: np.ndarray, position: int, width: np.ndarray) -> tuple[np.
     return raw, position + total
 
 
-# ---------------------------------------------------------------------- tables
-def _scaled(counts: np.ndarray) -> np.ndarray:
-    """Frequencies to store: the counts, or scaled down to a sum of 2^8 .. TABLE_TOTAL
-    (a used token keeps at least 1), whichever costs fewest bytes of table and of tokens."""
-    total = int(counts.sum())
-    best, used = None, counts > 0
-    for bits in range(8, TABLE_TOTAL.bit_length()):
-        frequencies = counts if total <= 1 << bits else np.where(used, np.maximum(counts * (1 << bits) // total, 1), 0)
-        table = sum(len(varint(int(f))) for f in frequencies)
-        loss = float((counts[used] * np.log2(counts[used] * frequencies.sum() / (total * frequencies[used]))).sum()) / 8
-        if best is None or table + loss < best[0]:
-            best = (table + loss, frequencies)
-        if total <= 1 << bits:
-            break
-    return best[1]
-
-
-def _model(frequencies: np.ndarray):
-    """A table's model (constriction needs two entries: one alone gets an unused second)."""
-    if frequencies.size == 1:
-        frequencies = np.append(frequencies, 0)
-    return constriction.stream.model.Categorical(frequencies.astype(np.float64) / float(frequencies.sum()), perfect=False)
-
-
-def write_tables(counts: np.ndarray) -> tuple[bytes, dict[int, object]]:
-    """[contexts, TOKENS] counts: the stored tables of the contexts in use, and their models."""
-    out, models = bytearray(), {}
-    used = np.flatnonzero(counts.sum(axis=1))
-    out += varint(len(used))
-    for context in used:
-        frequencies = _scaled(counts[context])
-        length = int(np.flatnonzero(frequencies)[-1]) + 1
-        out += varint(int(context)) + varint(length) + b"".join(varint(int(f)) for f in frequencies[:length])
-        models[int(context)] = _model(frequencies[:length])
-    return bytes(out), models
-
-
-def read_tables(reader: Reader) -> dict[int, object]:
-    models, previous = {}, -1
-    count = reader.varint()
-    if count > len(PREDICTORS) * CONTEXTS:
-        raise TincFormatError("CORR section: too many tables")
-    for _ in range(count):
-        context, length = reader.varint(), reader.varint()
-        if not previous < context < len(PREDICTORS) * CONTEXTS or not 0 < length <= TOKENS:
-            raise TincFormatError("CORR section: invalid table")
-        frequencies = np.array([reader.varint() for _ in range(length)], dtype=np.int64)
-        if frequencies.max() > TABLE_TOTAL or frequencies[-1] == 0:
-            raise TincFormatError("CORR section: invalid table")
-        models[context], previous = _model(frequencies), context
-    return models
-
-
 # ---------------------------------------------------------------------- encoding
 def _entropy_bits(context: np.ndarray, token: np.ndarray) -> float:
     """Bits of `token` under one static table per context (the encoder's choice of predictor)."""
@@ -265,7 +211,7 @@ def _entropy_bits(context: np.ndarray, token: np.ndarray) -> float:
     return float((n * (np.log2(per_context[keys // TOKENS]) - np.log2(n))).sum())
 
 
-def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions: dict, activity: dict) -> tuple:
+def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions: dict, activity: dict, sides: int) -> tuple:
     """The cheapest predictor of a pass, with the residuals it stores (the free ones on the
     prediction's side where the decoder clips) and their tokens."""
     best = None
@@ -274,7 +220,7 @@ def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions
         chosen = np.where(high, np.maximum(chosen, prediction), chosen)
         error = chosen - prediction
         token, width, raw = tokens(error)
-        context = contexts(predictor, activity, error.shape)
+        context = contexts(predictor, activity, error.shape, sides)
         bits = float(width.sum()) + _entropy_bits(context, token)
         if best is None or bits < best[0]:
             best = (bits, predictor, chosen, error, context, token, width, raw)
@@ -283,23 +229,27 @@ def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions
 
 def encode(q: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None) -> tuple[bytes, np.ndarray] | None:
     """The coded residuals and those stored (`q`, or the prediction where free), or None when
-    a residual is too large for this coder. `q` is channels last."""
+    a residual is too large for this coder. `q` is channels last. Coded with and without the
+    side classes (more tables against sharper ones), the smaller kept."""
     if q.size == 0 or q.max() > MAX_MAGNITUDE or q.min() < -MAX_MAGNITUDE:
         return None
-    original = q.astype(np.int64)
-    stored, errors = original.copy(), np.zeros(q.shape, dtype=np.int64)
     low = np.zeros(q.shape, bool) if free_low is None else free_low
     high = np.zeros(q.shape, bool) if free_high is None else free_high
-    choices, pieces = bytearray(), []
-    top = top_stride(q.shape)
+    return min((_encode(q.astype(np.int64), low, high, sides) for sides in (SIDE_CLASSES, 1)), key=lambda pair: len(pair[0]))
+
+
+def _encode(original: np.ndarray, low: np.ndarray, high: np.ndarray, sides: int) -> tuple[bytes, np.ndarray]:
+    stored, errors = original.copy(), np.zeros(original.shape, dtype=np.int64)
+    choices, pieces = bytearray([sides]), []
+    top = top_stride(original.shape)
     view = _anchors(original, top)
     none = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}
-    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros_like(view)}, none)
+    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros_like(view)}, none, sides)
     _anchors(stored, top)[...], _anchors(errors, top)[...] = picked[1], np.abs(picked[2])
     pieces.append(picked[3:])
-    for h, k in schedule(q.shape):
+    for h, k in schedule(original.shape):
         predictions, activity = predict(_lines(stored, h, k), _lines(errors, h, k))
-        picked = _choose(_lines(original, h, k)[1::2], _lines(low, h, k)[1::2], _lines(high, h, k)[1::2], predictions, activity)
+        picked = _choose(_lines(original, h, k)[1::2], _lines(low, h, k)[1::2], _lines(high, h, k)[1::2], predictions, activity, sides)
         choices.append(picked[0])
         _lines(stored, h, k)[1::2], _lines(errors, h, k)[1::2] = picked[1], np.abs(picked[2])
         pieces.append(picked[3:])
@@ -307,7 +257,7 @@ def encode(q: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndar
 
 
 def _serialise(choices: bytes, pieces: list[tuple]) -> bytes:
-    """Predictor per pass | tables | ANS words | raw bits; tokens in decoding order
+    """Side classes | predictor per pass | tables | ANS words | raw bits; tokens in decoding order
     (pass by pass, contexts ascending, voxels in order within a context)."""
     every_context = np.concatenate([c for c, _, _, _ in pieces])
     every_token = np.concatenate([t for _, t, _, _ in pieces]).astype(np.int64)
@@ -338,10 +288,13 @@ def decode(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
     """The stored residuals (int64, `shape`) of a body written by `encode`; TincFormatError if corrupt."""
     passes = schedule(shape)
     reader = Reader(body, 0, "CORR section is truncated")
+    sides = reader.byte()
+    if sides not in (1, SIDE_CLASSES):
+        raise TincFormatError("CORR section: invalid context layout")
     choices = reader.take(len(passes))
     if any(c not in PREDICTORS for c in choices):
         raise TincFormatError("CORR section: invalid predictor")
-    models = read_tables(reader)
+    models = read_tables(reader, len(PREDICTORS) * CONTEXTS)
     words = np.frombuffer(reader.take(4 * reader.varint()), dtype="<u4").astype(np.uint32)
     rest = body[reader.position:]
     bits = np.unpackbits(np.frombuffer(rest, dtype=np.uint8))
@@ -354,12 +307,12 @@ def decode(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
     none = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}
     view = _anchors(q, top)
     position = 0
-    error, position = _decode_pass(coder, models, bits, position, contexts(ZERO, none, view.shape), view.shape)
+    error, position = _decode_pass(coder, models, bits, position, contexts(ZERO, none, view.shape, sides), view.shape)
     _anchors(q, top)[...], _anchors(errors, top)[...] = error, np.abs(error)
     for (h, k), predictor in zip(passes, choices):
         predictions, activity = predict(_lines(q, h, k), _lines(errors, h, k))
         prediction = predictions[predictor]
-        context = contexts(predictor, activity, prediction.shape)
+        context = contexts(predictor, activity, prediction.shape, sides)
         error, position = _decode_pass(coder, models, bits, position, context, prediction.shape)
         _lines(q, h, k)[1::2], _lines(errors, h, k)[1::2] = prediction + error, np.abs(error)
     if not coder.is_empty() or len(rest) != (position + 7) // 8:
