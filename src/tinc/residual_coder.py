@@ -178,12 +178,15 @@ def raw_widths(token: np.ndarray) -> np.ndarray:
 
 
 def pack_bits(width: np.ndarray, raw: np.ndarray) -> bytes:
-    """The raw bits, each value's most significant first, values one after the other."""
-    owner = np.repeat(np.arange(width.size), width)
+    """The raw bits, each value's most significant first, values one after the other
+    (a pass per bit position: memory stays a few bytes per value and a byte per bit)."""
+    width = width.astype(np.int64)
     starts = np.cumsum(width) - width
-    offset = np.arange(owner.size) - starts[owner]
-    shift = (width[owner] - 1 - offset).astype(np.uint64)
-    return np.packbits(((raw[owner] >> shift) & np.uint64(1)).astype(np.uint8)).tobytes()
+    bits = np.zeros(int(width.sum()), dtype=np.uint8)
+    for j in range(int(width.max(initial=0))):
+        has = np.flatnonzero(width > j)
+        bits[starts[has] + j] = ((raw[has] >> (width[has] - 1 - j).astype(np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits).tobytes()
 
 
 def unpack_bits(bits: np.ndarray, position: int, width: np.ndarray) -> tuple[np.ndarray, int]:
@@ -191,13 +194,11 @@ def unpack_bits(bits: np.ndarray, position: int, width: np.ndarray) -> tuple[np.
     total = int(width.sum())
     if position + total > bits.size:
         raise TincFormatError("CORR section: raw bits are truncated")
+    starts = position + np.cumsum(width) - width
     raw = np.zeros(width.size, dtype=np.uint64)
-    used = np.flatnonzero(width > 0)
-    if used.size:
-        owner = np.repeat(np.arange(width.size), width)
-        starts = np.cumsum(width) - width
-        shift = (width[owner] - 1 - (np.arange(total) - starts[owner])).astype(np.uint64)
-        raw[used] = np.add.reduceat(bits[position:position + total].astype(np.uint64) << shift, starts[used])
+    for j in range(int(width.max(initial=0))):
+        has = np.flatnonzero(width > j)
+        raw[has] |= bits[starts[has] + j].astype(np.uint64) << (width[has] - 1 - j).astype(np.uint64)
     return raw, position + total
 
 

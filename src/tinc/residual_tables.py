@@ -119,9 +119,10 @@ def read_tables(reader: Reader, contexts: int) -> dict[int, object]:
         if length == 0:
             models[context] = _model(laplace(reader.byte()))
         else:
-            frequencies = np.array([reader.varint() for _ in range(length)], dtype=np.int64)
-            if frequencies.max() > TABLE_TOTAL or frequencies[-1] == 0:
+            frequencies = [reader.varint() for _ in range(length)]
+            if max(frequencies) > TABLE_TOTAL or frequencies[-1] == 0:
                 raise TincFormatError("CORR section: invalid table")
+            frequencies = np.array(frequencies, dtype=np.int64)
             models[context] = _model(frequencies / float(frequencies.sum()))
         previous = context
     return models
