@@ -315,34 +315,42 @@ def _context_file(cube) -> bytes:
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 1), (2, 3, 1), (5, 9, 2), (9, 4, 6, 1), (3, 5, 4, 3, 1), (33, 1, 17, 1)])
-def test_context_coder_round_trips_and_stores_only_free_changes(shape):
+def test_context_coder_round_trips_within_half_a_step(shape):
     rng = np.random.default_rng(len(shape) + shape[0])
-    q = np.round(rng.laplace(scale=3, size=shape) * rng.choice([1, 1000], size=shape)).astype(np.int64)
-    q.flat[0] = -residual_coder.MAX_MAGNITUDE
+    residual = rng.laplace(scale=3, size=shape) * rng.choice([0.1, 1000], size=shape)
+    residual.flat[0] = -residual_coder.MAX_MAGNITUDE
     low = rng.random(shape) < 0.3
     high = ~low & (rng.random(shape) < 0.3)
-    body, stored = residual_coder.encode(q, low, high)
-    assert body == residual_coder.encode(q, low, high)[0]  # deterministic
-    assert np.array_equal(residual_coder.decode(body, shape), stored)
-    assert np.all(np.where(low, stored <= q, np.where(high, stored >= q, stored == q)))
-    assert residual_coder.encode(q - 1) is None  # beyond the coder's magnitudes: the general-purpose coders take it
+    body, stored, shift = residual_coder.encode(residual, low, high)
+    assert body == residual_coder.encode(residual, low, high)[0]  # deterministic
+    decoded, decoded_shift = residual_coder.decode(body, shape)
+    assert np.array_equal(decoded, stored) and decoded_shift == shift
+    steps = stored / float(1 << shift)
+    within = np.abs(steps - residual) <= 0.5
+    assert np.all(np.where(low, steps <= residual + 0.5, np.where(high, steps >= residual - 0.5, within)))
+    assert residual_coder.encode(residual * 2) is None  # beyond the coder's magnitudes: the general-purpose coders take it
 
 
 def test_range_ends_make_residuals_free_and_files_of_older_methods_still_decode(cube):
     """Voxels at the data's minimum cost nothing where the prediction says so; a CORR of the
     general-purpose methods (files written before the context coder) decodes as it did."""
+    from tinc.values import prediction, restore
+
     floor = np.maximum(cube, np.percentile(cube, 60)).astype(cube.dtype)  # 60% at the minimum
     data = tinc.compress(floor, ratio=32, max_error=3, **FAST)
-    restored = tinc.decompress(data)
-    assert max_abs_error(floor, restored) <= 3
+    assert max_abs_error(floor, tinc.decompress(data)) <= 3
     parsed = container.unpack(data)
     found = correction.decode(parsed.correction, floor.shape + (1,))
-    assert found.method in (correction.CONTEXT, correction.LZMA, correction.BROTLI)
+    assert found.method == correction.CONTEXT
+    network = Decoder(_network_only(data))
+    values = network.network_values()
+    q = correction.quantize(floor[..., None] - prediction(values, network.header), found.half_step)
     for method in (correction.ZSTD, correction.LZMA, correction.BROTLI):
-        old = correction.encode(found.q, found.bound, found.half_step, found.measured, methods=(method,))
-        assert old[0] == method
-        again = container.pack(parsed.header, parsed.weights, parsed.metadata, old)
-        assert np.array_equal(tinc.decompress(again), restored)
+        old = correction.encode(q, found.bound, found.half_step, found.measured, methods=(method,))
+        assert old[0] == method and len(old) > len(parsed.correction)
+        restored = tinc.decompress(container.pack(parsed.header, parsed.weights, parsed.metadata, old))
+        assert np.array_equal(restored, restore(values, network.header, q * (2.0 * found.half_step)))
+        assert max_abs_error(floor, restored) <= 3
 
 
 _BASE: list[bytes] = []

@@ -74,12 +74,14 @@ class Correction:
     method: int
     q: np.ndarray | None
     """Integer residuals in channels-last layout, or None when they are all 0."""
+    shift: int = 0
+    """q counts 2^-shift steps (CONTEXT; the other methods store whole steps)."""
 
     def values(self, index: tuple = ()) -> np.ndarray | float:
         """q x step over `index` (float64), to add to the prediction there."""
         if self.q is None:
             return 0.0
-        return self.q[index].astype(np.float64) * (2.0 * self.half_step)
+        return self.q[index].astype(np.float64) * step(self.half_step, self.shift)
 
 
 # ---------------------------------------------------------------------- bounds
@@ -100,27 +102,36 @@ def half_step(bound: float, dtype: np.dtype, low: float, high: float) -> float:
     return step
 
 
+def step(half: float, shift: int = 0) -> float:
+    """What one unit of a stored residual is worth: the step 2 half, or 2^-shift of it (exact)."""
+    return 2.0 * half / (1 << shift)
+
+
 # ---------------------------------------------------------------------- coding
 def quantize(residual: np.ndarray, half: float) -> np.ndarray:
     """Integer residuals q with |residual - q x 2 half| <= half."""
     return np.rint(residual / (2.0 * half)).astype(np.int64)
 
 
-def code(q: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None,
+def code(residual: np.ndarray, half: float, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None,
          methods: tuple[int, ...] = DEFAULT_METHODS) -> tuple[bytes, np.ndarray]:
-    """The smallest coding of the integer residuals `q` (method byte first, no header) among
-    `methods`, and the residuals it stores: `q`, except that CONTEXT may store others where
-    `free_low` (`free_high`) marks an original at the data's minimum (maximum), on the side
-    the decoder clips."""
+    """The smallest coding (method byte first, no header) among `methods` of the float64
+    `residual` (data units, channels last) within `half`, and the values it stores (float64,
+    data units, to add to the prediction). `free_low` (`free_high`) marks an original at the
+    data's minimum (maximum), where CONTEXT may store any value on the side the decoder clips."""
+    q = quantize(residual, half)
     candidates, stores = [], [q]
     if CONTEXT in methods:
-        coded = residual_coder.encode(q, free_low, free_high)
+        coded = residual_coder.encode(residual / (2.0 * half), free_low, free_high)
         if coded is not None:
-            candidates.append((bytes([CONTEXT]) + coded[0], coded[1]))
-            stores.append(coded[1])  # its free choices may serve the others too
+            body, stored, shift = coded
+            candidates.append((bytes([CONTEXT]) + body, stored.astype(np.float64) * step(half, shift)))
+            if shift == 0:
+                stores.append(stored)  # its free choices may serve the others too
     general = [m for m in methods if m != CONTEXT]
     if general and (not candidates or q.size <= GENERAL_VALUES):
-        candidates += [(_compress(m, _pack(s, predictor)), s) for s in stores for predictor in PREDICTORS for m in general]
+        candidates += [(_compress(m, _pack(s, predictor)), s.astype(np.float64) * step(half)) for s in stores
+                       for predictor in PREDICTORS for m in general]
     return min(candidates, key=lambda pair: len(pair[0]))
 
 
@@ -134,17 +145,19 @@ def payload(coded: bytes | None, bound: float, half: float, measured: float) -> 
     return coded[:1] + _HEADER.pack(0, bound, half, up)[1:] + coded[1:]
 
 
-def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = DEFAULT_METHODS) -> bytes:
-    """The `CORR` payload storing exactly the integer residuals `q`: the smallest of `methods`."""
-    return payload(code(q, methods=methods)[0] if q.any() else None, bound, half, measured)
+def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = (LZMA, BROTLI)) -> bytes:
+    """The `CORR` payload storing exactly the integer residuals `q` with the general-purpose `methods`."""
+    if not q.any():
+        return payload(None, bound, half, measured)
+    return payload(min((_compress(m, _pack(q, p)) for p in PREDICTORS for m in methods), key=len), bound, half, measured)
 
 
 def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI), free_low=None, free_high=None) -> dict[str, int]:
     """Bytes of the residuals under each method (for measurements)."""
     sizes = {}
     for m in methods:
-        if m == CONTEXT:
-            coded = residual_coder.encode(q, free_low, free_high)
+        if m == CONTEXT:  # q itself, in whole steps: `code` gives the coder the residual
+            coded = residual_coder.encode(q.astype(np.float64), free_low, free_high)
             sizes[METHOD_NAMES[m]] = len(coded[0]) if coded is not None else -1
         else:
             sizes.update({METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS})
@@ -174,7 +187,8 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
     count = math.prod(shape)
     body = payload[_HEADER.size:]
     if method == CONTEXT:
-        return Correction(bound, half, measured, method, _narrow(residual_coder.decode(body, shape)))
+        q, shift = residual_coder.decode(body, shape)
+        return Correction(bound, half, measured, method, _narrow(q), shift)
     if len(body) < 1 or body[0] & 15 >= len(_WIDTHS) or body[0] >> 4 not in PREDICTORS:
         raise TincFormatError("CORR section: invalid residual width or predictor")
     width, predictor = np.dtype(_WIDTHS[body[0] & 15]), body[0] >> 4

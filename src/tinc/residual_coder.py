@@ -43,7 +43,8 @@ ZERO, LINEAR, BOX, MIX, CUBIC = 0, 1, 2, 3, 4
 PREDICTORS = (ZERO, LINEAR, BOX, MIX, CUBIC)
 ERROR_CLASSES, SIDE_CLASSES = 14, 4
 CONTEXTS = ERROR_CLASSES * SIDE_CLASSES
-MAX_MAGNITUDE = 1 << 40  # larger residuals are left to the general-purpose coders
+MAX_MAGNITUDE = 1 << 36  # residuals beyond this many steps are left to the general-purpose coders
+SHIFTS = (0, 4)  # fraction bits of the stored residuals: integers, or sixteenths of a step
 _THRESHOLDS = 1 << np.arange(ERROR_CLASSES - 1, dtype=np.int64)
 
 
@@ -112,8 +113,9 @@ def _both_planes(sums: np.ndarray, targets: int) -> np.ndarray:
     return sums[:targets] + after
 
 
-def predict(lines: np.ndarray, errors: np.ndarray) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:
-    """The predictions of a pass's voxels, and the activity measures their contexts come from."""
+def predict(lines: np.ndarray, errors: np.ndarray, shift: int) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:
+    """The predictions of a pass's voxels (in 2^-shift steps), and the activity measures
+    their contexts come from (in steps)."""
     known = lines[0::2]
     targets = lines.shape[0] // 2
     before = known[:targets]
@@ -131,8 +133,8 @@ def predict(lines: np.ndarray, errors: np.ndarray) -> tuple[dict[int, np.ndarray
         cubic[1:inner] = (9 * (before[1:inner] + after[1:inner]) - known[:inner - 1] - known[3:inner + 2] + 8) >> 4
     predictions = {ZERO: np.zeros_like(linear), LINEAR: linear, BOX: box, MIX: (3 * box + linear) >> 2, CUBIC: cubic}
     activity = {"error": 16 * _both_planes(_box_sum(errors[0::2]), targets) // count,
-                "size": 16 * _both_planes(_box_sum(np.abs(known)), targets) // count,
-                "slope": 16 * np.abs(before - after)}
+                "size": (16 * _both_planes(_box_sum(np.abs(known)), targets) // count) >> shift,
+                "slope": (16 * np.abs(before - after)) >> shift}
     return predictions, activity
 
 
@@ -212,53 +214,59 @@ def _entropy_bits(context: np.ndarray, token: np.ndarray) -> float:
     return float((n * (np.log2(per_context[keys // TOKENS]) - np.log2(n))).sum())
 
 
-def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions: dict, activity: dict, sides: int) -> tuple:
-    """The cheapest predictor of a pass, with the residuals it stores (the free ones on the
-    prediction's side where the decoder clips) and their tokens."""
+def _choose(original: np.ndarray, low: np.ndarray, high: np.ndarray, predictions: dict, activity: dict, sides: int,
+            shift: int) -> tuple:
+    """The cheapest predictor of a pass, with the residuals it stores (the nearest whole
+    number of steps from the prediction; on the prediction's side where the decoder clips
+    and that is free) and the tokens of those numbers of steps."""
     best = None
     for predictor, prediction in predictions.items():
-        chosen = np.where(low, np.minimum(original, prediction), original)
-        chosen = np.where(high, np.maximum(chosen, prediction), chosen)
-        error = chosen - prediction
-        token, width, raw = tokens(error)
-        context = contexts(predictor, activity, error.shape, sides)
+        steps = np.rint(original - prediction / float(1 << shift)).astype(np.int64)
+        steps = np.where(low, np.minimum(steps, 0), steps)
+        steps = np.where(high, np.maximum(steps, 0), steps)
+        token, width, raw = tokens(steps)
+        context = contexts(predictor, activity, steps.shape, sides)
         bits = float(width.sum()) + _entropy_bits(context, token)
         if best is None or bits < best[0]:
-            best = (bits, predictor, chosen, error, context, token, width, raw)
+            best = (bits, predictor, prediction + (steps << shift), steps, context, token, width, raw)
     return best[1:]
 
 
-def encode(q: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None) -> tuple[bytes, np.ndarray] | None:
-    """The coded residuals and those stored (`q`, or the prediction where free), or None when
-    a residual is too large for this coder. `q` is channels last. Coded with and without the
-    side classes (more tables against sharper ones), the smaller kept."""
-    if q.size == 0 or q.max() > MAX_MAGNITUDE or q.min() < -MAX_MAGNITUDE:
+def encode(residual: np.ndarray, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None) -> tuple[bytes, np.ndarray, int] | None:
+    """Code `residual` (float64, in quantization steps, channels last) within half a step:
+    the coded body, the stored residuals (int64, in 2^-shift steps) and shift; None when a
+    residual is beyond MAX_MAGNITUDE steps. `free_low` (`free_high`) marks voxels where any
+    smaller (larger) residual is within the bound too. Whole steps and sixteenths (which
+    follow smooth residuals between the steps), with and without side classes: the smallest."""
+    if residual.size == 0 or not np.all(np.abs(residual) <= MAX_MAGNITUDE):
         return None
-    low = np.zeros(q.shape, bool) if free_low is None else free_low
-    high = np.zeros(q.shape, bool) if free_high is None else free_high
-    return min((_encode(q.astype(np.int64), low, high, sides) for sides in (SIDE_CLASSES, 1)), key=lambda pair: len(pair[0]))
+    low = np.zeros(residual.shape, bool) if free_low is None else free_low
+    high = np.zeros(residual.shape, bool) if free_high is None else free_high
+    best = min((_encode(residual, low, high, SIDE_CLASSES, shift) for shift in SHIFTS), key=lambda found: len(found[0]))
+    return min(best, _encode(residual, low, high, 1, best[2]), key=lambda found: len(found[0]))
 
 
-def _encode(original: np.ndarray, low: np.ndarray, high: np.ndarray, sides: int) -> tuple[bytes, np.ndarray]:
-    stored, errors = original.copy(), np.zeros(original.shape, dtype=np.int64)
-    choices, pieces = bytearray([sides]), []
+def _encode(original: np.ndarray, low: np.ndarray, high: np.ndarray, sides: int, shift: int) -> tuple[bytes, np.ndarray, int]:
+    stored, errors = np.zeros(original.shape, dtype=np.int64), np.zeros(original.shape, dtype=np.int64)
+    choices, pieces = bytearray([sides, shift]), []
     top = top_stride(original.shape)
     view = _anchors(original, top)
     none = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}
-    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros_like(view)}, none, sides)
+    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros(view.shape, np.int64)}, none, sides, shift)
     _anchors(stored, top)[...], _anchors(errors, top)[...] = picked[1], np.abs(picked[2])
     pieces.append(picked[3:])
     for h, k in schedule(original.shape):
-        predictions, activity = predict(_lines(stored, h, k), _lines(errors, h, k))
-        picked = _choose(_lines(original, h, k)[1::2], _lines(low, h, k)[1::2], _lines(high, h, k)[1::2], predictions, activity, sides)
+        predictions, activity = predict(_lines(stored, h, k), _lines(errors, h, k), shift)
+        picked = _choose(_lines(original, h, k)[1::2], _lines(low, h, k)[1::2], _lines(high, h, k)[1::2],
+                         predictions, activity, sides, shift)
         choices.append(picked[0])
         _lines(stored, h, k)[1::2], _lines(errors, h, k)[1::2] = picked[1], np.abs(picked[2])
         pieces.append(picked[3:])
-    return _serialise(bytes(choices), pieces), stored
+    return _serialise(bytes(choices), pieces), stored, shift
 
 
 def _serialise(choices: bytes, pieces: list[tuple]) -> bytes:
-    """Side classes | predictor per pass | tables | ANS words | raw bits; tokens in decoding order
+    """Side classes | shift | predictor per pass | tables | ANS words | raw bits; tokens in decoding order
     (pass by pass, contexts ascending, voxels in order within a context)."""
     every_context = np.concatenate([c for c, _, _, _ in pieces])
     every_token = np.concatenate([t for _, t, _, _ in pieces]).astype(np.int64)
@@ -285,12 +293,13 @@ def _grouped(context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- decoding
-def decode(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    """The stored residuals (int64, `shape`) of a body written by `encode`; TincFormatError if corrupt."""
+def decode(body: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """The stored residuals (int64, `shape`, in 2^-shift steps) of a body written by
+    `encode`, and shift; TincFormatError if corrupt."""
     passes = schedule(shape)
     reader = Reader(body, 0, "CORR section is truncated")
-    sides = reader.byte()
-    if sides not in (1, SIDE_CLASSES):
+    sides, shift = reader.byte(), reader.byte()
+    if sides not in (1, SIDE_CLASSES) or shift not in SHIFTS:
         raise TincFormatError("CORR section: invalid context layout")
     choices = reader.take(len(passes))
     if any(c not in PREDICTORS for c in choices):
@@ -309,16 +318,16 @@ def decode(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
     view = _anchors(q, top)
     position = 0
     error, position = _decode_pass(coder, models, bits, position, contexts(ZERO, none, view.shape, sides), view.shape)
-    _anchors(q, top)[...], _anchors(errors, top)[...] = error, np.abs(error)
+    _anchors(q, top)[...], _anchors(errors, top)[...] = error << shift, np.abs(error)
     for (h, k), predictor in zip(passes, choices):
-        predictions, activity = predict(_lines(q, h, k), _lines(errors, h, k))
+        predictions, activity = predict(_lines(q, h, k), _lines(errors, h, k), shift)
         prediction = predictions[predictor]
         context = contexts(predictor, activity, prediction.shape, sides)
         error, position = _decode_pass(coder, models, bits, position, context, prediction.shape)
-        _lines(q, h, k)[1::2], _lines(errors, h, k)[1::2] = prediction + error, np.abs(error)
+        _lines(q, h, k)[1::2], _lines(errors, h, k)[1::2] = prediction + (error << shift), np.abs(error)
     if not coder.is_empty() or len(rest) != (position + 7) // 8:
         raise TincFormatError("CORR section: trailing bytes")
-    return q
+    return q, shift
 
 
 def _decode_pass(coder, models: dict, bits: np.ndarray, position: int, context: np.ndarray, shape: tuple) -> tuple[np.ndarray, int]:
