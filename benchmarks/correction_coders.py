@@ -9,21 +9,30 @@ integer residuals `q` (`tinc.correction.quantize`), coded by:
   along every axis, inverted by cumulative sums);
 - SZ3 (absolute), SPERR (point-wise error) and ZFP (accuracy) applied through imagecodecs to
   the float residual with the same half-step as bound (its output replaces q x step);
-- `entropy`: the ideal size of q under one Laplace/empirical model, i.e. what a context-free
+- `context`: tinc's context coder (`tinc.residual_coder`, CORR method 4) as `tinc compress`
+  runs it: coarse-to-fine interpolation passes, each value stored as the prediction plus a
+  whole number of steps (the prediction in whole steps or in sixteenths of a step, whichever
+  codes smaller), errors coded under contexts of the neighbours' coded errors; where the
+  original is the data's minimum or maximum, any value on the side the decoder clips;
+  `context-q`: the same coder storing q itself (no fractions of a step, no free values);
+- `entropy`: the ideal size of q under one empirical model, i.e. what a context-free
   entropy coder could reach, for reference.
 
-    python benchmarks/correction_coders.py [--ratio 64] [--steps 1000 | --time-limit S] [--inputs ...]
+    python benchmarks/correction_coders.py [--ratio 64] [--steps 1000 | --time-limit S] [--inputs ...] [--no-general]
+
+(the general-purpose coders take minutes on inputs of millions of values; `context` seconds)
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import imagecodecs
 import numpy as np
 
 import tinc
-from tinc import correction
+from tinc import correction, residual_coder
 from tinc.values import prediction
 from tinc.decoder import Decoder
 
@@ -54,9 +63,11 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--steps", type=int, default=None, help="default 1000 when no --time-limit is given")
     parser.add_argument("--inputs", nargs="*", default=INPUTS)
+    parser.add_argument("--general", action=argparse.BooleanOptionalAction, default=True,
+                        help="the general-purpose coders too (minutes on millions of values)")
     args = parser.parse_args()
-    print("| input | bound (of range) | E | q != 0 | entropy | zstd | lzma | brotli | zstd+L | lzma+L | brotli+L | sz3 | sperr | zfp |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | bound (of range) | E | q != 0 | entropy | zstd | lzma | brotli | zstd+L | lzma+L | brotli+L | context-q | context | sz3 | sperr | zfp | context encode / decode s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.inputs:
         array = tinc.read(name)
         steps = args.steps if args.steps is not None or args.time_limit else 1000
@@ -64,18 +75,28 @@ def main() -> None:
         decoder = Decoder(data)
         network = decoder.network_values()
         values = np.moveaxis(array, decoder.channel_axis, -1) if decoder.channel_axis is not None else array[..., None]
+        low, high = decoder.header.range
         residual = values.astype(np.float64) - prediction(network, decoder.header)
-        low, high = float(array.min()), float(array.max())
         for fraction in FRACTIONS:
             bound = fraction * (high - low)
             half = correction.half_step(bound, array.dtype, low, high)
             q = correction.quantize(residual, half)
-            both = correction.encoded_sizes(q)
+            both = correction.encoded_sizes(q, (correction.ZSTD, correction.LZMA, correction.BROTLI)) if args.general else \
+                {k + p: "-" for k in ("zstd", "lzma", "brotli") for p in ("", "+lorenzo")}
             sizes = {k: v for k, v in both.items() if "+" not in k}
             lsizes = {k.split("+")[0]: v for k, v in both.items() if "+" in k}
-            fsizes = float_coders(residual, half)
+            fsizes = float_coders(residual, half) if args.general else {}
+            none = np.zeros(q.shape, bool)
+            plain = min(len(residual_coder._encode(q.astype(np.float64), none, none, sides, 0)[0]) for sides in (1, 4))
+            started = time.perf_counter()
+            body, stored, _ = residual_coder.encode(residual / (2 * half), values == low, values == high)
+            encode_s = time.perf_counter() - started
+            assert np.array_equal(residual_coder.decode(body, q.shape)[0], stored)
+            decode_s = time.perf_counter() - started - encode_s  # (with the check of the decode)
+            free = len(body)
             cells = [sizes["zstd"], sizes["lzma"], sizes["brotli"], lsizes["zstd"], lsizes["lzma"], lsizes["brotli"],
-                     fsizes.get("sz3", "-"), fsizes.get("sperr", "-"), fsizes.get("zfp", "-")]
+                     plain, free, fsizes.get("sz3", "-"), fsizes.get("sperr", "-"), fsizes.get("zfp", "-"),
+                     f"{encode_s:.1f} / {decode_s:.1f}"]
             print(f"| {name.split('/')[-1]} {array.shape} | {fraction:g} | {bound:.4g} | {np.mean(q != 0):.3f} | "
                   f"{entropy_bytes(q):.0f} | " + " | ".join(str(c) for c in cells) + " |", flush=True)
         print(f"<!-- {name}: network {len(data)} bytes at ratio {args.ratio:g} -->", flush=True)

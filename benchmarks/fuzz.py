@@ -5,7 +5,8 @@
     python benchmarks/fuzz.py --engine atheris --inputs 100000  # coverage-guided (pip install atheris)
 
 Inputs are mutations of a few small seed files (a 3-D uint16 volume with a META section,
-an RGB image with unequal node widths, a 1-D float32 signal with raw float32 weights).
+an RGB image with unequal node widths, a 1-D float32 signal with raw float32 weights, the
+volume with a `--max-error` correction).
 Two families, with different oracles:
 
 * intact: bytes changed without fixing the CRC-32 (truncations at every section boundary
@@ -14,7 +15,7 @@ Two families, with different oracles:
 * resealed: the container rebuilt with a valid CRC-32, as a deliberate forger or a buggy
   writer would (shuffled, dropped, duplicated and unknown sections, lying length fields,
   unknown versions, huge / zero / negative header fields, random bytes inside HEAD, WGTS,
-  META, zlib bombs). The decoder must raise TincFormatError or return an array of the
+  META and CORR, zlib bombs). The decoder must raise TincFormatError or return an array of the
   declared shape and dtype whose values are finite and inside the declared range; a
   resealing that changes nothing of meaning (reordered or unknown sections) must decode
   to the seed's exact array.
@@ -79,6 +80,8 @@ def make_seeds() -> list[Seed]:
         ("volume-u2-meta", volume, dict(ratio=6, levels=1, **fast), {"nifti_header": b"\x00" * 40, "note": b"x"}),
         ("rgb-variance", image, dict(ratio=3, levels=1, intra="variance", channel_axis=-1, value_range=(0.0, 2.0), w0=20.0, **fast), None),
         ("signal-f4-raw", signal_1d, dict(ratio=2, levels=0, weight_bits=32, **fast), None),
+        # a CORR section (the context coder's, `correction.CONTEXT`): forged residual streams
+        ("volume-u2-bound", volume, dict(ratio=6, levels=1, max_error=40, **fast), None),
     ]
     seeds = []
     for name, array, options, metadata in made:
@@ -284,6 +287,23 @@ def m_section_bytes(seed: Seed, rng: random.Random):
     return assemble(preamble, parts), "resealed"
 
 
+def m_correction_bytes(seed: Seed, rng: random.Random):
+    """Byte edits inside a CORR section's coded residuals (its method byte kept or changed),
+    resealed: reaches the residual decoders (tables, ANS stream, raw bits) past the checksum."""
+    preamble, parts = sections(seed.data)
+    index = next((i for i, (tag, _) in enumerate(parts) if tag == container.CORR), None)
+    if index is None:
+        return None
+    payload = parts[index][1]
+    header, body = payload[:21], payload[21:]
+    if rng.random() < 0.1:
+        header = bytes([rng.randrange(6)]) + header[1:]
+    for _ in range(rng.choice([1, 1, 2, 4])):
+        body = _flip(body, rng, 1) if rng.random() < 0.5 else _splice(body, rng)
+    parts[index] = (container.CORR, header + body)
+    return assemble(preamble, parts), "resealed"
+
+
 @functools.cache
 def zlib_bomb(size: int) -> bytes:
     return zlib.compress(b"\x00" * size, 9)
@@ -309,6 +329,7 @@ MUTATIONS = {
     "shuffle-sections": m_shuffle_sections, "unknown-section": m_unknown_section,
     "drop-duplicate-section": m_drop_or_duplicate_section, "lying-length": m_lying_length, "version": m_version,
     "magic": m_magic, "header-field": m_header_field, "section-bytes": m_section_bytes, "meta-bomb": m_meta_bomb,
+    "correction-bytes": m_correction_bytes,
 }
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinc
-from tinc import container, correction
+from tinc import container, correction, residual_coder
 from tinc.cli import main
 from tinc.codec import TincCodec
 from tinc.decoder import Decoder
@@ -264,7 +264,7 @@ def test_fuzz_every_decoded_value_is_within_the_bound(case):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=64), st.integers(0, 3))
+@given(st.binary(max_size=64), st.integers(0, 5))
 def test_forged_correction_sections_raise_format_errors(garbage, method):
     """Any CORR payload either decodes to finite values of the declared shape or raises."""
     base = _forge_base()
@@ -276,6 +276,81 @@ def test_forged_correction_sections_raise_format_errors(garbage, method):
     except TincFormatError:
         return
     assert values.shape == tuple(parsed.header["shape"])
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32), st.integers(1, 6))
+def test_forged_context_coded_residuals_raise_format_errors(cube, rng_seed, edits):
+    """Byte edits of a valid context-coded CORR payload: a format error or values of the declared shape."""
+    import random
+
+    data = _context_file(cube)
+    parsed = container.unpack(data)
+    rng, body = random.Random(rng_seed), bytearray(parsed.correction)
+    for _ in range(edits):
+        at = rng.randrange(21, len(body) + 1)
+        kind = rng.randrange(3)
+        if kind == 0 and at < len(body):
+            body[at] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            body[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+        else:
+            del body[at:at + rng.randint(1, 16)]
+    forged = container.pack(parsed.header, parsed.weights, parsed.metadata, bytes(body))
+    try:
+        values = tinc.decompress(forged)
+    except TincFormatError:
+        return
+    assert values.shape == cube.shape and values.dtype == cube.dtype
+
+
+_CONTEXT: list[bytes] = []
+
+
+def _context_file(cube) -> bytes:
+    if not _CONTEXT:
+        _CONTEXT.append(tinc.compress(cube, ratio=32, max_error=30, **FAST))
+        assert container.unpack(_CONTEXT[0]).correction[0] == correction.CONTEXT
+    return _CONTEXT[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (2, 3, 1), (5, 9, 2), (9, 4, 6, 1), (3, 5, 4, 3, 1), (33, 1, 17, 1)])
+def test_context_coder_round_trips_within_half_a_step(shape):
+    rng = np.random.default_rng(len(shape) + shape[0])
+    residual = rng.laplace(scale=3, size=shape) * rng.choice([0.1, 1000], size=shape)
+    residual.flat[0] = -residual_coder.MAX_MAGNITUDE
+    low = rng.random(shape) < 0.3
+    high = ~low & (rng.random(shape) < 0.3)
+    body, stored, shift = residual_coder.encode(residual, low, high)
+    assert body == residual_coder.encode(residual, low, high)[0]  # deterministic
+    decoded, decoded_shift = residual_coder.decode(body, shape)
+    assert np.array_equal(decoded, stored) and decoded_shift == shift
+    steps = stored / float(1 << shift)
+    within = np.abs(steps - residual) <= 0.5
+    assert np.all(np.where(low, steps <= residual + 0.5, np.where(high, steps >= residual - 0.5, within)))
+    assert residual_coder.encode(residual * 2) is None  # beyond the coder's magnitudes: the general-purpose coders take it
+
+
+def test_range_ends_make_residuals_free_and_files_of_older_methods_still_decode(cube):
+    """Voxels at the data's minimum cost nothing where the prediction says so; a CORR of the
+    general-purpose methods (files written before the context coder) decodes as it did."""
+    from tinc.values import prediction, restore
+
+    floor = np.maximum(cube, np.percentile(cube, 60)).astype(cube.dtype)  # 60% at the minimum
+    data = tinc.compress(floor, ratio=32, max_error=3, **FAST)
+    assert max_abs_error(floor, tinc.decompress(data)) <= 3
+    parsed = container.unpack(data)
+    found = correction.decode(parsed.correction, floor.shape + (1,))
+    assert found.method == correction.CONTEXT
+    network = Decoder(_network_only(data))
+    values = network.network_values()
+    q = correction.quantize(floor[..., None] - prediction(values, network.header), found.half_step)
+    for method in (correction.ZSTD, correction.LZMA, correction.BROTLI):
+        old = correction.encode(q, found.bound, found.half_step, found.measured, methods=(method,))
+        assert old[0] == method and len(old) > len(parsed.correction)
+        restored = tinc.decompress(container.pack(parsed.header, parsed.weights, parsed.metadata, old))
+        assert np.array_equal(restored, restore(values, network.header, q * (2.0 * found.half_step)))
+        assert max_abs_error(floor, restored) <= 3
 
 
 _BASE: list[bytes] = []

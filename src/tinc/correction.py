@@ -17,14 +17,20 @@ prediction between machines or BLAS builds. On one machine the decoder reproduce
 prediction bit for bit (any thread count, any region: `TreeINR.render_leaves`), and the
 encoder checks every value of the file's decode against the bound before writing it.
 
-The integer residuals are mostly 0 at useful bounds. They are zigzagged to the narrowest
-unsigned type, byte-shuffled, and compressed with a general-purpose lossless coder
-(`METHODS`; which one is kept was measured on the corpus, see benchmarks/MAX-ERROR.md).
-These decoders are robust to forged input (a bad stream is an exception, never a crash),
-unlike the error-bounded floating point codecs' decoders.
+The integer residuals are coded by `CONTEXT` (`tinc.residual_coder`: coarse-to-fine
+passes, each predicted from the voxels known before it, prediction errors entropy coded
+under contexts of the neighbours' coded errors); where the original sits at the data's
+minimum or maximum any residual on the clipped side decodes within the bound, and that
+coder stores whichever its prediction makes cheapest. The older methods, kept for reading
+files and as a fallback on small arrays: zigzagged to the narrowest unsigned type,
+byte-shuffled, and compressed with a general-purpose lossless coder. Which is kept was
+measured on the corpus (benchmarks/MAX-ERROR.md). All these decoders are robust to forged
+input (a bad stream is TincFormatError, never a crash), unlike the error-bounded floating
+point codecs' decoders.
 
 Section payload (`CORR`): method:u8 | bound E:f64 | half-step s/2:f64 | measured maximum
-error:f32 (rounded up; for `tinc info`, not used to decode) | width:u8 | coded residual.
+error:f32 (rounded up; for `tinc info`, not used to decode) | coded residual (methods 1-3:
+width and predictor:u8 | stream; method 4: see `tinc.residual_coder`).
 """
 
 from __future__ import annotations
@@ -36,19 +42,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import residual_coder
 from .errors import TincConfigError, TincFormatError
 
 # Fraction of the data's range kept out of the quantization's half-step, for float32
 # differences in the prediction across machines (about 16 float32 ulps of a value of the range).
 MARGIN = 2.0 ** -20
-NONE, ZSTD, LZMA, BROTLI = 0, 1, 2, 3  # method byte; NONE: every residual is 0, nothing follows
-METHOD_NAMES = {NONE: "none", ZSTD: "zstd", LZMA: "lzma", BROTLI: "brotli"}
+NONE, ZSTD, LZMA, BROTLI, CONTEXT = 0, 1, 2, 3, 4  # method byte; NONE: every residual is 0, nothing follows
+METHOD_NAMES = {NONE: "none", ZSTD: "zstd", LZMA: "lzma", BROTLI: "brotli", CONTEXT: "context"}
 PLAIN, LORENZO = 0, 1  # predictor of the integer residuals before coding
 PREDICTORS = (PLAIN, LORENZO)
-# `encode` codes with each of these, with each predictor, and keeps the smallest stream.
-# zstd-19 was the smallest in 2 of 12 cells of the corpus, by 0.2% (benchmarks/MAX-ERROR.md):
-# not worth a fifth and sixth pass over the residual.
-DEFAULT_METHODS = (LZMA, BROTLI)
+# `code` tries each of these (the general-purpose ones with each predictor) and keeps the
+# smallest stream. CONTEXT was the smallest in every cell of the corpus (benchmarks/MAX-ERROR.md);
+# the general-purpose coders are tried only on arrays of at most GENERAL_VALUES values (where
+# they take a second or so) or when CONTEXT cannot take the residuals.
+DEFAULT_METHODS = (CONTEXT, LZMA, BROTLI)
+GENERAL_VALUES = 1 << 21
 _HEADER = struct.Struct("<Bddf")  # method, bound, half-step, measured maximum error
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 _WIDTHS = (np.uint8, np.uint16, np.uint32, np.uint64)
@@ -65,12 +74,14 @@ class Correction:
     method: int
     q: np.ndarray | None
     """Integer residuals in channels-last layout, or None when they are all 0."""
+    shift: int = 0
+    """q counts 2^-shift steps (CONTEXT; the other methods store whole steps)."""
 
     def values(self, index: tuple = ()) -> np.ndarray | float:
         """q x step over `index` (float64), to add to the prediction there."""
         if self.q is None:
             return 0.0
-        return self.q[index].astype(np.float64) * (2.0 * self.half_step)
+        return self.q[index].astype(np.float64) * step(self.half_step, self.shift)
 
 
 # ---------------------------------------------------------------------- bounds
@@ -91,27 +102,66 @@ def half_step(bound: float, dtype: np.dtype, low: float, high: float) -> float:
     return step
 
 
+def step(half: float, shift: int = 0) -> float:
+    """What one unit of a stored residual is worth: the step 2 half, or 2^-shift of it (exact)."""
+    return 2.0 * half / (1 << shift)
+
+
 # ---------------------------------------------------------------------- coding
 def quantize(residual: np.ndarray, half: float) -> np.ndarray:
     """Integer residuals q with |residual - q x 2 half| <= half."""
     return np.rint(residual / (2.0 * half)).astype(np.int64)
 
 
-def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = DEFAULT_METHODS) -> bytes:
-    """The `CORR` payload for the integer residuals `q`: the smallest of `methods`."""
+def code(residual: np.ndarray, half: float, free_low: np.ndarray | None = None, free_high: np.ndarray | None = None,
+         methods: tuple[int, ...] = DEFAULT_METHODS) -> tuple[bytes, np.ndarray]:
+    """The smallest coding (method byte first, no header) among `methods` of the float64
+    `residual` (data units, channels last) within `half`, and the values it stores (float64,
+    data units, to add to the prediction). `free_low` (`free_high`) marks an original at the
+    data's minimum (maximum), where CONTEXT may store any value on the side the decoder clips."""
+    q = quantize(residual, half)
+    candidates, stores = [], [q]
+    if CONTEXT in methods:
+        coded = residual_coder.encode(residual / (2.0 * half), free_low, free_high)
+        if coded is not None:
+            body, stored, shift = coded
+            candidates.append((bytes([CONTEXT]) + body, stored.astype(np.float64) * step(half, shift)))
+            if shift == 0:
+                stores.append(stored)  # its free choices may serve the others too
+    general = [m for m in methods if m != CONTEXT]
+    if general and (not candidates or q.size <= GENERAL_VALUES):
+        candidates += [(_compress(m, _pack(s, predictor)), s.astype(np.float64) * step(half)) for s in stores
+                       for predictor in PREDICTORS for m in general]
+    return min(candidates, key=lambda pair: len(pair[0]))
+
+
+def payload(coded: bytes | None, bound: float, half: float, measured: float) -> bytes:
+    """The `CORR` payload: the header, then `coded` from `code` (None: every residual is 0)."""
     up = np.float32(measured)
     if float(up) < measured:  # info must never show less than the truth
         up = np.nextafter(up, np.float32(np.inf))
-    if not q.any():
+    if coded is None:
         return _HEADER.pack(NONE, bound, half, up)
-    candidates = [_compress(method, _pack(q, predictor)) for predictor in PREDICTORS for method in methods]
-    best = min(candidates, key=len)
-    return best[:1] + _HEADER.pack(0, bound, half, up)[1:] + best[1:]
+    return coded[:1] + _HEADER.pack(0, bound, half, up)[1:] + coded[1:]
 
 
-def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI)) -> dict[str, int]:
+def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = (LZMA, BROTLI)) -> bytes:
+    """The `CORR` payload storing exactly the integer residuals `q` with the general-purpose `methods`."""
+    if not q.any():
+        return payload(None, bound, half, measured)
+    return payload(min((_compress(m, _pack(q, p)) for p in PREDICTORS for m in methods), key=len), bound, half, measured)
+
+
+def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI), free_low=None, free_high=None) -> dict[str, int]:
     """Bytes of the residuals under each method (for measurements)."""
-    return {METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS for m in methods}
+    sizes = {}
+    for m in methods:
+        if m == CONTEXT:  # q itself, in whole steps: `code` gives the coder the residual
+            coded = residual_coder.encode(q.astype(np.float64), free_low, free_high)
+            sizes[METHOD_NAMES[m]] = len(coded[0]) if coded is not None else -1
+        else:
+            sizes.update({METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS})
+    return sizes
 
 
 def read_header(payload: bytes) -> Correction:
@@ -136,6 +186,9 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
         return found
     count = math.prod(shape)
     body = payload[_HEADER.size:]
+    if method == CONTEXT:
+        q, shift = residual_coder.decode(body, shape)
+        return Correction(bound, half, measured, method, _narrow(q), shift)
     if len(body) < 1 or body[0] & 15 >= len(_WIDTHS) or body[0] >> 4 not in PREDICTORS:
         raise TincFormatError("CORR section: invalid residual width or predictor")
     width, predictor = np.dtype(_WIDTHS[body[0] & 15]), body[0] >> 4
@@ -156,9 +209,13 @@ def decode(payload: bytes, shape: tuple[int, ...]) -> Correction:
     if predictor == LORENZO:
         for axis in _lorenzo_axes(shape):
             q = np.cumsum(q, axis=axis, dtype=np.int64)  # wraps as the differences did: exact
-    # the narrowest signed type: a full-volume array of them stays in the decoder's memory
+    return Correction(bound, half, measured, method, _narrow(q.reshape(shape)))
+
+
+def _narrow(q: np.ndarray) -> np.ndarray:
+    """The narrowest signed type: a full-volume array of them stays in the decoder's memory."""
     narrow = next(t for t in (np.int8, np.int16, np.int32, np.int64) if not q.size or (np.iinfo(t).min <= q.min() and q.max() <= np.iinfo(t).max))
-    return Correction(bound, half, measured, method, q.astype(narrow).reshape(shape))
+    return q.astype(narrow)
 
 
 def _lorenzo_axes(shape: tuple[int, ...]) -> list[int]:

@@ -222,8 +222,10 @@ def with_correction(data: bytes, original: np.ndarray, bound: float) -> tuple[by
     `bound` of `original`, and the largest error of its decode.
 
     The residual is taken against the decoder's own prediction (`Decoder.network_values`,
-    the path every decode runs), and the finished file is decoded again and checked value
-    by value before it is returned: a file that would break its bound is never written."""
+    the path every decode runs); the coder stores values within half a step of it (any on
+    the side the decoder clips where the original is the data's minimum or maximum). The
+    finished file is decoded again and checked value by value before it is returned: a
+    file that would break its bound is never written."""
     parsed = container.unpack(data)
     if parsed.correction is not None:
         raise TincConfigError("the file already has a correction")
@@ -242,7 +244,16 @@ def with_correction(data: bytes, original: np.ndarray, bound: float) -> tuple[by
         half *= 0.5
     else:
         raise TincConfigError(f"max error {bound:g} cannot be guaranteed for this {original.dtype} data; use a larger bound")
-    payload = correction.encode(q, bound, half, measured)
+    payload = correction.payload(None, bound, half, measured)
+    if q.any():
+        # the coder may store other values within the bound (between the steps, or past the
+        # range's ends where the decoder clips): their error is measured again
+        residuals, stored = correction.code(residual, half, values == low, values == high)
+        stored_error = metrics.max_abs_error(original, restore(network, header, stored))
+        if stored_error <= bound:
+            payload = correction.payload(residuals, bound, half, stored_error)
+        else:  # never expected (the margin covers the arithmetic): q itself, general-purpose coders
+            payload = correction.encode(q, bound, half, measured)
     final = container.pack(header, coded, metadata, payload)
     decoded = Decoder(final).decode()
     checked = metrics.max_abs_error(original, decoded)

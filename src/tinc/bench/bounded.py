@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import compress, decompress, metrics
+from .. import compress, container, correction, decompress, metrics
 from ..encoder import with_correction
 from ..errors import TincConfigError
 from ..io import atomic_path
@@ -110,9 +110,10 @@ def run_bounded(inputs: Sequence[str], fractions: Sequence[float], network_ratio
             if best is not None:
                 ratio, data, network_bytes = best
                 restored = decompress(data)
+                method = correction.METHOD_NAMES[container.unpack(data).correction[0]]
                 rows.append(dict(row, codec="tinc", bytes=len(data), ratio=array.nbytes / len(data),
                                  psnr=metrics.psnr(array, restored), max_error=metrics.max_abs_error(array, restored),
-                                 note=f"network {ratio:g}x: {network_bytes} B + correction {len(data) - network_bytes} B"))
+                                 note=f"network {ratio:g}x: {network_bytes} B + correction {len(data) - network_bytes} B ({method})"))
                 say(f"{name} at {fraction:g} of the range: tinc {len(data)} bytes ({rows[-1]['note']})")
             for codec in codecs:
                 given, note = classic_bound(bound, array.dtype), ""
