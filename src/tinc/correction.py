@@ -1,9 +1,10 @@
 """A guaranteed maximum error: the residual the network leaves, quantized and coded losslessly.
 
 After the fit, the decoder's own prediction `p` (in data units, float64, before clipping and
-rounding) is subtracted from the original `x`; the residual is quantized to integers
-`q = round((x - p) / s)` with a step `s` of about twice the bound, and the decoder returns
-`clip(p + q s)` (rounded for integer data). `|x - p - q s| <= s / 2` by construction, so the
+rounding) is subtracted from the original `x`; the residual is stored as integers q with a
+step `s` of about twice the bound (`q = round((x - p) / s)`, or with `CONTEXT` values
+`q s / 2^shift` within `s / 2` of the residual), and the decoder returns `clip(p + q s / 2^shift)`
+(rounded for integer data). `|x - p - q s / 2^shift| <= s / 2` by construction, so the
 step is chosen just below what the bound allows:
 
 - float data: `s / 2 = E - margin - half an ulp of the dtype at the data's largest
@@ -17,11 +18,12 @@ prediction between machines or BLAS builds. On one machine the decoder reproduce
 prediction bit for bit (any thread count, any region: `TreeINR.render_leaves`), and the
 encoder checks every value of the file's decode against the bound before writing it.
 
-The integer residuals are coded by `CONTEXT` (`tinc.residual_coder`: coarse-to-fine
-passes, each predicted from the voxels known before it, prediction errors entropy coded
-under contexts of the neighbours' coded errors); where the original sits at the data's
-minimum or maximum any residual on the clipped side decodes within the bound, and that
-coder stores whichever its prediction makes cheapest. The older methods, kept for reading
+The residuals are coded by `CONTEXT` (`tinc.residual_coder`: coarse-to-fine passes, each
+value the prediction from the voxels known before it plus a whole number of steps, entropy
+coded under contexts of the neighbours' coded steps; the stored values count steps or
+sixteenths of a step); where the original sits at the data's minimum or maximum any value
+on the clipped side decodes within the bound, and that coder stores whichever its
+prediction makes cheapest. The older methods, kept for reading
 files and as a fallback on small arrays: zigzagged to the narrowest unsigned type,
 byte-shuffled, and compressed with a general-purpose lossless coder. Which is kept was
 measured on the corpus (benchmarks/MAX-ERROR.md). All these decoders are robust to forged

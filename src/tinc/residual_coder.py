@@ -1,4 +1,4 @@
-"""Context coding of a correction's integer residuals (`correction.CONTEXT`).
+"""Context coding of a correction's residuals (`correction.CONTEXT`).
 
 The residuals are coded coarse to fine, as interpolation codecs do, in passes that numpy
 runs whole: first the anchors (every `top`-th voxel along each spatial axis, `top` the least
@@ -9,23 +9,27 @@ before the pass: the two planes of known voxels either side of it along k.
 
 Per pass the encoder picks one of `PREDICTORS` (stored, a byte per pass): zero (the network's
 prediction alone), the mean of the two neighbours along k, the rounded mean of the 3^(d-1)
-boxes of known voxels in both neighbouring planes, or a 3:1 mix of the last two. The
-prediction error is coded as a token (values below 16 as they are, larger ones as their bit
-length and the bit below the leading one) and raw low bits. A token's model depends on its
-context: the predictor, the mean magnitude of the coded errors in those boxes (14 classes on
-a log scale) and a second activity measure (4 classes: the mean magnitude of the known
-residuals for zero and box predictors, the difference of the two neighbours along k for the
-others). One frequency table per context in use is stored; tokens go through one asymmetric
-numeral system (constriction), raw bits follow as they are.
+boxes of known voxels in both neighbouring planes, a 3:1 mix of the last two, or the cubic
+through two neighbours either side. A voxel stores the prediction plus the whole number of
+quantization steps that brings it nearest the residual (within half a step: the bound),
+stored values counting whole steps or, with `shift` 4, sixteenths of a step, so that a
+smooth residual between the steps is followed at no cost. That number is coded as a token
+(values below 16 as they are, larger ones as their bit length and the bit below the leading
+one) and raw low bits. A token's model depends on its context: the predictor, the mean
+number of steps coded in those boxes (14 classes on a log scale) and a second activity
+measure (4 classes, or 1: the mean magnitude of the known residuals for zero and box
+predictors, the difference of the two neighbours along k for the others). One table per
+context in use is stored (`tinc.residual_tables`); tokens go through one asymmetric numeral
+system (constriction), raw bits follow as they are.
 
-All of it is integer arithmetic on the residuals, so the decoder rebuilds predictions and
-contexts bit for bit on any machine, without the network's prediction; tables become
-probabilities by one float64 division each. The decoder needs nothing sequential over voxels:
-a pass is a few array operations and one constriction call per context present.
+All of it is integer arithmetic on the stored values, so the decoder rebuilds predictions
+and contexts bit for bit on any machine, without the network's prediction. The decoder needs
+nothing sequential over voxels: a pass is a few array operations and one constriction call
+per context present.
 
-Where the original sits at the data's minimum (maximum), every residual at or below (above)
-the one that rounds to it decodes within the bound, because the decoder clips there: the
-encoder stores the prediction itself when it lies on that side (`free_low`, `free_high`).
+Where the original sits at the data's minimum (maximum), every value at or below (above) one
+within the bound decodes within it, because the decoder clips there: the encoder then stores
+the prediction itself when it lies on that side (`free_low`, `free_high`).
 """
 
 from __future__ import annotations
