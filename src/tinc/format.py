@@ -80,9 +80,6 @@ class Header:
     def __getitem__(self, name: str):
         return getattr(self, name)
 
-    def get(self, name: str, default=None):
-        return getattr(self, name, default)
-
 
 def make_header(original: np.ndarray, plan: TreePlan, channel_axis: int | None, value_range: tuple[float, float],
                 w0: float, low: float, high: float) -> Header:
