@@ -122,19 +122,19 @@ def code(residual: np.ndarray, half: float, free_low: np.ndarray | None = None, 
     data units, to add to the prediction). `free_low` (`free_high`) marks an original at the
     data's minimum (maximum), where CONTEXT may store any value on the side the decoder clips."""
     q = quantize(residual, half)
-    candidates, stores = [], [q]
+    candidates, stores = [], [q]  # (coded, stored integers, shift)
     if CONTEXT in methods:
         coded = residual_coder.encode(residual / (2.0 * half), free_low, free_high)
         if coded is not None:
             body, stored, shift = coded
-            candidates.append((bytes([CONTEXT]) + body, stored.astype(np.float64) * step(half, shift)))
+            candidates.append((bytes([CONTEXT]) + body, stored, shift))
             if shift == 0:
                 stores.append(stored)  # its free choices may serve the others too
-    general = [m for m in methods if m != CONTEXT]
+    general = tuple(m for m in methods if m != CONTEXT)
     if general and (not candidates or q.size <= GENERAL_VALUES):
-        candidates += [(_compress(m, _pack(s, predictor)), s.astype(np.float64) * step(half)) for s in stores
-                       for predictor in PREDICTORS for m in general]
-    return min(candidates, key=lambda pair: len(pair[0]))
+        candidates += [(_smallest_general(s, general), s, 0) for s in stores]
+    coded, stored, shift = min(candidates, key=lambda found: len(found[0]))
+    return coded, stored.astype(np.float64) * step(half, shift)
 
 
 def payload(coded: bytes | None, bound: float, half: float, measured: float) -> bytes:
@@ -149,9 +149,12 @@ def payload(coded: bytes | None, bound: float, half: float, measured: float) -> 
 
 def encode(q: np.ndarray, bound: float, half: float, measured: float, methods: tuple[int, ...] = (LZMA, BROTLI)) -> bytes:
     """The `CORR` payload storing exactly the integer residuals `q` with the general-purpose `methods`."""
-    if not q.any():
-        return payload(None, bound, half, measured)
-    return payload(min((_compress(m, _pack(q, p)) for p in PREDICTORS for m in methods), key=len), bound, half, measured)
+    return payload(_smallest_general(q, methods) if q.any() else None, bound, half, measured)
+
+
+def _smallest_general(q: np.ndarray, methods: tuple[int, ...]) -> bytes:
+    """The shortest of the general-purpose `methods` on `q`, with each predictor (method byte first)."""
+    return min((_compress(m, _pack(q, p)) for p in PREDICTORS for m in methods), key=len)
 
 
 def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI), free_low=None, free_high=None) -> dict[str, int]:

@@ -50,6 +50,7 @@ CONTEXTS = ERROR_CLASSES * SIDE_CLASSES
 MAX_MAGNITUDE = 1 << 36  # residuals beyond this many steps are left to the general-purpose coders
 SHIFTS = (0, 4)  # fraction bits of the stored residuals: integers, or sixteenths of a step
 _THRESHOLDS = 1 << np.arange(ERROR_CLASSES - 1, dtype=np.int64)
+_NO_ACTIVITY = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}  # the anchors: nothing known yet
 
 
 # ---------------------------------------------------------------------- passes
@@ -255,8 +256,7 @@ def _encode(original: np.ndarray, low: np.ndarray, high: np.ndarray, sides: int,
     choices, pieces = bytearray([sides, shift]), []
     top = top_stride(original.shape)
     view = _anchors(original, top)
-    none = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}
-    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros(view.shape, np.int64)}, none, sides, shift)
+    picked = _choose(view, _anchors(low, top), _anchors(high, top), {ZERO: np.zeros(view.shape, np.int64)}, _NO_ACTIVITY, sides, shift)
     _anchors(stored, top)[...], _anchors(errors, top)[...] = picked[1], np.abs(picked[2])
     pieces.append(picked[3:])
     for h, k in schedule(original.shape):
@@ -318,10 +318,9 @@ def decode(body: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
         raise TincFormatError("CORR section: invalid entropy coded stream") from None
     q, errors = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
     top = top_stride(shape)
-    none = {"error": np.zeros((), np.int64), "size": np.zeros((), np.int64)}
     view = _anchors(q, top)
     position = 0
-    error, position = _decode_pass(coder, models, bits, position, contexts(ZERO, none, view.shape, sides), view.shape)
+    error, position = _decode_pass(coder, models, bits, position, contexts(ZERO, _NO_ACTIVITY, view.shape, sides), view.shape)
     _anchors(q, top)[...], _anchors(errors, top)[...] = error << shift, np.abs(error)
     for (h, k), predictor in zip(passes, choices):
         predictions, activity = predict(_lines(q, h, k), _lines(errors, h, k), shift)
