@@ -81,7 +81,7 @@ def main() -> None:
             bound = fraction * (high - low)
             half = correction.half_step(bound, array.dtype, low, high)
             q = correction.quantize(residual, half)
-            both = correction.encoded_sizes(q, (correction.ZSTD, correction.LZMA, correction.BROTLI)) if args.general else \
+            both = correction.encoded_sizes(q) if args.general else \
                 {k + p: "-" for k in ("zstd", "lzma", "brotli") for p in ("", "+lorenzo")}
             sizes = {k: v for k, v in both.items() if "+" not in k}
             lsizes = {k.split("+")[0]: v for k, v in both.items() if "+" in k}

@@ -157,16 +157,9 @@ def _smallest_general(q: np.ndarray, methods: tuple[int, ...]) -> bytes:
     return min((_compress(m, _pack(q, p)) for p in PREDICTORS for m in methods), key=len)
 
 
-def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI), free_low=None, free_high=None) -> dict[str, int]:
-    """Bytes of the residuals under each method (for measurements)."""
-    sizes = {}
-    for m in methods:
-        if m == CONTEXT:  # q itself, in whole steps: `code` gives the coder the residual
-            coded = residual_coder.encode(q.astype(np.float64), free_low, free_high)
-            sizes[METHOD_NAMES[m]] = len(coded[0]) if coded is not None else -1
-        else:
-            sizes.update({METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS})
-    return sizes
+def encoded_sizes(q: np.ndarray, methods: tuple[int, ...] = (ZSTD, LZMA, BROTLI)) -> dict[str, int]:
+    """Bytes of the residuals under each general-purpose method (for measurements)."""
+    return {METHOD_NAMES[m] + ("+lorenzo" if p else ""): len(_compress(m, _pack(q, p))) - 1 for p in PREDICTORS for m in methods}
 
 
 def read_header(payload: bytes) -> Correction:
