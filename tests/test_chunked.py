@@ -59,6 +59,9 @@ def test_two_workers_compress_256_cubed_in_bounded_memory(volume, compressed):
     _, data = volume
     output, summary = compressed
     assert len(summary.results) == 64 and not any(r.resumed for r in summary.results)
+    # 4 sample chunks first, the 60 others from their mean weights; nothing of them left in the store
+    assert sum(r.learned_start for r in summary.results) == 60
+    assert not os.path.exists(os.path.join(output, chunked.START_FOLDER))
     assert summary.ratio >= 32
     assert len(summary.worker_peak_rss) == 2
     print("peak RSS per worker (MiB):", sorted(v >> 20 for v in summary.worker_peak_rss.values()))
@@ -90,14 +93,15 @@ def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
     written = _chunk_files(output)
     assert 12 <= written < 64, "the run was not killed midway"
 
+    assert len(list((output / chunked.START_FOLDER).glob("*.npz"))) == 4  # the samples' weights, for the resumed run
     assert main(["decompress", str(output), "-o", str(tmp_path / "early.tif")]) == 2  # incomplete: refused
     assert not (tmp_path / "early.tif").exists()
 
     finished = subprocess.run([c for c in command if c != "--quiet"], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    kept = int(re.search(r"\((\d+) kept from an earlier run\)", finished.stdout).group(1))
+    kept = int(re.search(r"\((\d+) kept from an earlier run", finished.stdout).group(1))
     assert kept >= written - 2  # a chunk being renamed at the kill may be refitted, none lost
-    assert not list(output.rglob(TEMPORARY_PREFIX + "*"))
+    assert not list(output.rglob(TEMPORARY_PREFIX + "*")) and not (output / chunked.START_FOLDER).exists()
     differing = [str(c.relative_to(reference)) for c in Path(reference).rglob("c/*/*/*")
                  if (output / c.relative_to(reference)).read_bytes() != c.read_bytes()]
     assert not differing, differing
@@ -137,7 +141,7 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_the_run_finishes_the_same(vol
         thread.join(timeout=300)
     assert not failed, failed
     assert finished and _chunk_files(output) == 64
-    assert not list(output.rglob(TEMPORARY_PREFIX + "*"))
+    assert not list(output.rglob(TEMPORARY_PREFIX + "*")) and not (output / chunked.START_FOLDER).exists()
     differing = [str(c.relative_to(reference)) for c in Path(reference).rglob("c/*/*/*")
                  if (output / c.relative_to(reference)).read_bytes() != c.read_bytes()]
     assert not differing, differing
@@ -263,3 +267,22 @@ def test_interrupted_chunked_run_says_the_store_is_kept_for_resuming(tmp_path, m
     monkeypatch.setattr(chunked, "compress", interrupted)
     assert main(["compress", str(source), "-o", str(output), *CLI_FLAGS]) == 130
     assert capsys.readouterr().err.strip() == f"tinc: interrupted; the chunks written so far are kept; rerun the same command to finish {output}"
+
+
+def test_sample_chunks_come_from_every_large_group_of_one_shape_and_ratio_spread_over_it():
+    shape, chunks = (100, 64, 64), (8, 32, 32)
+    boxes = [box for _, box in chunked.chunk_boxes(shape, chunks)]  # 13 x 2 x 2: the last slab (4 x 32 x 32) is an edge
+    ratios = [32.0] * len(boxes)
+    ratios[1] = 40.0  # a group of one
+    chosen = chunked.sample_chunks(shape, boxes, ratios, 2)
+    full = [i for i in range(48) if i != 1]
+    assert chosen == [full[0], full[-1]]  # spread over the 47 full chunks of ratio 32; 4 edge chunks are too few for 2
+    assert chunked.sample_chunks(shape, boxes, ratios, 1) == [0, 48]  # one from each group of more than 2
+    assert chunked.sample_chunks(shape, boxes, ratios, 0) == []
+    assert chunked.sample_chunks(shape, boxes, ratios, 24) == []  # too few chunks left to start from them
+
+
+def test_start_samples_must_be_a_count(volume, tmp_path):
+    source, _ = volume
+    with pytest.raises(tinc.TincConfigError, match="start samples"):
+        chunked.compress(source, str(tmp_path / "out.zarr"), chunks=64, start_samples=-1, **FLAGS)

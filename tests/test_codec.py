@@ -297,3 +297,30 @@ def test_files_store_the_canonical_network_with_its_biases_as_sorted_runs(brain3
     assert torch.equal(index, torch.arange(index.numel())) and torch.all(sign == 1)
     # the same symbols coded without the runs take more bytes: the bytes the canonical form saved
     assert len(coding.encode_with_steps(tensors, codes)) > len(coding.encode_with_steps(tensors, codes, runs)) == len(parsed.weights)
+
+
+def test_a_learned_start_begins_the_fit_where_similar_data_led(brain32):
+    """Weights fitted on one half of a volume start a fit of the other half: after the same
+    few steps it is well ahead of random weights; a tree of another shape ignores them."""
+    from tinc.encoder import LearnedStart
+
+    options = dict(ratio=16, steps=60, starts=1, quiet=True, seed=0)
+    first, second = brain32[:16], brain32[16:]
+    teacher = tinc.TincCodec(steps=600, **{k: v for k, v in options.items() if k != "steps"})
+    teacher.encode(first)
+    start = teacher.report.fitted
+    assert isinstance(start, LearnedStart) and start.weights.dtype == np.float32
+
+    random_start, learned = tinc.TincCodec(**options), tinc.TincCodec(**options)
+    from_random, from_start = random_start.encode(second), learned.encode(second, starts=[start])
+    assert learned.report.learned_start and not random_start.report.learned_start
+    assert len(from_start) == len(from_random)  # the same budget and plan
+    gain = psnr_range(second, learned.decode(from_start)) - psnr_range(second, random_start.decode(from_random))
+    assert gain > 2, gain
+
+    other = tinc.TincCodec(**{**options, "ratio": 64})  # another budget: another tree
+    other.encode(second, starts=[start])
+    assert not other.report.learned_start
+    means = LearnedStart.means([start, LearnedStart(start.signature, start.weights + 2), LearnedStart("other", start.weights[:3])])
+    assert [m.signature for m in means] == sorted([start.signature, "other"])
+    assert next(m for m in means if m.signature == start.signature).weights == pytest.approx(start.weights + 1)

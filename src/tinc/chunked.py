@@ -2,7 +2,8 @@
 
 This module only schedules chunk work: reading the input (`tinc.volume`), the store and its
 chunk files (`tinc.zarr_store`), the budget of each chunk (`tinc.chunk_budget`) and OME-Zarr
-output (`tinc.ome_zarr`) live in their own modules.
+output (`tinc.ome_zarr`) live in their own modules, and so do the sample chunks that
+learn the others' start (`tinc.chunk_starts`).
 
 `compress` runs one `dask.distributed` task per chunk. A task reads its chunk plus a halo
 from the memory-mapped or chunked input (never the whole volume), fits a tree with the
@@ -11,6 +12,8 @@ Zarr array, atomically (temporary file, then rename). A chunk already in the sto
 kept, so a killed run restarted with the same command finishes the rest; the array's
 attribute `tinc.complete` turns true only once every chunk is written. The output is a
 plain Zarr v3 array: `zarr.open(path)[...]` decodes only the chunks it touches.
+
+Chunks start from the weights learned on a few sample chunks fitted first (`tinc.chunk_starts`).
 
 `decompress` decodes chunk by chunk on Dask too, into an OME-Zarr multiscale group
 (NGFF 0.5: level 0 plus 2x downsampled levels) or a memory-mapped TIFF / .npy.
@@ -35,6 +38,9 @@ from . import metrics
 from .axes import default_axes
 from .boxes import Box, chunk_boxes, chunk_shape
 from .chunk_budget import chunk_ratios
+from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, sample_chunks, sample_config, save_start,
+                           start_count, start_files)
+from .encoder import LearnedStart
 from .errors import TincConfigError, TincError, first_line
 from .io import atomic_path, check_writable
 from .ome_zarr import ome_zarr_output
@@ -64,6 +70,7 @@ class ChunkResult:
     psnr: float  # with the chunk's own peak (`metrics.peak_value`)
     seconds: float
     resumed: bool  # already in the store from an earlier run
+    learned_start: bool = False  # fitted from the sample chunks' mean weights
 
 
 @dataclass
@@ -108,10 +115,11 @@ class CompressSummary:
 
     def lines(self) -> list[str]:
         resumed = sum(r.resumed for r in self.results)
+        learned = sum(r.learned_start for r in self.results)
         psnrs = np.array([r.psnr for r in self.results])
         text = [
             f"{self.source} -> {self.output}: {len(self.results)} chunks of {self.chunks} "
-            f"({resumed} kept from an earlier run), {self.nbytes} bytes, ratio {self.ratio:.1f}x, "
+            f"({resumed} kept from an earlier run, {learned} started from the samples' weights), {self.nbytes} bytes, ratio {self.ratio:.1f}x, "
             f"PSNR {self.psnr:.2f} dB, {self.seconds:.1f} s, {self.voxels_per_second / 1e6:.3f} Mvoxel/s",
             f"chunk PSNR: min {psnrs.min():.2f}, median {np.median(psnrs):.2f}, max {psnrs.max():.2f} dB; worst: "
             + ", ".join(f"{r.index} {r.psnr:.2f} dB" for r in self.worst()),
@@ -123,16 +131,20 @@ class CompressSummary:
 
 
 def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: int = DEFAULT_HALO,
-             scheduler: str | None = None, workers: int | None = None, **options: Any) -> CompressSummary:
+             scheduler: str | None = None, workers: int | None = None, start_samples: int = DEFAULT_START_SAMPLES,
+             **options: Any) -> CompressSummary:
     """Compress the array file `source` into the Zarr array `output`, one tree per chunk.
 
     `options` are `tinc.TincConfig` fields, applied to every chunk (`ratio`, `steps`,
     `time_limit` per chunk, `seed`, ...); `quiet` also hides the progress bar. Without
     `scheduler` (a `dask.distributed` address) a local cluster of `workers` processes
-    (default: one per core) does the work. If `output` holds the same array from an
-    earlier, interrupted run of the same settings, only its missing chunks are fitted.
+    (default: one per core) does the work. `start_samples` chunks are fitted first and
+    the others start from their mean weights (0: every chunk from random weights). If
+    `output` holds the same array from an earlier, interrupted run of the same settings,
+    only its missing chunks are fitted.
     """
     _check_compress_options(source, output, options)
+    start_samples = start_count(start_samples)
     volume = Volume(source)
     from .values import check_array
 
@@ -149,15 +161,32 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
             shutil.rmtree(output, ignore_errors=True)
         raise
     config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
-    calls = ((_compress_chunk, volume, output, key, index, box, {**config, "ratio": ratio})
-             for (index, box, key), ratio in zip(tasks, ratios))
+    samples = sample_chunks(volume.shape, [box for _, box, _ in tasks], ratios, start_samples)
+    start_folder = os.path.join(output, START_FOLDER)
+
+    def calls(chosen: Iterable[int], starts: Sequence[LearnedStart] = ()) -> Iterator[tuple]:
+        for i in chosen:
+            index, box, key = tasks[i]
+            chunk_config, keep = {**config, "ratio": ratios[i]}, None
+            if i in samples:
+                chunk_config, keep = sample_config(chunk_config), os.path.join(start_folder, key.replace("/", ".") + ".npz")
+            yield _compress_chunk, volume, output, key, index, box, chunk_config, starts, keep
+
     with _client(scheduler, workers) as client:
         started = time.perf_counter()  # throughput of the cluster, not of its start-up
-        results = _fit_chunks(client, calls, len(tasks), started, bool(options.get("quiet")))
+        bar = _progress(len(tasks), "compressing", bool(options.get("quiet")))
+        try:
+            results = _fit_chunks(client, calls(samples), bar, started)
+            starts = LearnedStart.means([load_start(path) for path in start_files(start_folder)])
+            results += _fit_chunks(client, calls((i for i in range(len(tasks)) if i not in samples), starts), bar, started, results)
+        finally:
+            if bar is not None:
+                bar.close()
         peak_rss = client.run(_peak_rss)
-    summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, results,
+    summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
                               time.perf_counter() - started, peak_rss)
     _write_final_attributes(array, summary)
+    shutil.rmtree(start_folder, ignore_errors=True)  # the store is complete: no run will resume it
     return summary
 
 
@@ -193,24 +222,19 @@ def _chunk_codec(volume: Volume, chunks: tuple[int, ...], halo: int, options: di
     return TincNumcodec(halo=[int(halo) if c < s else 0 for c, s in zip(chunks, volume.shape)], **options)
 
 
-def _fit_chunks(client: Client, calls: Iterator[tuple], total: int, started: float, quiet: bool) -> list[ChunkResult]:
-    """Run the chunk tasks, with a progress bar showing the throughput of the chunks fitted
-    since `started` (those kept from an earlier run cost nothing); results in chunk order."""
+def _fit_chunks(client: Client, calls: Iterator[tuple], bar, started: float, done: Sequence[ChunkResult] = ()) -> list[ChunkResult]:
+    """Run the chunk tasks, advancing `bar` (if any) with the throughput of the chunks fitted
+    since `started`, `done` included (those kept from an earlier run cost nothing)."""
     results: list[ChunkResult] = []
-    bar = _progress(total, "compressing", quiet)
-    fitted_voxels = 0
-    try:
-        for result in run_windowed(client, calls):
-            results.append(result)
-            fitted_voxels += 0 if result.resumed else result.voxels
-            if bar is not None:
-                rate = fitted_voxels / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix_str(f"{rate / 1e6:.3f} Mvoxel/s", refresh=False)
-                bar.update()
-    finally:
+    fitted_voxels = sum(r.voxels for r in done if not r.resumed)
+    for result in run_windowed(client, calls):
+        results.append(result)
+        fitted_voxels += 0 if result.resumed else result.voxels
         if bar is not None:
-            bar.close()
-    return sorted(results, key=lambda r: r.index)
+            rate = fitted_voxels / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix_str(f"{rate / 1e6:.3f} Mvoxel/s", refresh=False)
+            bar.update()
+    return results
 
 
 def _write_final_attributes(array, summary: CompressSummary) -> None:
@@ -224,8 +248,11 @@ def _write_final_attributes(array, summary: CompressSummary) -> None:
     array.update_attributes(attributes)
 
 
-def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...], box: Box, config: dict) -> ChunkResult:
-    """Dask task: fit one chunk unless a valid one is already stored; measure its error."""
+def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...], box: Box, config: dict,
+                    starts: Sequence[LearnedStart] = (), keep_start: str | None = None) -> ChunkResult:
+    """Dask task: fit one chunk, from the one of `starts` its plan matches if any, unless a
+    valid one is already stored; measure its error. With `keep_start` (a sample chunk) the
+    fitted weights are saved there before the chunk is written."""
     started = time.perf_counter()
     codec = TincNumcodec.from_config(config)
     halo = codec.halo_per_axis(volume.ndim)
@@ -236,27 +263,37 @@ def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...]
     original = region[inside]
     path = os.path.join(store, *key.split("/"))
     data = stored_chunk(path)
-    resumed = data is not None
+    if data is not None and keep_start is not None and not os.path.exists(keep_start):
+        data = None  # a sample without its weights: fitted again, to the same bytes
+    resumed, learned = data is not None, False
     if data is None:
         try:
-            data = codec.encode_with_halo(region)
+            data, report = codec.encode_with_halo(region, starts)
         except TincError as error:  # say which chunk, as the one line the CLI prints
             raise type(error)(f"chunk {tuple(index)} ({key}): {error}") from None
+        if keep_start is not None and report.fitted is not None:
+            save_start(keep_start, report.fitted)
+        learned = report.learned_start
         write_atomically(path, data)
     decoded = codec.decode(data)[tuple(slice(0, s.stop - s.start) for s in inside)]
     error = original.astype(np.float64) - decoded.astype(np.float64)
     return ChunkResult(
         index=tuple(index), nbytes=len(data), voxels=original.size, squared_error=float(np.sum(error * error)),
         low=float(original.min()), high=float(original.max()), psnr=metrics.psnr(original, decoded),
-        seconds=time.perf_counter() - started, resumed=resumed,
+        seconds=time.perf_counter() - started, resumed=resumed, learned_start=learned,
     )
 
 
 def _peak_rss() -> int:
-    """This process's peak resident memory in bytes (Linux reports kilobytes)."""
-    import resource
+    """This process's peak resident memory in bytes. Linux's VmHWM, not getrusage: ru_maxrss
+    survives fork and exec, so a worker would report the size of the process that started it."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) * 1024
+    except (OSError, StopIteration):
+        import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # ---------------------------------------------------------------------- cluster

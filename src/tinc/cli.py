@@ -66,11 +66,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _compress_chunked(args: argparse.Namespace, options: dict) -> int:
-    from .chunked import DEFAULT_CHUNK, DEFAULT_HALO, compress
+    from .chunked import DEFAULT_CHUNK, DEFAULT_HALO, DEFAULT_START_SAMPLES, compress
 
     summary = compress(args.input, args.output, chunks=DEFAULT_CHUNK if args.chunks is None else args.chunks,
                        halo=DEFAULT_HALO if args.halo is None else args.halo, scheduler=args.scheduler,
-                       workers=args.workers, **options)
+                       workers=args.workers, start_samples=DEFAULT_START_SAMPLES if args.start_samples is None else args.start_samples,
+                       **options)
     if not options.get("quiet"):
         print("\n".join(summary.lines()))
     return 0

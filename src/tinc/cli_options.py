@@ -119,6 +119,8 @@ CHUNKED_FLAGS: dict[str, dict] = {
     "halo": dict(type=int, metavar="VOXELS", help="voxels of neighbouring chunks fitted with each chunk, cropped on decode (default 4)"),
     "scheduler": dict(metavar="ADDRESS", help="dask.distributed scheduler to run on (default: a local cluster)"),
     "workers": dict(type=int, metavar="N", help="worker processes of the local cluster (default: one per core)"),
+    "start_samples": dict(type=int, metavar="N", help="chunks fitted first; the others start from their mean weights "
+                                                      "(default 4; 0: every chunk from random weights)"),
 }
 
 
@@ -186,4 +188,4 @@ def add_compress_arguments(parser: argparse.ArgumentParser, show_advanced: bool)
         advanced.add_argument(_flag(name), dest=name, default=None, **(spec if show_advanced else {**spec, "help": argparse.SUPPRESS}))
     chunked = parser.add_argument_group("chunked compression (.zarr output)")
     for name, spec in CHUNKED_FLAGS.items():
-        chunked.add_argument("--" + name, dest=name, default=None, **spec)
+        chunked.add_argument(_flag(name), dest=name, default=None, **spec)

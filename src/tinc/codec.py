@@ -8,13 +8,14 @@ a bound without a ratio, and `decode` to the decoder. Decoding needs nothing but
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import encoder, target
 from .config import TincConfig
 from .decoder import Decoder
-from .encoder import EncodeReport
+from .encoder import EncodeReport, LearnedStart
 from .format import MAX_DECODE_VOXELS
 from .values import check_array
 
@@ -43,15 +44,16 @@ class TincCodec:
     def __repr__(self) -> str:
         return f"TincCodec(ratio={self.config.ratio})"
 
-    def encode(self, array, metadata: dict | None = None) -> bytes:
+    def encode(self, array, metadata: dict | None = None, starts: Sequence[LearnedStart] = ()) -> bytes:
+        """The `.tinc` bytes; a fit whose plan has the signature of one of `starts` begins from its weights."""
         config = self.config
         original = check_array(array)
         if config.target_psnr is not None:
-            data, self.report = target.compress_to_psnr(original, config, metadata)
+            data, self.report = target.compress_to_psnr(original, config, metadata, starts)
         elif config.ratio is None:
-            data, self.report = target.smallest_file(original, config, metadata)
+            data, self.report = target.smallest_file(original, config, metadata, starts)
         else:
-            data, self.report = encoder.encode(original, config, metadata)
+            data, self.report = encoder.encode(original, config, metadata, starts)
         return data
 
     def decode(self, data, out=None, max_voxels: int = MAX_DECODE_VOXELS) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,10 +67,31 @@ class EncodeReport:
     """The largest error of the file's decode, measured before writing it."""
     ratio_trials: list[tuple[float, int, int]] = field(default_factory=list)
     """(network ratio, network bytes, whole file bytes) per fit of a `max_error` ratio search."""
+    learned_start: bool = False
+    """The fit began from a `LearnedStart`, not from random weights."""
+    fitted: "LearnedStart | None" = None
+    """The fitted weights before coding, a start for fits of similar arrays."""
 
     def note(self, config: TincConfig, message: str) -> None:
         self.notes.append(message)
         say(config, message)
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedStart:
+    """Initial weights learned on similar arrays (`tinc.chunked` fits a few chunks of a volume
+    first and starts the others from their mean): a fit whose plan has `signature` begins
+    from `weights`, one start only; any other plan starts from random weights as usual."""
+
+    signature: str  # `TreePlan.signature`
+    weights: np.ndarray  # float32, flat: `TreeINR.flat`
+
+    @classmethod
+    def means(cls, starts: "Sequence[LearnedStart]") -> "list[LearnedStart]":
+        """One start per signature: the mean weights of the starts that have it."""
+        signatures = sorted({s.signature for s in starts})
+        return [cls(signature, np.mean([s.weights for s in starts if s.signature == signature], axis=0,
+                                       dtype=np.float64).astype(np.float32)) for signature in signatures]
 
 
 @dataclass(eq=False)
@@ -96,14 +118,16 @@ class Prepared:
         return self._blocks[layout]
 
 
-def encode(array, config: TincConfig, metadata: dict | None = None) -> tuple[bytes, EncodeReport]:
-    """The `.tinc` bytes of `array` at `config.ratio`, and what happened."""
+def encode(array, config: TincConfig, metadata: dict | None = None,
+           starts: Sequence[LearnedStart] = ()) -> tuple[bytes, EncodeReport]:
+    """The `.tinc` bytes of `array` at `config.ratio`, and what happened; the fit begins
+    from the one of `starts` whose signature its plan has, if any."""
     prepared = prepare(check_array(array), config)
     report = EncodeReport()
     plan, header = plan_for_budget(prepared, config, metadata, report)
     # the WGTS length varint grows with the payload: reserve its largest size
     weight_budget = prepared.budget - len(container.pack(header, b"", metadata)) - len(varint(prepared.budget)) + 1
-    coded = fit_and_code(prepared, plan, config, weight_budget, report)
+    coded = fit_and_code(prepared, plan, config, weight_budget, report, starts)
     data = container.pack(header, coded, metadata)
     report.network_bytes = len(data)
     bound = correction_bound(config, prepared.low, prepared.high)
@@ -164,12 +188,19 @@ def plan_for_budget(prepared: Prepared, config: TincConfig, metadata: dict | Non
     return plan, header_of(plan)
 
 
-def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_budget: int, report: EncodeReport) -> bytes:
+def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_budget: int, report: EncodeReport,
+                 starts: Sequence[LearnedStart] = ()) -> bytes:
     """Fit the tree (quantization-aware, to the coder's steps for `weight_budget`) and code its weights."""
     device = torch_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = TreeINR(plan, w0=config.w0, generator=generator).to(device)
+    start = next((s for s in starts if s.signature == plan.signature), None)
+    if start is not None:
+        with torch.no_grad():
+            model.flat.copy_(torch.as_tensor(start.weights, device=device))
+        # other starts would be random weights: trials would only spend the steps the learned start saves
+        config, report.learned_start = config.replace(starts=1), True
     blocks = torch.as_tensor(prepared.blocks(plan.layout)[0], device=device)
     weights = torch.as_tensor(loss_weights(prepared.values, plan.layout, config), device=device)
     coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
@@ -192,6 +223,7 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
                             "with half the learning rate each time")
     if fitted.loss == fitted.loss and fitted.loss > 0:
         report.fit_psnr = fit_psnr(fitted.loss, config)
+    report.fitted = LearnedStart(plan.signature, model.flat.detach().cpu().numpy().copy())
     coded = coder.code(model, rate.steps, raw=raw)
     report.log2_quality = coder.log2_quality
     return coded

@@ -8,6 +8,7 @@ Each trial is a whole compression at one ratio, so a search costs a few fits (ab
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +41,8 @@ class TargetSearch:
     chosen: Trial | None = None
 
 
-def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | None) -> tuple[bytes, EncodeReport]:
+def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | None,
+                     starts: Sequence[encoder.LearnedStart] = ()) -> tuple[bytes, EncodeReport]:
     """Bracket the ratio by factors of `RATIO_STEP` from `config.ratio`, then bisect (in log
     ratio) down to `RATIO_TOLERANCE`; return the smallest file whose PSNR (peak of the dtype,
     as `tinc eval`) reaches `config.target_psnr`, and its report, which holds the trials."""
@@ -53,7 +55,7 @@ def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | Non
 
     def trial(ratio: float) -> bool:
         try:
-            data, report = encoder.encode(array, config.replace(ratio=ratio, target_psnr=None), metadata)
+            data, report = encoder.encode(array, config.replace(ratio=ratio, target_psnr=None), metadata, starts)
         except TincConfigError as error:  # no tree fits this budget: the ratio is too high
             say(f"target {target:g} dB: ratio {ratio:.1f}x fails ({error})")
             return False
@@ -98,7 +100,8 @@ def compress_to_psnr(array: np.ndarray, config: TincConfig, metadata: dict | Non
 MAX_ERROR_START, MAX_ERROR_RATIOS = 64.0, (4.0, 4096.0)
 
 
-def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None) -> tuple[bytes, EncodeReport]:
+def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None,
+                  starts: Sequence[encoder.LearnedStart] = ()) -> tuple[bytes, EncodeReport]:
     """For a `max_error` without a ratio: fit networks at ratios a factor 4 apart from
     `MAX_ERROR_START`, walking toward the smaller whole file until it grows, then once more
     a factor 2 either side of the best; return the smallest file and its report. A few
@@ -113,7 +116,7 @@ def smallest_file(array: np.ndarray, config: TincConfig, metadata: dict | None) 
         if ratio in results:
             return len(results[ratio][0])
         try:
-            data, report = encoder.encode(array, config.replace(ratio=ratio), metadata)
+            data, report = encoder.encode(array, config.replace(ratio=ratio), metadata, starts)
         except TincConfigError as error:  # no tree fits this budget
             say(f"max error: network ratio {ratio:.1f}x fails ({error})")
             return math.inf

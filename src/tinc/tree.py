@@ -62,6 +62,14 @@ class TreePlan:
     def params(self) -> int:
         return sum(self.params_per_level())
 
+    @property
+    def signature(self) -> str:
+        """Everything that fixes the network's weight tensors, as text: two plans of one
+        signature can start from each other's weights."""
+        widths = [[int(w) for w in ws] for ws in self.widths]
+        return (f"shape {list(self.layout.shape)} splits {[list(s) for s in self.layout.splits]} layers {list(self.layers)} "
+                f"widths {widths} channels {self.channels} singleton {int(self.singleton_inputs)} kind {self.node_kind}")
+
     def widths_text(self) -> str:
         """Widths level by level, "36/13"; a level of unequal widths shows its range, "8-13"."""
         return "/".join(width_text(w) for w in self.widths)

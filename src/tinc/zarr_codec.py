@@ -29,6 +29,7 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
 from .codec import TincCodec
+from .encoder import EncodeReport, LearnedStart
 from .format import MAX_DECODE_VOXELS, SUPPORTED_KINDS
 from .errors import TincFormatError, TincInputError
 
@@ -97,10 +98,11 @@ class TincNumcodec(Codec):
         """Compress one chunk; the halo, if any, repeats the chunk's edge voxels."""
         chunk = np.asarray(buf)
         halo = self.halo_per_axis(chunk.ndim)
-        return self.encode_with_halo(np.pad(chunk, [(h, h) for h in halo], mode="edge") if any(halo) else chunk)
+        return self.encode_with_halo(np.pad(chunk, [(h, h) for h in halo], mode="edge") if any(halo) else chunk)[0]
 
-    def encode_with_halo(self, region: np.ndarray) -> bytes:
-        """Compress a chunk given with its halo of context on each side (`halo_per_axis`)."""
+    def encode_with_halo(self, region: np.ndarray, starts: Sequence[LearnedStart] = ()) -> tuple[bytes, EncodeReport]:
+        """Compress a chunk given with its halo of context on each side (`halo_per_axis`),
+        from the one of `starts` its plan matches, if any; the bytes and what happened."""
         region = np.asarray(region)
         halo = self.halo_per_axis(region.ndim)
         chunk_size = math.prod(s - 2 * h for s, h in zip(region.shape, halo))
@@ -110,8 +112,10 @@ class TincNumcodec(Codec):
         ratio = self.tinc.config.ratio
         ratio = None if ratio is None else ratio * region.size / chunk_size  # None: a max_error's search
         options = {k: v for k, v in self.tinc.get_config().items() if k != "id"}
+        codec = TincCodec(**{**options, "ratio": ratio})
         with _FIT_LOCK:
-            return TincCodec(**{**options, "ratio": ratio}).encode(region)
+            data = codec.encode(region, starts=starts)
+        return data, codec.report
 
     def decode(self, buf, out=None, chunk_shape: Sequence[int] | None = None) -> np.ndarray:
         """The chunk: the decoded tree without its halo. The chunk's shape (`chunk_shape`, or
