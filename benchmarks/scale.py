@@ -4,8 +4,9 @@ starts, SZ3 at the same ratio, and the seams.
 The volume is real data of 19.7 M values: the first 64 frames of pydicom-data's ultrasound
 cine `color3d_jpeg_baseline.dcm` (64 x 480 x 640, its red channel; the three channels
 differ by 0.3-1.2 grey levels on average), stored as Zarr in CHUNK^3 chunks. 480 is not a
-multiple of 64, so edge chunks are part of every run. `--size N` uses the 64^3 brain crop
-mirrored to N^3 instead (the volume of earlier measurements).
+multiple of 64, so edge chunks are part of every run. `--input FILE` uses any other 3-D
+array tinc reads (e.g. `nilearn:mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz`), and
+`--size N` the 64^3 brain crop mirrored to N^3 (the volume of earlier measurements).
 
 It is compressed several times in one run, so that all figures share the machine's load:
 random starts (`--start-samples 0`) on 1 and 2 workers, learned starts (the default:
@@ -87,6 +88,7 @@ def classic_at_ratio(codec, volume: np.ndarray, ratio: float) -> tuple[float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default=None, help="a 3-D array file instead of the cine")
     parser.add_argument("--size", type=int, default=None, help="the brain crop mirrored to SIZE^3 instead of the cine")
     parser.add_argument("--frames", type=int, default=FRAMES, help=f"frames of the cine (default {FRAMES})")
     parser.add_argument("--chunk", type=int, default=64, help="chunk edge (default 64)")
@@ -99,7 +101,10 @@ def main() -> None:
                         help="which runs, in order: random|learned|random3x - workers")
     args = parser.parse_args()
 
-    volume = mirrored_volume(args.size) if args.size else cine_volume(args.frames)
+    if args.input:
+        volume = np.ascontiguousarray(io.read_with_metadata(args.input)[0])
+    else:
+        volume = mirrored_volume(args.size) if args.size else cine_volume(args.frames)
     chunks_per_volume = int(np.prod([-(-s // args.chunk) for s in volume.shape]))
     print(f"volume {volume.shape} {volume.dtype} ({volume.size / 1e6:.1f} M values), {chunks_per_volume} chunks of {args.chunk}^3, "
           f"halo {args.halo}, ratio {args.ratio:g}, {args.steps} steps of {args.batch} per chunk, {os.cpu_count()} cores")
@@ -108,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=".") as work:
         source = os.path.join(work, "volume.zarr")
         zarr.create_array(source, shape=volume.shape, chunks=(args.chunk,) * 3, dtype=volume.dtype)[:] = volume
-        print(f"{'run':<28}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}")
+        print(f"{'run':<28}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}")
         for run in args.runs.split(","):
             kind, workers = run.split("-")
             steps = 3 * args.steps if kind == "random3x" else args.steps
@@ -121,7 +126,8 @@ def main() -> None:
             peak = max(summary.worker_peak_rss.values()) / 2**20
             name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w"
             print(f"{name:<28}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
-                  f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB", flush=True)
+                  f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB"
+                  f"{sum(r.learned_start for r in summary.results):9d}", flush=True)
             ratios.append(summary.ratio)
     ratio = min(ratios)
     for codec in (Sz3Codec(), SperrCodec()):

@@ -269,17 +269,17 @@ def test_interrupted_chunked_run_says_the_store_is_kept_for_resuming(tmp_path, m
     assert capsys.readouterr().err.strip() == f"tinc: interrupted; the chunks written so far are kept; rerun the same command to finish {output}"
 
 
-def test_sample_chunks_come_from_every_large_group_of_one_shape_and_ratio_spread_over_it():
+def test_sample_chunks_come_from_every_group_of_one_shape_and_ratio_spread_over_it():
     shape, chunks = (100, 64, 64), (8, 32, 32)
     boxes = [box for _, box in chunked.chunk_boxes(shape, chunks)]  # 13 x 2 x 2: the last slab (4 x 32 x 32) is an edge
     ratios = [32.0] * len(boxes)
-    ratios[1] = 40.0  # a group of one
-    chosen = chunked.sample_chunks(shape, boxes, ratios, 2)
+    ratios[1] = 40.0  # a group of one: no sample
     full = [i for i in range(48) if i != 1]
-    assert chosen == [full[0], full[-1]]  # spread over the 47 full chunks of ratio 32; 4 edge chunks are too few for 2
-    assert chunked.sample_chunks(shape, boxes, ratios, 1) == [0, 48]  # one from each group of more than 2
+    # up to 2 per group, one per 4 chunks: spread over the 47 full chunks of ratio 32, and 1 of the 4 edge chunks
+    assert chunked.sample_chunks(shape, boxes, ratios, 2) == [full[0], full[-1], 48]
+    assert chunked.sample_chunks(shape, boxes, ratios, 1) == [0, 48]
+    assert len(chunked.sample_chunks(shape, boxes, ratios, 24)) == 47 // 4 + 1
     assert chunked.sample_chunks(shape, boxes, ratios, 0) == []
-    assert chunked.sample_chunks(shape, boxes, ratios, 24) == []  # too few chunks left to start from them
 
 
 def test_start_samples_must_be_a_count(volume, tmp_path):

@@ -1,13 +1,14 @@
 """Learned starts for chunked compression: which chunks are fitted first as samples, how
 long, and where their weights wait until the store is complete.
 
-Chunks do not start from random weights: a few chunks spread over the volume
-(`start_samples` of each large group of chunks of one shape and ratio) are fitted first,
-`SAMPLE_EFFORT` times longer, and every other chunk whose tree has their shape starts from
-their mean weights (`tinc.encoder.LearnedStart`): the fit begins where similar data
-already led, so the same steps reach a higher PSNR (benchmarks/RESULTS.md, chunked
-compression). The samples' weights wait in the store's `START_FOLDER` until the
-store is complete, so a resumed run starts its chunks from the same weights.
+Chunks do not start from random weights: a few chunks spread over the volume (from each
+group of chunks of one shape and ratio, one per `SAMPLE_GROUP_FACTOR`, at most
+`start_samples`) are fitted first, `SAMPLE_EFFORT` times longer, and every other chunk
+whose tree has their shape starts from their mean weights (`tinc.encoder.LearnedStart`):
+the fit begins where similar data already led, so the same steps reach a higher PSNR
+(benchmarks/RESULTS.md, chunked compression). The samples' weights wait in the store's
+`START_FOLDER` until the store is complete, so a resumed run starts its chunks from the
+same weights.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .io import atomic_path
 
 DEFAULT_START_SAMPLES = 4
 SAMPLE_EFFORT = 4  # a sample chunk trains this many times longer: its weights start the others
-SAMPLE_GROUP_FACTOR = 2  # a group of chunks gets samples when it has more than this many per sample
+SAMPLE_GROUP_FACTOR = 4  # a group of chunks gets one sample per this many chunks, up to the count asked for
 START_FOLDER = ".tinc-start"  # inside the output store, removed once every chunk is written
 
 
@@ -36,15 +37,16 @@ def start_count(start_samples: int) -> int:
 
 def sample_chunks(shape: tuple[int, ...], boxes: Sequence[Box], ratios: Sequence[float], count: int) -> list[int]:
     """The chunks fitted first to learn the others' start. Chunks of one shape inside the
-    array and one ratio are fitted with trees of one shape: each such group of more than
-    `SAMPLE_GROUP_FACTOR` x `count` chunks gets `count` samples, spread evenly in chunk order."""
+    array and one ratio are fitted with trees of one shape: each such group gets one sample
+    per `SAMPLE_GROUP_FACTOR` chunks, at most `count`, spread evenly in chunk order."""
     groups: dict[tuple, list[int]] = {}
     for i, box in enumerate(boxes):
         groups.setdefault((tuple(min(b, s) - a for (a, b), s in zip(box, shape)), ratios[i]), []).append(i)
     chosen: set[int] = set()
     for members in groups.values():
-        if count and len(members) > SAMPLE_GROUP_FACTOR * count:
-            chosen.update(members[int(k)] for k in np.linspace(0, len(members) - 1, count).round())
+        samples = min(count, len(members) // SAMPLE_GROUP_FACTOR)
+        if samples:
+            chosen.update(members[int(k)] for k in np.linspace(0, len(members) - 1, samples).round())
     return sorted(chosen)
 
 
