@@ -284,5 +284,5 @@ def test_sample_chunks_come_from_every_group_of_one_shape_and_ratio_spread_over_
 
 def test_start_samples_must_be_a_count(volume, tmp_path):
     source, _ = volume
-    with pytest.raises(tinc.TincConfigError, match="start samples"):
+    with pytest.raises(tinc.TincConfigError, match="start-samples"):
         chunked.compress(source, str(tmp_path / "out.zarr"), chunks=64, start_samples=-1, **FLAGS)

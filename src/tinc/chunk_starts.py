@@ -31,7 +31,7 @@ START_FOLDER = ".tinc-start"  # inside the output store, removed once every chun
 
 def start_count(start_samples: int) -> int:
     if not isinstance(start_samples, (int, np.integer)) or isinstance(start_samples, bool) or start_samples < 0:
-        raise TincConfigError(f"start samples must be a non-negative integer, got {start_samples!r}")
+        raise TincConfigError(f"--start-samples must be a non-negative integer, got {start_samples!r}")
     return int(start_samples)
 
 

@@ -174,10 +174,12 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 
     with _client(scheduler, workers) as client:
         started = time.perf_counter()  # throughput of the cluster, not of its start-up
-        bar = _progress(len(tasks), "compressing", bool(options.get("quiet")))
+        bar = _progress(len(tasks), f"fitting {len(samples)} sample chunks" if samples else "compressing", bool(options.get("quiet")))
         try:
             results = _fit_chunks(client, calls(samples), bar, started)
             starts = LearnedStart.means([load_start(path) for path in start_files(start_folder)])
+            if bar is not None:
+                bar.set_description_str("compressing")
             results += _fit_chunks(client, calls((i for i in range(len(tasks)) if i not in samples), starts), bar, started, results)
         finally:
             if bar is not None:
