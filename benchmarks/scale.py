@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16384)
     parser.add_argument("--ratio", type=float, default=64)
     parser.add_argument("--halo", type=int, default=chunked.DEFAULT_HALO)
-    parser.add_argument("--start-samples", type=int, default=chunked.DEFAULT_START_SAMPLES)
+    # getattr: results.sh runs this script on older code too, from before learned starts
+    parser.add_argument("--start-samples", type=int, default=getattr(chunked, "DEFAULT_START_SAMPLES", 0))
     parser.add_argument("--runs", default="random-1,random-2,learned-1,learned-2,random3x-2",
                         help="which runs, in order: random|learned|random3x - workers")
     args = parser.parse_args()
@@ -119,15 +120,15 @@ def main() -> None:
             steps = 3 * args.steps if kind == "random3x" else args.steps
             samples = args.start_samples if kind == "learned" else 0
             output = os.path.join(work, f"{run}.zarr")
-            summary = chunked.compress(source, output, chunks=args.chunk, workers=int(workers), steps=steps,
-                                       start_samples=samples, **options)
+            starts = {"start_samples": samples} if hasattr(chunked, "DEFAULT_START_SAMPLES") else {}
+            summary = chunked.compress(source, output, chunks=args.chunk, workers=int(workers), steps=steps, **starts, **options)
             restored = zarr.open(output, mode="r")[:]
             border, interior = seam_psnr(volume, restored, args.chunk)
             peak = max(summary.worker_peak_rss.values()) / 2**20
             name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w"
             print(f"{name:<28}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
                   f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB"
-                  f"{sum(r.learned_start for r in summary.results):9d}", flush=True)
+                  f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}", flush=True)
             ratios.append(summary.ratio)
     ratio = min(ratios)
     for codec in (Sz3Codec(), SperrCodec()):
