@@ -24,6 +24,15 @@ def chunk_shape(chunks: int | Sequence[int], shape: tuple[int, ...]) -> tuple[in
     return tuple(min(int(c), s) for c, s in zip(sizes, shape))
 
 
+def clipped(box: Box, shape: tuple[int, ...]) -> Box:
+    """The part of `box` inside an array of `shape` (an edge chunk's box reaches past it)."""
+    return tuple((a, min(b, s)) for (a, b), s in zip(box, shape))
+
+
+def box_shape(box: Box) -> tuple[int, ...]:
+    return tuple(b - a for a, b in box)
+
+
 def chunk_boxes(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Box]]:
     """(chunk index, full chunk box) over the grid; edge boxes reach past the array."""
     grid = [range(math.ceil(s / c)) for s, c in zip(shape, chunks)]

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .boxes import box_shape, clipped
 from .errors import TincConfigError
 from .volume import Volume
 from .zarr_codec import TincNumcodec
@@ -38,11 +39,11 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list) -> lis
     widest = final_attributes(False, volume.path, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
                               {key: _WIDEST_FLOAT for _, _, key in tasks})
     metadata = metadata_bytes_with(array, widest)
-    shapes = [tuple(min(b, s) - a for (a, b), s in zip(box, volume.shape)) for _, box, _ in tasks]
+    boxes = [clipped(box, volume.shape) for _, box, _ in tasks]
+    shapes = [box_shape(box) for box in boxes]
     raw = np.array([math.prod(shape) * volume.dtype.itemsize for shape in shapes], dtype=np.float64)
     left = raw.sum() / ratio - metadata
-    spreads = [float(np.std(volume.read(tuple((a, min(b, s)) for (a, b), s in zip(box, volume.shape))), dtype=np.float64))
-               for _, box, _ in tasks]
+    spreads = [float(np.std(volume.read(box), dtype=np.float64)) for box in boxes]
     weight = raw * spread_classes(np.array(spreads))
     floors = {shape: _smallest_budget(shape, volume.dtype, codec) for shape in set(shapes)}
     floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)

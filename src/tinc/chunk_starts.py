@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .boxes import Box
+from .boxes import Box, box_shape, clipped
+from .config import DEFAULT_STEPS
 from .encoder import LearnedStart
 from .errors import TincConfigError
 from .io import atomic_path
@@ -41,7 +42,7 @@ def sample_chunks(shape: tuple[int, ...], boxes: Sequence[Box], ratios: Sequence
     per `SAMPLE_GROUP_FACTOR` chunks, at most `count`, spread evenly in chunk order."""
     groups: dict[tuple, list[int]] = {}
     for i, box in enumerate(boxes):
-        groups.setdefault((tuple(min(b, s) - a for (a, b), s in zip(box, shape)), ratios[i]), []).append(i)
+        groups.setdefault((box_shape(clipped(box, shape)), ratios[i]), []).append(i)
     chosen: set[int] = set()
     for members in groups.values():
         samples = min(count, len(members) // SAMPLE_GROUP_FACTOR)
@@ -52,8 +53,6 @@ def sample_chunks(shape: tuple[int, ...], boxes: Sequence[Box], ratios: Sequence
 
 def sample_config(config: dict) -> dict:
     """A sample chunk's settings: `SAMPLE_EFFORT` x the steps (or time) of the others."""
-    from .config import DEFAULT_STEPS
-
     sample = dict(config)
     if config.get("time_limit") is not None:
         sample["time_limit"] = SAMPLE_EFFORT * config["time_limit"]

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import metrics
 from .axes import default_axes
-from .boxes import Box, chunk_boxes, chunk_shape
+from .boxes import Box, chunk_boxes, chunk_shape, clipped
 from .chunk_budget import chunk_ratios
 from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, sample_chunks, sample_config, save_start,
                            start_count, start_files)
@@ -259,7 +259,7 @@ def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...]
     codec = TincNumcodec.from_config(config)
     halo = codec.halo_per_axis(volume.ndim)
     # an edge chunk is fitted, and budgeted, on the voxels inside the array; decoding pads it
-    box = tuple((a, min(b, s)) for (a, b), s in zip(box, volume.shape))
+    box = clipped(box, volume.shape)
     region = read_with_halo(volume, box, halo)
     inside = tuple(slice(h, h + b - a) for (a, b), h in zip(box, halo))
     original = region[inside]
@@ -366,7 +366,7 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     array = open_compressed(source)
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     name = str(output).lower()
-    boxes = [tuple((a, min(b, s)) for (a, b), s in zip(box, shape)) for _, box in chunk_boxes(shape, array.chunks)]
+    boxes = [clipped(box, shape) for _, box in chunk_boxes(shape, array.chunks)]
     if is_zarr_path(output):
         channel = codec_channel_axis(array)
         axes = default_axes(shape, channel)

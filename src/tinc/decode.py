@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .axes import input_axes, resampled_metadata, spacing_for
-from .boxes import Box, chunk_boxes
+from .boxes import Box, box_shape, chunk_boxes, clipped
 from .format import MAX_DECODE_VOXELS
 from .decoder import Decoder, Sampling, parse_roi
 from .errors import TincConfigError, TincError, TincInputError
@@ -47,7 +47,7 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     stream_bytes = STREAM_BYTES if stream_bytes is None else stream_bytes
     sampling = decoder.sampling(scale, shape)
     box = parse_roi(roi, decoder.output_shape(sampling))
-    out_shape = tuple(b - a for a, b in box)
+    out_shape = box_shape(box)
     metadata = _nifti_cropped(decoder, box) if roi is not None and sampling == decoder.sampling() else decoder.metadata
     if sampling != decoder.sampling():  # a DICOM input's spacing follows the new grid
         metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
@@ -82,7 +82,7 @@ def write_ome_zarr(path, decoder: Decoder, box: Box, sampling: Sampling) -> tupl
     file's metadata (`tinc.axes.input_axes`); a NIfTI or DICOM spacing becomes the scale.
     Returns the shape as stored (OME-Zarr's axis order) and the dtype.
     """
-    shape = tuple(b - a for a, b in box)
+    shape = box_shape(box)
     block = list(sampling.block)
     if decoder.channel_axis is not None:
         block.insert(decoder.channel_axis, shape[decoder.channel_axis])
@@ -99,8 +99,8 @@ def write_ome_zarr(path, decoder: Decoder, box: Box, sampling: Sampling) -> tupl
             spacing[i] *= old / new
     with ome_zarr_output(path, shape, dtype, chunks, axes, spacing) as level0:
         for _, local in chunk_boxes(shape, chunks):
-            local = tuple((a, min(b, s)) for (a, b), s in zip(local, shape))
-            out = np.empty(tuple(b - a for a, b in local), dtype=dtype)
+            local = clipped(local, shape)
+            out = np.empty(box_shape(local), dtype=dtype)
             decoder.decode_into(out, tuple((o + a, o + b) for (o, _), (a, b) in zip(box, local)), sampling)
             level0[tuple(slice(a, b) for a, b in local)] = out
     order = level0.order
@@ -123,7 +123,7 @@ def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     corner[:spatial] = [a for a, _ in box[:spatial]]
     moved = affine.copy()
     moved[:, 3] = affine @ corner
-    header.set_data_shape(tuple(b - a for a, b in box))
+    header.set_data_shape(box_shape(box))
     for code, setter in ((header["sform_code"], header.set_sform), (header["qform_code"], header.set_qform)):
         if int(code) > 0:
             setter(moved, code=int(code))

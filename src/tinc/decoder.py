@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import container
-from .boxes import Box
+from .boxes import Box, box_shape
 from .devices import torch_device
 from .format import MAX_DECODE_VOXELS, build_model
 from .values import restore
@@ -136,7 +136,7 @@ class Decoder:
         box = parse_roi(roi, full)
         if sampling == self.sampling() and box == tuple((0, s) for s in full):
             return self._decode_all()
-        out = np.empty(tuple(b - a for a, b in box), dtype=self.dtype)
+        out = np.empty(box_shape(box), dtype=self.dtype)
         self.decode_into(out, box, sampling)
         return out
 
