@@ -11,6 +11,8 @@ from .partition import TreeLayout, choose_splits
 from .tree import TreePlan, input_axes
 
 MAX_AUTO_DEPTH = 6
+# `auto_floor`: how many times `min_width` every MLP of a tree deeper than 1 must reach.
+DEEP_FLOOR = 3
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
 # Under "balanced" a node weighs (leaves below it) ** this; 1 gives every level the same
 # share of the parameters. 0.5 (each level in proportion to the square root of its node
@@ -124,11 +126,14 @@ def auto_floor(depth: int, min_width: int) -> int:
     """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
 
     A first split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs
-    (RESULTS-ARCHIVE.md section 8). A second split, in equal time (section 14), loses 0.4-2.1 dB
-    where its plain widths are 15-30 and gains 3-5 dB at 42-60, where depth 1's wide MLPs
-    get too few steps, so depths past 1 need every MLP at least 4 x `min_width`.
+    (RESULTS-ARCHIVE.md section 8). A second split, in 30 s fits of the small inputs (section
+    14), lost 0.4-2.1 dB where its plain widths were 15-30 and gained 3-5 dB at 42-60; on
+    the real-sized radiograph and MR image, in 120 s fits, one more level gained 0.15-0.51 dB
+    where its plain widths were 28-30 (benchmarks/RESULTS.md, "How deep at size"). Depths
+    past 1 need every MLP at least `DEEP_FLOOR` x `min_width`: no small input's scoreboard
+    cell changes depth with it.
     """
-    return min_width if depth <= 1 else 4 * min_width
+    return min_width if depth <= 1 else DEEP_FLOOR * min_width
 
 
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None,
