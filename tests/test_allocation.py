@@ -76,31 +76,39 @@ def test_uneven_shares_keep_min_width_and_the_budget():
     assert len(set(plan.widths[2].tolist())) > 1
 
 
-def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_three_times_it():
+def test_auto_depth_splits_once_at_min_width_and_deeper_only_at_four_times_it():
     shape = (64, 64, 64)
     # 3000 parameters: depth 1 is 11-15 wide, enough for a first split (min_width 8)...
     plan, _ = plan_tree(shape, 3000, TincConfig(), 1)
     assert plan.depth == 1 and min(int(w.min()) for w in plan.widths) < 16
     # ...but not with min_width 12
     assert plan_tree(shape, 3000, TincConfig(min_width=12), 1)[0].depth == 0
-    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 3 x min_width
+    # 20000: depth 2 would be 10-14 wide (feasible when asked for), under 4 x min_width
     assert plan_tree(shape, 20000, TincConfig(levels=2), 1)[0].depth == 2
     assert plan_tree(shape, 20000, TincConfig(), 1)[0].depth == 1
-    # depth 2's plain widths: narrowest 23 at 100000 parameters, 24 at 110000
-    assert plan_tree(shape, 100000, TincConfig(), 1)[0].depth == 1
-    assert plan_tree(shape, 110000, TincConfig(), 1)[0].depth == 2
+    # depth 2's plain widths: narrowest 28 at 150000 parameters, 32 at 200000
+    assert plan_tree(shape, 150000, TincConfig(), 1)[0].depth == 1
+    assert plan_tree(shape, 200000, TincConfig(), 1)[0].depth == 2
+
+
+def test_a_second_split_of_two_axes_needs_three_times_min_width():
+    # 4 children per node: depth 2's plain widths are 23 at 30000 parameters, 25 at 35000
+    assert plan_tree((512, 512), 30000, TincConfig(), 1)[0].depth == 1
+    assert plan_tree((512, 512), 35000, TincConfig(), 1)[0].depth == 2
+    # the same widths with 8 children per node stay at depth 1 (64^3 at 150000: 28 wide)
+    assert plan_tree((64, 64, 64), 150000, TincConfig(), 1)[0].depth == 1
 
 
 def test_the_shape_is_chosen_for_its_own_budget_and_the_widths_for_the_whole_one():
     shape = (64, 64, 64)
-    # 150000 parameters would make depth 2; chosen for 100000, the tree stays at depth 1
-    plan, _ = plan_tree(shape, 150000, TincConfig(), 1, shape_params=100000)
-    smaller, _ = plan_tree(shape, 100000, TincConfig(), 1)
+    # 200000 parameters would make depth 2; chosen for 150000, the tree stays at depth 1
+    plan, _ = plan_tree(shape, 200000, TincConfig(), 1, shape_params=150000)
+    smaller, _ = plan_tree(shape, 150000, TincConfig(), 1)
     assert plan.depth == smaller.depth == 1 and plan.layers == smaller.layers
     assert all((w > s).all() for w, s in zip(plan.widths, smaller.widths))
-    assert 0.9 * 150000 < plan.params <= 150000
+    assert 0.9 * 200000 < plan.params <= 200000
     # a shape budget above the real one is capped: it cannot pick a tree the budget cannot feed
-    capped, _ = plan_tree(shape, 100000, TincConfig(), 1, shape_params=400000)
+    capped, _ = plan_tree(shape, 150000, TincConfig(), 1, shape_params=400000)
     assert capped.depth == 1 and all((c == s).all() for c, s in zip(capped.widths, smaller.widths))
 
 

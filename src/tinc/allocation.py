@@ -11,8 +11,9 @@ from .partition import TreeLayout, choose_splits
 from .tree import TreePlan, input_axes
 
 MAX_AUTO_DEPTH = 6
-# `auto_floor`: how many times `min_width` every MLP of a tree deeper than 1 must reach.
-DEEP_FLOOR = 3
+# `auto_floor`: how many times `min_width` every MLP of a tree deeper than 1 must reach, where
+# its nodes have fewer than 8 children and where they have 8 or more.
+DEEP_FLOOR = (3, 4)
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
 # Under "balanced" a node weighs (leaves below it) ** this; 1 gives every level the same
 # share of the parameters. 0.5 (each level in proportion to the square root of its node
@@ -122,18 +123,21 @@ def level_weights(layout: TreeLayout, config: TincConfig, energy: np.ndarray | N
     return config.level_weights_for(layout.depth)
 
 
-def auto_floor(depth: int, min_width: int) -> int:
-    """Narrowest MLP the automatic depth accepts in a tree of `depth` levels.
+def auto_floor(layout: TreeLayout, min_width: int) -> int:
+    """Narrowest MLP the automatic depth accepts in a tree of `layout`'s depth.
 
     A first split into leaf blocks beats one network by 0.5-3.3 dB even with 8-12 wide MLPs
-    (RESULTS-ARCHIVE.md section 8). A second split, in 30 s fits of the small inputs (section
-    14), lost 0.4-2.1 dB where its plain widths were 15-30 and gained 3-5 dB at 42-60; on
-    the real-sized radiograph and MR image, in 120 s fits, one more level gained 0.15-0.51 dB
-    where its plain widths were 28-30 (benchmarks/RESULTS.md, "How deep at size"). Depths
-    past 1 need every MLP at least `DEEP_FLOOR` x `min_width`: no small input's scoreboard
-    cell changes depth with it.
+    (RESULTS-ARCHIVE.md section 8). A second split pays only where its MLPs stay wide, and
+    how wide depends on how many children a node has (benchmarks/RESULTS.md, "How deep at
+    size"): splitting three axes (8 children), the grey-matter map at 64x lost 1.67 dB at
+    plain widths 30 and the small inputs 0.4-2.1 dB at 15-30 (RESULTS-ARCHIVE.md section
+    14), so such trees need `min_width` x `DEEP_FLOOR[1]`; splitting two (4 children), the
+    real-sized MR image and radiograph gained 0.15-0.51 dB at plain widths 25-28, so
+    `min_width` x `DEEP_FLOOR[0]` is enough there.
     """
-    return min_width if depth <= 1 else DEEP_FLOOR * min_width
+    if layout.depth <= 1:
+        return min_width
+    return DEEP_FLOOR[max(layout.children) >= 8] * min_width
 
 
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None,
@@ -142,7 +146,7 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
 
     `data(layout) -> (blocks, valid)` supplies the data for intra-level shares. The depth
     is the requested one, or the deepest whose plain widths (equal weights and shares, as
-    the floor was measured) all reach `auto_floor(depth)`; a requested depth the budget
+    the floor was measured) all reach `auto_floor(layout)`; a requested depth the budget
     cannot feed falls back to a shallower tree, and the returned note says so. The depth
     and layers are chosen for `shape_params` (at most `params`; default `params`), the
     widths sized for `params`.
@@ -155,7 +159,7 @@ def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channel
         if layout.depth != depth:
             continue
         equal = [np.ones(n) for n in layout.nodes_per_level]
-        floor = config.min_width if requested is not None else auto_floor(depth, config.min_width)
+        floor = config.min_width if requested is not None else auto_floor(layout, config.min_width)
         for layers, narrowest_used in config.layer_choices(depth):
             plain = allocate(layout, shape_params, layers, (1.0,) * (depth + 1), equal, channels)
             narrowest = min(int(w.min()) for w in plain.widths)
