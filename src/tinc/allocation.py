@@ -11,9 +11,9 @@ from .partition import TreeLayout, choose_splits
 from .tree import TreePlan, input_axes
 
 MAX_AUTO_DEPTH = 6
-# `auto_floor`: how many times `min_width` every MLP of a tree deeper than 1 must reach, where
-# its nodes have fewer than 8 children and where they have 8 or more.
-DEEP_FLOOR = (3, 4)
+# `auto_floor`: how many times `min_width` every MLP of a tree deeper than 1 must reach
+DEEP_FLOOR = 4  # where its nodes have 8 or more children (3-D splits)
+DEEP_FLOOR_FEW_CHILDREN = 3  # where they have fewer (2-D splits)
 SHARE_CLIP = 4.0  # no node gets more than 4x (or less than 1/4) of its level's mean share
 # Under "balanced" a node weighs (leaves below it) ** this; 1 gives every level the same
 # share of the parameters. 0.5 (each level in proportion to the square root of its node
@@ -131,13 +131,13 @@ def auto_floor(layout: TreeLayout, min_width: int) -> int:
     how wide depends on how many children a node has (benchmarks/RESULTS.md, "How deep at
     size"): splitting three axes (8 children), the grey-matter map at 64x lost 1.67 dB at
     plain widths 30 and the small inputs 0.4-2.1 dB at 15-30 (RESULTS-ARCHIVE.md section
-    14), so such trees need `min_width` x `DEEP_FLOOR[1]`; splitting two (4 children), the
+    14), so such trees need `min_width` x `DEEP_FLOOR`; splitting two (4 children), the
     real-sized MR image and radiograph gained 0.15-0.51 dB at plain widths 25-28, so
-    `min_width` x `DEEP_FLOOR[0]` is enough there.
+    `min_width` x `DEEP_FLOOR_FEW_CHILDREN` is enough there.
     """
     if layout.depth <= 1:
         return min_width
-    return DEEP_FLOOR[max(layout.children) >= 8] * min_width
+    return (DEEP_FLOOR if max(layout.children) >= 8 else DEEP_FLOOR_FEW_CHILDREN) * min_width
 
 
 def plan_tree(shape: tuple[int, ...], params: float, config: TincConfig, channels: int, data=None,
