@@ -26,7 +26,7 @@ LAYERS = [
     ["target"],
     ["codec"],
     ["zarr_codec"],
-    ["zarr_store", "chunk_budget", "chunk_starts"],
+    ["zarr_store", "chunk_budget", "chunk_starts", "chunk_report"],
     ["decode"],  # lazy arrays and decoded outputs
     ["chunked"],  # chunk work on Dask
     ["napari_reader", "bench"],

@@ -16,6 +16,8 @@ import zarr
 
 import tinc
 from tinc import chunked, metrics
+from tinc.boxes import chunk_boxes
+from tinc.chunk_budget import absolute_error_options, measure_chunk
 from tinc.cli import main
 from tinc.ome_zarr import pyramid_shapes
 from tinc.volume import Volume, read_with_halo
@@ -286,3 +288,17 @@ def test_start_samples_must_be_a_count(volume, tmp_path):
     source, _ = volume
     with pytest.raises(tinc.TincConfigError, match="start-samples"):
         chunked.compress(source, str(tmp_path / "out.zarr"), chunks=64, start_samples=-1, **FLAGS)
+
+
+def test_chunk_statistics_cover_the_voxels_inside_the_array_and_give_its_range(tmp_path):
+    data = np.arange(10 * 12 * 14, dtype=np.float32).reshape(10, 12, 14)
+    data[9, 11, 13] = -50
+    np.save(tmp_path / "v.npy", data)
+    volume = Volume(str(tmp_path / "v.npy"))
+    stats = [measure_chunk(volume, box, number) for number, (_, box) in enumerate(chunk_boxes(data.shape, (8, 8, 8)))]
+    assert [number for number, _ in stats] == list(range(8))
+    edge, inside = stats[-1][1], data[8:, 8:, 8:]  # its box reaches to 16 on every axis
+    assert (edge.low, edge.high) == (-50, inside.max()) and edge.spread == pytest.approx(inside.std())
+    options = absolute_error_options({"ratio": 8.0, "max_error_rel": 0.01}, [s for _, s in stats])
+    assert options["max_error_rel"] is None and options["max_error"] == pytest.approx(0.01 * (data.max() - data.min()))
+    assert absolute_error_options({"ratio": 8.0}, []) == {"ratio": 8.0}

@@ -7,15 +7,21 @@ few bytes, a busy one many. At 64x, 300 steps per chunk and 64^3 chunks this gav
 on the ultrasound cine of `benchmarks/scale.py` and +2.50 dB on the grey-matter map against
 shares by voxels alone (benchmarks/RESULTS.md, chunked compression). The power-of-two
 classes keep chunks of similar spread on one budget, and so on one tree shape, which
-learned starts need (`tinc.chunk_starts`)."""
+learned starts need (`tinc.chunk_starts`).
+
+The statistics the budget needs (each chunk's range and spread) come from one pass over the
+chunks, run as tasks on the cluster (`measure_chunk`), which also gives the whole array's
+range for a `--max-error-rel`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import box_shape, clipped
+from .boxes import Box, box_shape, clipped
 from .errors import TincConfigError
 from .volume import Volume
 from .zarr_codec import TincNumcodec
@@ -26,11 +32,35 @@ _SEARCH_CEILING = 8192  # bytes: every chunk's tree fits in this, however small 
 _WIDEST_FLOAT = -1.2345678901234567e-300
 
 
-def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list) -> list[float | None]:
+@dataclass(frozen=True)
+class ChunkStats:
+    """What the budget needs of one chunk: the range and the spread (standard deviation) of its values."""
+
+    low: float
+    high: float
+    spread: float
+
+
+def measure_chunk(volume: Volume, box: Box, number: int) -> tuple[int, ChunkStats]:
+    """Dask task: chunk `number`'s statistics, over its voxels inside the array."""
+    values = volume.read(clipped(box, volume.shape))
+    return number, ChunkStats(float(np.min(values)), float(np.max(values)), float(np.std(values, dtype=np.float64)))
+
+
+def absolute_error_options(options: dict, stats: Sequence[ChunkStats]) -> dict:
+    """`options` with a `max_error_rel` turned into the `max_error` it means: one bound for
+    the whole array, as for a single file, of its range rather than each chunk's."""
+    if options.get("max_error_rel") is None:
+        return options
+    span = max(s.high for s in stats) - min(s.low for s in stats)
+    return {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
+
+
+def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spreads: Sequence[float]) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
     widest values; the chunks share what it leaves in proportion to their voxels inside the
-    array times their spread class (`spread_classes`), except that no chunk gets less than
+    array times the class of their `spreads` (`spread_classes`), except that no chunk gets less than
     the smallest file that holds a tree (a flat chunk, a sliver at the array's edge), which
     the others pay for."""
     ratio = codec.tinc.config.ratio
@@ -43,7 +73,6 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list) -> lis
     shapes = [box_shape(box) for box in boxes]
     raw = np.array([math.prod(shape) * volume.dtype.itemsize for shape in shapes], dtype=np.float64)
     left = raw.sum() / ratio - metadata
-    spreads = [float(np.std(volume.read(box), dtype=np.float64)) for box in boxes]
     weight = raw * spread_classes(np.array(spreads))
     floors = {shape: _smallest_budget(shape, volume.dtype, codec) for shape in set(shapes)}
     floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)

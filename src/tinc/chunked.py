@@ -3,9 +3,11 @@
 This module only schedules chunk work: reading the input (`tinc.volume`), the store and its
 chunk files (`tinc.zarr_store`), the budget of each chunk (`tinc.chunk_budget`) and OME-Zarr
 output (`tinc.ome_zarr`) live in their own modules, and so do the sample chunks that
-learn the others' start (`tinc.chunk_starts`).
+learn the others' start (`tinc.chunk_starts`) and what a run measured (`tinc.chunk_report`).
 
-`compress` runs one `dask.distributed` task per chunk. A task reads its chunk plus a halo
+`compress` first reads every chunk once for its range and spread, which its budget needs
+(`tinc.chunk_budget`), then runs one `dask.distributed` task per chunk; both passes run on
+the cluster. A fitting task reads its chunk plus a halo
 from the memory-mapped or chunked input (never the whole volume), fits a tree with the
 `tinc` Zarr codec's configuration and writes the chunk's bytes straight into the output
 Zarr array, atomically (temporary file, then rename). A chunk already in the store is
@@ -29,7 +31,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +38,8 @@ import numpy as np
 from . import metrics
 from .axes import default_axes
 from .boxes import Box, chunk_boxes, chunk_shape, clipped
-from .chunk_budget import chunk_ratios
+from .chunk_budget import ChunkStats, absolute_error_options, chunk_ratios, measure_chunk
+from .chunk_report import ChunkResult, CompressSummary
 from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, sample_chunks, sample_config, save_start,
                            start_count, start_files)
 from .encoder import LearnedStart
@@ -57,79 +59,6 @@ DEFAULT_HALO = 4
 
 
 # ---------------------------------------------------------------------- compress
-@dataclass
-class ChunkResult:
-    """One chunk's outcome: its error against the input and what it cost."""
-
-    index: tuple[int, ...]
-    nbytes: int
-    voxels: int  # inside the array (edge chunks have fewer)
-    squared_error: float  # summed over those voxels
-    low: float
-    high: float
-    psnr: float  # with the chunk's own peak (`metrics.peak_value`)
-    seconds: float
-    resumed: bool  # already in the store from an earlier run
-    learned_start: bool = False  # fitted from the sample chunks' mean weights
-
-
-@dataclass
-class CompressSummary:
-    """What `compress` did, for the CLI's closing lines and the benchmark."""
-
-    source: str
-    output: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    chunks: tuple[int, ...]
-    results: list[ChunkResult]
-    seconds: float
-    worker_peak_rss: dict[str, int] = field(default_factory=dict)  # bytes, per worker address
-    metadata_bytes: int = 0  # the store's zarr.json files
-
-    @property
-    def nbytes(self) -> int:
-        """The whole store: every chunk and its metadata."""
-        return sum(r.nbytes for r in self.results) + self.metadata_bytes
-
-    @property
-    def ratio(self) -> float:
-        return math.prod(self.shape) * self.dtype.itemsize / max(self.nbytes, 1)
-
-    @property
-    def psnr(self) -> float:
-        """PSNR of the whole array, with the peak `metrics.peak_value` gives the whole input."""
-        error = sum(r.squared_error for r in self.results) / sum(r.voxels for r in self.results)
-        extremes = np.array([min(r.low for r in self.results), max(r.high for r in self.results)]).astype(self.dtype)
-        peak = metrics.peak_value(extremes)
-        return float("inf") if error == 0 else 10 * math.log10(peak * peak / error)
-
-    @property
-    def voxels_per_second(self) -> float:
-        """Throughput over the chunks fitted by this run (not those resumed)."""
-        fitted = sum(r.voxels for r in self.results if not r.resumed)
-        return fitted / self.seconds if self.seconds > 0 else 0.0
-
-    def worst(self, count: int = 5) -> list[ChunkResult]:
-        return sorted(self.results, key=lambda r: r.psnr)[:count]
-
-    def lines(self) -> list[str]:
-        resumed = sum(r.resumed for r in self.results)
-        learned = sum(r.learned_start for r in self.results)
-        psnrs = np.array([r.psnr for r in self.results])
-        text = [
-            f"{self.source} -> {self.output}: {len(self.results)} chunks of {self.chunks} "
-            f"({resumed} kept from an earlier run, {learned} started from the samples' weights), {self.nbytes} bytes, ratio {self.ratio:.1f}x, "
-            f"PSNR {self.psnr:.2f} dB, {self.seconds:.1f} s, {self.voxels_per_second / 1e6:.3f} Mvoxel/s",
-            f"chunk PSNR: min {psnrs.min():.2f}, median {np.median(psnrs):.2f}, max {psnrs.max():.2f} dB; worst: "
-            + ", ".join(f"{r.index} {r.psnr:.2f} dB" for r in self.worst()),
-        ]
-        if self.worker_peak_rss:
-            peaks = sorted(self.worker_peak_rss.values())
-            text.append(f"peak memory per worker: {peaks[0] / 2**20:.0f}-{peaks[-1] / 2**20:.0f} MiB ({len(peaks)} workers)")
-        return text
-
-
 def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: int = DEFAULT_HALO,
              scheduler: str | None = None, workers: int | None = None, start_samples: int = DEFAULT_START_SAMPLES,
              **options: Any) -> CompressSummary:
@@ -150,31 +79,31 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)
-    codec = _chunk_codec(volume, chunks, halo, _absolute_error_bound(options, volume, chunks))
-    existed = os.path.exists(output)
-    array = open_output(output, volume.shape, volume.dtype, chunks, codec)
-    tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, chunks)]
-    try:
-        ratios = chunk_ratios(array, volume, codec, tasks)
-    except TincError:
-        if not existed:  # refused before any chunk: leave nothing behind
-            shutil.rmtree(output, ignore_errors=True)
-        raise
-    config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
-    samples = sample_chunks(volume.shape, [box for _, box, _ in tasks], ratios, start_samples)
-    start_folder = os.path.join(output, START_FOLDER)
-
-    def calls(chosen: Iterable[int], starts: Sequence[LearnedStart] = ()) -> Iterator[tuple]:
-        for i in chosen:
-            index, box, key = tasks[i]
-            chunk_config, keep = {**config, "ratio": ratios[i]}, None
-            if i in samples:
-                chunk_config, keep = sample_config(chunk_config), os.path.join(start_folder, key.replace("/", ".") + ".npz")
-            yield _compress_chunk, volume, output, key, index, box, chunk_config, starts, keep
-
+    codec = _chunk_codec(volume, chunks, halo, options)  # every option checked before the cluster starts
+    quiet, relative = bool(options.get("quiet")), options.get("max_error_rel") is not None
+    # an existing store of other settings is refused before the cluster starts, unless the
+    # settings hold the array's range (a --max-error-rel), which the statistics pass gives
+    store = None if relative else _open_store(output, volume, chunks, codec)
     with _client(scheduler, workers) as client:
-        started = time.perf_counter()  # throughput of the cluster, not of its start-up
-        bar = _progress(len(tasks), f"fitting {len(samples)} sample chunks" if samples else "compressing", bool(options.get("quiet")))
+        started = time.perf_counter()  # the cluster's work, the statistics pass included, not its start-up
+        stats = _measure_chunks(client, volume, chunks, quiet) if relative or codec.tinc.config.ratio is not None else []
+        if relative:
+            codec = _chunk_codec(volume, chunks, halo, absolute_error_options(options, stats))
+            store = _open_store(output, volume, chunks, codec)
+        array, tasks, ratios = _budget(output, store, volume, codec, stats)
+        config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
+        samples = sample_chunks(volume.shape, [box for _, box, _ in tasks], ratios, start_samples)
+        start_folder = os.path.join(output, START_FOLDER)
+
+        def calls(chosen: Iterable[int], starts: Sequence[LearnedStart] = ()) -> Iterator[tuple]:
+            for i in chosen:
+                index, box, key = tasks[i]
+                chunk_config, keep = {**config, "ratio": ratios[i]}, None
+                if i in samples:
+                    chunk_config, keep = sample_config(chunk_config), os.path.join(start_folder, key.replace("/", ".") + ".npz")
+                yield _compress_chunk, volume, output, key, index, box, chunk_config, starts, keep
+
+        bar = _progress(len(tasks), f"fitting {len(samples)} sample chunks" if samples else "compressing", quiet)
         try:
             results = _fit_chunks(client, calls(samples), bar, started)
             starts = LearnedStart.means([load_start(path) for path in start_files(start_folder)])
@@ -192,6 +121,36 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
     return summary
 
 
+def _measure_chunks(client: Client, volume: Volume, chunks: tuple[int, ...], quiet: bool) -> list[ChunkStats]:
+    """Every chunk's range and spread, in chunk order: one pass over the input, on the cluster."""
+    boxes = [box for _, box in chunk_boxes(volume.shape, chunks)]
+    stats: list[ChunkStats] = [ChunkStats(0.0, 0.0, 0.0)] * len(boxes)
+    calls = ((measure_chunk, volume, box, number) for number, box in enumerate(boxes))
+    for number, measured in _drain(run_windowed(client, calls), len(boxes), quiet, "measuring chunks"):
+        stats[number] = measured
+    return stats
+
+
+def _open_store(output, volume: Volume, chunks: tuple[int, ...], codec: TincNumcodec) -> tuple[Any, bool]:
+    """The output array, and whether it existed before this call."""
+    existed = os.path.exists(output)
+    return open_output(output, volume.shape, volume.dtype, chunks, codec), existed
+
+
+def _budget(output, store: tuple[Any, bool], volume: Volume, codec: TincNumcodec, stats: Sequence[ChunkStats]):
+    """The output array, its chunk tasks (index, box, key) and each chunk's ratio. Refused
+    before any chunk is written: a store this run created is removed again."""
+    array, existed = store
+    tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, tuple(array.chunks))]
+    try:
+        ratios = chunk_ratios(array, volume, codec, tasks, [s.spread for s in stats])
+    except TincError:
+        if not existed:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    return array, tasks, ratios
+
+
 def _check_compress_options(source, output, options: dict) -> None:
     """Refuse, before any reading, what chunked compression cannot do."""
     if not is_zarr_path(output):
@@ -203,17 +162,6 @@ def _check_compress_options(source, output, options: dict) -> None:
     if options.get("checkpoint"):
         raise TincConfigError("chunked compression does not take --checkpoint: every chunk is written as soon as it is "
                               "fitted, and rerunning the same command resumes from the chunks already written")
-
-
-def _absolute_error_bound(options: dict, volume: Volume, chunks: tuple[int, ...]) -> dict:
-    """`options` with a `max_error_rel` turned into the `max_error` it means: one bound for
-    the whole array, as for a single file, of its range rather than each chunk's."""
-    if options.get("max_error_rel") is None:
-        return options
-    TincNumcodec(**options)  # validates the value first
-    ranges = [(float(np.min(part)), float(np.max(part))) for part in (volume.read(box) for _, box in chunk_boxes(volume.shape, chunks))]
-    span = max(high for _, high in ranges) - min(low for low, _ in ranges)
-    return {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
 
 
 def _chunk_codec(volume: Volume, chunks: tuple[int, ...], halo: int, options: dict) -> TincNumcodec:
@@ -393,8 +341,8 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     return shape, dtype
 
 
-def _drain(results: Iterator[Any], total: int, quiet: bool) -> Iterator[Any]:
-    bar = _progress(total, "decoding", quiet)
+def _drain(results: Iterator[Any], total: int, quiet: bool, description: str = "decoding") -> Iterator[Any]:
+    bar = _progress(total, description, quiet)
     try:
         for result in results:
             if bar is not None:
