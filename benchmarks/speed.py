@@ -138,15 +138,13 @@ def region_decode(repeats: int) -> None:
         print(f"| {roi} | {decoder.leaves_evaluated} | {seconds:.3f} | {seconds / full:.3f} |")
 
 
-# VmHWM, not getrusage: Linux keeps ru_maxrss across fork and exec, so a child started by a
-# large parent would report the parent's size.
 STREAM_CHILD = """
 import sys, time
 from tinc.decode import write_decoded
 from tinc.decoder import Decoder
+from tinc.metrics import peak_memory
 def peak_mib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    return peak_memory() / 2**20
 with open(sys.argv[1], "rb") as handle:
     decoder = Decoder(handle.read())
 before = peak_mib()

@@ -113,7 +113,7 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         finally:
             if bar is not None:
                 bar.close()
-        peak_rss = client.run(_peak_rss)
+        peak_rss = client.run(metrics.peak_memory)
     summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
                               time.perf_counter() - started, peak_rss)
     _write_final_attributes(array, summary)
@@ -232,18 +232,6 @@ def _compress_chunk(volume: Volume, store: str, key: str, index: tuple[int, ...]
         low=float(original.min()), high=float(original.max()), psnr=metrics.psnr(original, decoded),
         seconds=time.perf_counter() - started, resumed=resumed, learned_start=learned,
     )
-
-
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes. Linux's VmHWM, not getrusage: ru_maxrss
-    survives fork and exec, so a worker would report the size of the process that started it."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) * 1024
-    except (OSError, StopIteration):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # ---------------------------------------------------------------------- cluster

@@ -1,4 +1,4 @@
-"""Fidelity metrics shared by `tinc eval`, training reports and `tinc bench`."""
+"""Fidelity metrics shared by `tinc eval`, training reports and `tinc bench`; a process's peak memory."""
 
 from __future__ import annotations
 
@@ -125,3 +125,16 @@ def _check_pair(original: np.ndarray, reconstruction: np.ndarray) -> None:
         raise TincInputError(
             f"shapes differ: original {original.shape} vs reconstruction {reconstruction.shape}"
         )
+
+
+def peak_memory() -> int:
+    """This process's peak resident memory in bytes. Linux's VmHWM, not getrusage: ru_maxrss
+    survives fork and exec, so a child (a Dask worker) would report the size of the process
+    that started it."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) * 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
