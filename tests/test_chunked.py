@@ -1,6 +1,7 @@
 """Chunked compression on a Dask LocalCluster: a 256^3 Zarr volume in 64^3 chunks, resumed
 after a kill, read back through plain Zarr, decoded to OME-Zarr and TIFF."""
 
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from tinc import chunked, metrics
 from tinc.boxes import chunk_boxes
 from tinc.chunk_budget import absolute_error_options, measure_chunk
 from tinc.cli import main
+from tinc.errors import TincConfigError
 from tinc.ome_zarr import pyramid_shapes
 from tinc.volume import Volume, read_with_halo
 from tinc.zarr_store import TEMPORARY_PREFIX
@@ -302,3 +304,17 @@ def test_chunk_statistics_cover_the_voxels_inside_the_array_and_give_its_range(t
     options = absolute_error_options({"ratio": 8.0, "max_error_rel": 0.01}, [s for _, s in stats])
     assert options["max_error_rel"] is None and options["max_error"] == pytest.approx(0.01 * (data.max() - data.min()))
     assert absolute_error_options({"ratio": 8.0}, []) == {"ratio": 8.0}
+
+
+def test_a_run_that_fails_before_any_chunk_leaves_no_output(tmp_path, monkeypatch):
+    np.save(tmp_path / "v.npy", np.arange(32 * 32 * 32, dtype=np.uint16).reshape(32, 32, 32))
+
+    @contextlib.contextmanager
+    def unreachable(scheduler, workers):
+        raise TincConfigError("cannot reach the Dask scheduler at tcp://nowhere:1")
+        yield
+
+    monkeypatch.setattr(chunked, "_client", unreachable)
+    with pytest.raises(TincConfigError, match="cannot reach"):
+        chunked.compress(str(tmp_path / "v.npy"), str(tmp_path / "x.zarr"), chunks=16, ratio=8, steps=1, quiet=True)
+    assert not (tmp_path / "x.zarr").exists()

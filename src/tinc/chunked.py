@@ -81,43 +81,30 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
     chunks = chunk_shape(chunks, volume.shape)
     codec = _chunk_codec(volume, chunks, halo, options)  # every option checked before the cluster starts
     quiet, relative = bool(options.get("quiet")), options.get("max_error_rel") is not None
-    # an existing store of other settings is refused before the cluster starts, unless the
-    # settings hold the array's range (a --max-error-rel), which the statistics pass gives
-    store = None if relative else _open_store(output, volume, chunks, codec)
-    with _client(scheduler, workers) as client:
-        started = time.perf_counter()  # the cluster's work, the statistics pass included, not its start-up
-        stats = _measure_chunks(client, volume, chunks, quiet) if relative or codec.tinc.config.ratio is not None else []
-        if relative:
-            codec = _chunk_codec(volume, chunks, halo, absolute_error_options(options, stats))
-            store = _open_store(output, volume, chunks, codec)
-        array, tasks, ratios = _budget(output, store, volume, codec, stats)
-        config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
-        samples = sample_chunks(volume.shape, [box for _, box, _ in tasks], ratios, start_samples)
-        start_folder = os.path.join(output, START_FOLDER)
-
-        def calls(chosen: Iterable[int], starts: Sequence[LearnedStart] = ()) -> Iterator[tuple]:
-            for i in chosen:
-                index, box, key = tasks[i]
-                chunk_config, keep = {**config, "ratio": ratios[i]}, None
-                if i in samples:
-                    chunk_config, keep = sample_config(chunk_config), os.path.join(start_folder, key.replace("/", ".") + ".npz")
-                yield _compress_chunk, volume, output, key, index, box, chunk_config, starts, keep
-
-        bar = _progress(len(tasks), f"fitting {len(samples)} sample chunks" if samples else "compressing", quiet)
-        try:
-            results = _fit_chunks(client, calls(samples), bar, started)
-            starts = LearnedStart.means([load_start(path) for path in start_files(start_folder)])
-            if bar is not None:
-                bar.set_description_str("compressing")
-            results += _fit_chunks(client, calls((i for i in range(len(tasks)) if i not in samples), starts), bar, started, results)
-        finally:
-            if bar is not None:
-                bar.close()
-        peak_rss = client.run(metrics.peak_memory)
+    existed, fitting = os.path.exists(output), False
+    try:
+        # an existing store of other settings is refused before the cluster starts, unless the
+        # settings hold the array's range (a --max-error-rel), which the statistics pass gives
+        array = None if relative else open_output(output, volume.shape, volume.dtype, chunks, codec)
+        with _client(scheduler, workers) as client:
+            started = time.perf_counter()  # the cluster's work, the statistics pass included, not its start-up
+            stats = _measure_chunks(client, volume, chunks, quiet) if relative or codec.tinc.config.ratio is not None else []
+            if relative:
+                codec = _chunk_codec(volume, chunks, halo, absolute_error_options(options, stats))
+                array = open_output(output, volume.shape, volume.dtype, chunks, codec)
+            tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, chunks)]
+            ratios = chunk_ratios(array, volume, codec, tasks, [s.spread for s in stats])
+            fitting = True  # from here on a failure keeps the chunks written, for a rerun to resume
+            results = _fit_all(client, volume, output, tasks, ratios, codec, start_samples, started, quiet)
+            peak_rss = client.run(metrics.peak_memory)
+    except BaseException:
+        if not existed and not fitting:  # refused or failed before any chunk: leave nothing behind
+            shutil.rmtree(output, ignore_errors=True)
+        raise
     summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
                               time.perf_counter() - started, peak_rss)
     _write_final_attributes(array, summary)
-    shutil.rmtree(start_folder, ignore_errors=True)  # the store is complete: no run will resume it
+    shutil.rmtree(os.path.join(output, START_FOLDER), ignore_errors=True)  # the store is complete: no run will resume it
     return summary
 
 
@@ -131,24 +118,31 @@ def _measure_chunks(client: Client, volume: Volume, chunks: tuple[int, ...], qui
     return stats
 
 
-def _open_store(output, volume: Volume, chunks: tuple[int, ...], codec: TincNumcodec) -> tuple[Any, bool]:
-    """The output array, and whether it existed before this call."""
-    existed = os.path.exists(output)
-    return open_output(output, volume.shape, volume.dtype, chunks, codec), existed
+def _fit_all(client: Client, volume: Volume, output: str, tasks: list, ratios: Sequence[float | None], codec: TincNumcodec,
+             start_samples: int, started: float, quiet: bool) -> list[ChunkResult]:
+    """Fit the sample chunks, then every other chunk from the samples' mean weights."""
+    config = {**codec.get_config(), **codec.runtime_options()}  # how to run travels with each task
+    samples = sample_chunks(volume.shape, [box for _, box, _ in tasks], ratios, start_samples)
+    start_folder = os.path.join(output, START_FOLDER)
 
+    def calls(chosen: Iterable[int], starts: Sequence[LearnedStart] = ()) -> Iterator[tuple]:
+        for i in chosen:
+            index, box, key = tasks[i]
+            chunk_config, keep = {**config, "ratio": ratios[i]}, None
+            if i in samples:
+                chunk_config, keep = sample_config(chunk_config), os.path.join(start_folder, key.replace("/", ".") + ".npz")
+            yield _compress_chunk, volume, output, key, index, box, chunk_config, starts, keep
 
-def _budget(output, store: tuple[Any, bool], volume: Volume, codec: TincNumcodec, stats: Sequence[ChunkStats]):
-    """The output array, its chunk tasks (index, box, key) and each chunk's ratio. Refused
-    before any chunk is written: a store this run created is removed again."""
-    array, existed = store
-    tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, tuple(array.chunks))]
+    bar = _progress(len(tasks), f"fitting {len(samples)} sample chunks" if samples else "compressing", quiet)
     try:
-        ratios = chunk_ratios(array, volume, codec, tasks, [s.spread for s in stats])
-    except TincError:
-        if not existed:
-            shutil.rmtree(output, ignore_errors=True)
-        raise
-    return array, tasks, ratios
+        results = _fit_chunks(client, calls(samples), bar, started)
+        starts = LearnedStart.means([load_start(path) for path in start_files(start_folder)])
+        if bar is not None:
+            bar.set_description_str("compressing")
+        return results + _fit_chunks(client, calls((i for i in range(len(tasks)) if i not in samples), starts), bar, started, results)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _check_compress_options(source, output, options: dict) -> None:
