@@ -19,7 +19,8 @@ pydicom-data's RG3_* and 693_* files are kept aside for independent checks and a
 Written in one run: `OUT/results.csv` (one line per cell, rewritten after every cell, so
 `--resume` skips what an interrupted run finished), `OUT/results.md` (the full per-input
 tables of `tinc bench`), `OUT/rd-NAME.png` (PSNR and SSIM against ratio, one per input), and
-the document `--doc`: command, date, commit, machine, a PSNR table per input with tinc's
+the document `--doc`: command, date, commit, how many cells ran on which commit (results.csv
+keeps each cell's), machine, a PSNR table per input with tinc's
 margins against SPERR and against the best of HEVC / JPEG 2000 / JPEG XL, and the list of
 cells where tinc loses, each against the fidelity goal:
 
@@ -52,6 +53,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +95,7 @@ NAMES = {"sperr": "SPERR", "sz3": "SZ3", "zfp": "ZFP", "zfp-accuracy": "ZFP (acc
          "jpegxl": "JPEG XL", "hevc": "HEVC", "h264": "H.264", "tinc": "tinc"}
 OTHERS_TEXT = "best of HEVC/JPEG 2000/JPEG XL"
 
-EXTRA_COLUMNS = ("status", "note", "quality", "nbytes", "time_limit", "cell_s")
+EXTRA_COLUMNS = ("status", "note", "quality", "nbytes", "time_limit", "cell_s", "commit")
 NUMERIC = {"target_ratio", "actual_ratio", "psnr", "psnr_range", "ssim", "encode_s", "decode_s",
            "quality", "nbytes", "time_limit", "cell_s"}
 
@@ -334,6 +336,7 @@ def write_document(path: str | os.PathLike, rows: list[dict], inputs: list[Input
     table, losses = analyse(rows, inputs, ratios, baseline)
     cells = _cells(rows)
     tinc_cells = sum(1 for i in inputs for r in ratios if (i.label, r, "tinc") in cells)
+    meta.setdefault("cell_commits", _cell_commits(rows))
     lines = _facts_section(path, meta)
     lines += _goal_section(losses, tinc_cells, codecs, meta, baseline)
     lines += ["## PSNR (dB) per input", ""]
@@ -363,6 +366,7 @@ def _facts_section(path: str | os.PathLike, meta: dict) -> list[str]:
     facts = [
         ("Date", meta.get("date")),
         ("Commit", meta.get("commit")),
+        ("Cells by the commit they ran on", meta.get("cell_commits")),
         ("Machine", meta.get("machine")),
         ("Run time", _duration(meta["elapsed"]) + (f" ({meta['resumed']} cells taken from an earlier run, `--resume`)"
                                                     if meta.get("resumed") else "")
@@ -479,6 +483,12 @@ def _losses_section(losses: list[Loss], tinc_cells: int) -> list[str]:
         return lines + [f"- {loss.text}" for loss in losses] + [""]
     return lines + ["Nowhere: tinc is ahead of SPERR and of the best of HEVC, JPEG 2000 and JPEG XL in every cell "
                     "it was run, and every goal check holds.", ""]
+
+
+def _cell_commits(rows: list[dict]) -> str:
+    """How many cells ran on each commit (a --resume run's document mixes several)."""
+    counts = Counter(row.get("commit") or "not recorded" for row in rows)
+    return "; ".join(f"{commit}: {count}" for commit, count in sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _duration(seconds: float) -> str:
@@ -744,6 +754,7 @@ def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
     from tinc.bench import load_input, make_codec
 
     adapters = {c: make_codec(c, time_limit=plan.time_limit) for c in plan.codecs}
+    commit = git_commit()
     pending = {(i.label, r, c) for i, r, c in plan.todo}
     total = len(plan.todo)
     skipped: dict[str, str] = {}
@@ -763,7 +774,7 @@ def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
                 for codec in plan.codecs:
                     if (item.label, ratio, codec) not in pending:
                         continue
-                    row = _run_cell(adapters[codec], array, item.label, ratio, plan.time_limit)
+                    row = _run_cell(adapters[codec], array, item.label, ratio, plan.time_limit, commit)
                     plan.rows[key(row)] = row
                     write_rows(list(plan.rows.values()), plan.csv_path)
                     finished += 1
@@ -775,8 +786,8 @@ def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
     return skipped
 
 
-def _run_cell(adapter, array, label: str, ratio: float, time_limit: float) -> dict:
-    """One cell through `tinc.bench.run_one`, as a CSV row with its time and time limit."""
+def _run_cell(adapter, array, label: str, ratio: float, time_limit: float, commit: str) -> dict:
+    """One cell through `tinc.bench.run_one`, as a CSV row with its time, time limit and commit."""
     from tinc.bench import run_one
 
     t0 = time.perf_counter()
@@ -785,6 +796,7 @@ def _run_cell(adapter, array, label: str, ratio: float, time_limit: float) -> di
     row["cell_s"] = time.perf_counter() - t0
     row["time_limit"] = time_limit if adapter.direct else None
     row["target_ratio"] = float(ratio)
+    row["commit"] = commit
     return row
 
 

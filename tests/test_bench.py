@@ -397,6 +397,7 @@ def test_scoreboard_document_lists_where_tinc_loses(tmp_path):
 
     text = doc.read_text()
     assert "python benchmarks/scoreboard.py --inputs x" in text and "abc1234" in text and "2 CPU cores" in text
+    assert "- Cells by the commit they ran on: not recorded: 40" in text  # the rows carry no commit
     assert "| 64x | 40.00 | 38.00 | unreachable (max 101.5x) | 39.00 | 39.80 | -0.20 | +0.80 (HEVC) |" in text
     assert "| 128x | 37.00 | 36.00 | unreachable (max 101.5x) | 38.50 | 38.00 | +1.00 | -0.50 (HEVC) |" in text
     unreachable = "unreachable (max 101.5x)"
@@ -413,9 +414,13 @@ def test_scoreboard_document_lists_where_tinc_loses(tmp_path):
     assert not any("at 512x" in b and "small.tif" in b for b in bullets)
     assert "**Not met**: 5 goal checks missed in 5 of 8 tinc cells" in text
 
-    # the CSV round trip (what --resume reads) gives the same analysis
+    # the CSV round trip (what --resume reads) gives the same analysis, and keeps each cell's commit
+    rows = [dict(r, commit="abc1234" if r["target_ratio"] == 64 else "def5678") for r in rows]
     sb.write_rows(rows, tmp_path / "results.csv")
     again = sb.read_rows(tmp_path / "results.csv")
+    assert [r["commit"] for r in again] == [r["commit"] for r in rows]
+    sb.write_document(doc, again, inputs, ratios, codecs, meta)
+    assert "- Cells by the commit they ran on: def5678: 30; abc1234: 10" in doc.read_text()
     assert [(l.input, l.ratio, l.check, l.margin) for l in sb.analyse(again, inputs, ratios)[1]] == \
            [(l.input, l.ratio, l.check, l.margin) for l in sb.analyse(rows, inputs, ratios)[1]]
 
