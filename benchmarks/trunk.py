@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 
 import numpy as np
@@ -35,8 +34,7 @@ from tinc.training.loop import fit
 from tinc.tree import TreePlan
 from tinc.values import normalise
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from scale import cine_volume  # noqa: E402
+from scale import cine_volume  # the script's own folder is on the path when it runs
 
 CHUNK, VOLUME_CHUNKS = 64, 80  # the cine's 64 x 480 x 640 in 64^3 chunks
 SAMPLES = [(64, 256), (256, 384), (320, 192), (128, 384)]  # (row, column) of busy chunks, frame 0-63

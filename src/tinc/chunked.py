@@ -111,11 +111,9 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 def _measure_chunks(client: Client, volume: Volume, chunks: tuple[int, ...], quiet: bool) -> list[ChunkStats]:
     """Every chunk's range and spread, in chunk order: one pass over the input, on the cluster."""
     boxes = [box for _, box in chunk_boxes(volume.shape, chunks)]
-    stats: list[ChunkStats] = [ChunkStats(0.0, 0.0, 0.0)] * len(boxes)
     calls = ((measure_chunk, volume, box, number) for number, box in enumerate(boxes))
-    for number, measured in _drain(run_windowed(client, calls), len(boxes), quiet, "measuring chunks"):
-        stats[number] = measured
-    return stats
+    measured = dict(_drain(run_windowed(client, calls), len(boxes), quiet, "measuring chunks"))  # in the order they finish
+    return [measured[number] for number in range(len(boxes))]
 
 
 def _fit_all(client: Client, volume: Volume, output: str, tasks: list, ratios: Sequence[float | None], codec: TincNumcodec,
