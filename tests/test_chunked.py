@@ -40,13 +40,24 @@ def volume(brain64, tmp_path_factory) -> tuple[str, np.ndarray]:
     return path, data
 
 
+@contextlib.contextmanager
+def local_cluster():
+    """2 worker processes of one thread, started as docs/zarr.md asks of a cluster given to
+    `--scheduler` (without Dask's MALLOC_TRIM_THRESHOLD_, which its nanny would also leave
+    in this process's environment for every later cluster to inherit)."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({chunked.GLIBC_TRIM: None}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
 @pytest.fixture(scope="module")
 def scheduler() -> str:
     """A 2-worker LocalCluster shared by this module's tests, reached by its address as
     `--scheduler` reaches any dask.distributed cluster (one start-up instead of many)."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with local_cluster() as cluster:
         yield cluster.scheduler_address
 
 
@@ -117,13 +128,12 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_the_run_finishes_the_same(vol
     chunk is written atomically, so the killed attempt leaves nothing behind."""
     import threading
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     source, _ = volume
     reference, _ = compressed
     output = tmp_path / "survived.zarr"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster() as cluster, Client(cluster) as client:
         finished, failed = [], []
 
         def run():
@@ -318,3 +328,9 @@ def test_a_run_that_fails_before_any_chunk_leaves_no_output(tmp_path, monkeypatc
     with pytest.raises(TincConfigError, match="cannot reach"):
         chunked.compress(str(tmp_path / "v.npy"), str(tmp_path / "x.zarr"), chunks=16, ratio=8, steps=1, quiet=True)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_local_workers_keep_glibcs_own_heap_trimming():
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default, which halves a fit's speed
+    with chunked._client(None, 1) as client:
+        assert list(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == [None]

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK = 128
 DEFAULT_HALO = 4
+# the Dask setting whose None keeps a worker's glibc from trimming its heap after every free (`_client`)
+GLIBC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 # ---------------------------------------------------------------------- compress
@@ -232,8 +234,12 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
     """A client of the cluster at `scheduler`, or of a local cluster started (and stopped) here.
 
     Local workers are processes with one thread each: a fit is single-threaded there
-    (Dask's nanny sets OMP_NUM_THREADS=1), so N workers fit N chunks on N cores.
+    (Dask's nanny sets OMP_NUM_THREADS=1), so N workers fit N chunks on N cores. The nanny
+    would also set MALLOC_TRIM_THRESHOLD_, which makes glibc return freed memory at once:
+    every training step's activations then land on fresh pages and a fit runs about 2x
+    slower (benchmarks/RESULTS.md), so local workers keep glibc's own threshold.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if workers is not None and workers < 1:
@@ -246,8 +252,9 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    with dask.config.set({GLIBC_TRIM: None}), \
+            LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         # logs silenced: a failed chunk is reported once, as the CLI's one-line error
         yield client
 
