@@ -40,6 +40,15 @@ def test_encode_to_budget_lands_just_under_the_budget():
         assert 0.97 * budget <= len(coded) <= budget
 
 
+def test_budget_search_finds_the_finest_quality_that_fits_from_any_first_guess():
+    for budget in (1500, 4000, 9000):
+        coded, quality = coding.encode_to_budget(TENSORS, budget)
+        assert coded == coding.encode(TENSORS, quality)
+        assert len(coding.encode(TENSORS, quality - 1 / 256)) > budget  # one unit finer does not fit
+        for near in (-27.0, quality - 0.5, quality, quality + 3, 9.0):
+            assert coding.encode_to_budget(TENSORS, budget, near=near) == (coded, quality)
+
+
 def test_impossible_budget_is_a_config_error():
     with pytest.raises(TincConfigError, match="lower --ratio"):
         coding.encode_to_budget(TENSORS, 20)

@@ -243,9 +243,9 @@ class WeightCoder:
         """The steps the weights would be coded with now, to the budget: QAT trains through them."""
         tensors, scales, runs = stored_tensors(model, canonical=True), self.step_scales(model), model.bias_runs()
         try:
-            _, log2_quality = coding.encode_to_budget(tensors, self.budget - QAT_SLACK, scales, runs)
+            _, log2_quality = coding.encode_to_budget(tensors, self.budget - QAT_SLACK, scales, runs, self.log2_quality)
         except TincConfigError:  # a budget too small to leave slack in
-            _, log2_quality = coding.encode_to_budget(tensors, self.budget, scales, runs)
+            _, log2_quality = coding.encode_to_budget(tensors, self.budget, scales, runs, self.log2_quality)
         self.log2_quality = log2_quality
         return [coding.step_of(code) for code in coding.step_codes(tensors, log2_quality, scales)]
 
@@ -272,5 +272,6 @@ class WeightCoder:
                 coded = coding.encode_within_budget(tensors, latent, codes, self.budget, self.sensitivities(model, steps), runs=runs)
             if coded is not None:  # None: so many roundings to give up that rounding afresh costs less
                 return coded
-        coded, self.log2_quality = coding.encode_to_budget(tensors, self.budget, self.step_scales(model, steps), runs)
+        coded, self.log2_quality = coding.encode_to_budget(tensors, self.budget, self.step_scales(model, steps), runs,
+                                                           self.log2_quality)
         return coded
