@@ -32,6 +32,7 @@ import zarr
 from tinc import chunked, io, metrics
 from tinc.bench.classic import SperrCodec, Sz3Codec
 from tinc.bench.sweep import run_one
+from tinc.config import TincConfig
 
 BORDER = 2  # voxels either side of a chunk face that count as "border"
 CINE, FRAMES = "pydicom-data:color3d_jpeg_baseline.dcm", 64
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=FRAMES, help=f"frames of the cine (default {FRAMES})")
     parser.add_argument("--chunk", type=int, default=64, help="chunk edge (default 64)")
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=16384)
+    parser.add_argument("--batch", type=int, default=TincConfig.batch, help=f"voxels per step (default {TincConfig.batch}, tinc's)")
     parser.add_argument("--ratio", type=float, default=64)
     parser.add_argument("--halo", type=int, default=chunked.DEFAULT_HALO)
     # getattr: results.sh runs this script on older code too, from before learned starts
