@@ -334,3 +334,18 @@ def test_local_workers_keep_glibcs_own_heap_trimming():
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default, which halves a fit's speed
     with chunked._client(None, 1) as client:
         assert list(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == [None]
+
+
+def test_a_cluster_whose_workers_trim_the_heap_is_named(brain32, tmp_path, monkeypatch, capsys):
+    import dask
+    from distributed import LocalCluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # Dask's nanny sets it here too; undone after
+    source = tmp_path / "small.npy"
+    np.save(source, brain32)
+    # Dask's default, which this module's `local_cluster` overrides while its cluster runs
+    with dask.config.set({chunked.GLIBC_TRIM: 65536}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        chunked.compress(str(source), str(tmp_path / "out.zarr"), chunks=16, scheduler=cluster.scheduler_address,
+                         ratio=8, steps=5, start_samples=0)
+    assert "the cluster's workers run with MALLOC_TRIM_THRESHOLD_=65536" in capsys.readouterr().err

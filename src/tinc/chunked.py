@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,8 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         # settings hold the array's range (a --max-error-rel), which the statistics pass gives
         array = None if relative else open_output(output, volume.shape, volume.dtype, chunks, codec)
         with _client(scheduler, workers) as client:
+            if scheduler is not None and not quiet:
+                _note_trimming_workers(client)
             started = time.perf_counter()  # the cluster's work, the statistics pass included, not its start-up
             stats = _measure_chunks(client, volume, chunks, quiet) if relative or codec.tinc.config.ratio is not None else []
             if relative:
@@ -257,6 +260,19 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
                          dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         # logs silenced: a failed chunk is reported once, as the CLI's one-line error
         yield client
+
+
+def heap_trim_threshold() -> str | None:
+    """This process's MALLOC_TRIM_THRESHOLD_ (run on each worker)."""
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def _note_trimming_workers(client: Client) -> None:
+    """Say so when a cluster's workers run with Dask's default MALLOC_TRIM_THRESHOLD_ (see `_client`)."""
+    values = sorted({v for v in client.run(heap_trim_threshold).values() if v is not None})
+    if values:
+        print(f"tinc: note: the cluster's workers run with MALLOC_TRIM_THRESHOLD_={', '.join(values)}, which makes "
+              "each chunk's fit about 2x slower; docs/zarr.md says how to start them without it", file=sys.stderr)
 
 
 def run_windowed(client: Client, calls: Iterable[tuple], window: int | None = None) -> Iterator[Any]:
