@@ -5,9 +5,9 @@
 For each input, one default compression for exactly `--steps` steps (reproducible), during
 which every call of `coding.encode_to_budget` (quantization-aware training's start, and
 the final coding where it runs) is recorded with its arguments. Each recorded search is
-then timed again (best of `--repeats`), as are `tinc.decompress` of the file and, within
-it, `coding.decode` of its weight section. The file's
-size and a hash of its bytes come with the times, so two source trees run on the same
+then timed again (best of `--repeats`) and its codings of the weights are counted;
+`tinc.decompress` of the file and, within it, `coding.decode` of its weight section are
+timed too. The file's size and a hash of its bytes come with the times, so two source trees run on the same
 fits (`PYTHONPATH=... python benchmarks/coding_speed.py ...`) show whether they write the
 same bytes, and how fast.
 """
@@ -31,6 +31,22 @@ def best_seconds(function, repeats: int) -> float:
     return best
 
 
+def count_codings(function) -> int:
+    """How many times `function` codes the weights (`coding.encode`)."""
+    encode, count = coding.encode, [0]
+
+    def counting(*call_args, **call_kwargs):
+        count[0] += 1
+        return encode(*call_args, **call_kwargs)
+
+    coding.encode = counting
+    try:
+        function()
+    finally:
+        coding.encode = encode
+    return count[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+")
@@ -52,8 +68,9 @@ def main() -> None:
         return tensors
 
     print(f"ratio {args.ratio:g}, {args.steps} steps, best of {args.repeats}\n")
-    print("| input | file bytes | sha1 | budget searches | search time (ms) | decode time (ms) | weight section decode (ms) |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("| input | file bytes | sha1 | budget searches | codings per search | search time (ms) | decode time (ms) "
+          "| weight section decode (ms) |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for path in args.inputs:
         array = tinc.read(path)
         calls.clear()
@@ -63,13 +80,14 @@ def main() -> None:
         finally:
             coding.encode_to_budget = search
         searching = sum(best_seconds(lambda: search(*a, **k), args.repeats) for a, k in calls)
+        codings = ", ".join(str(count_codings(lambda: search(*a, **k))) for a, k in calls)
         decode_seconds.clear()
         coding.decode = timed_decode
         try:
             decoding = best_seconds(lambda: tinc.decompress(data), args.repeats)
         finally:
             coding.decode = decode
-        print(f"| {path} | {len(data)} | {hashlib.sha1(data).hexdigest()[:12]} | {len(calls)} "
+        print(f"| {path} | {len(data)} | {hashlib.sha1(data).hexdigest()[:12]} | {len(calls)} | {codings} "
               f"| {1000 * searching:.1f} | {1000 * decoding:.1f} | {1000 * min(decode_seconds):.1f} |", flush=True)
 
 

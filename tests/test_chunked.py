@@ -333,14 +333,14 @@ def test_a_run_that_fails_before_any_chunk_leaves_no_output(tmp_path, monkeypatc
 def test_local_workers_keep_glibcs_own_heap_trimming():
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default, which halves a fit's speed
     with chunked._client(None, 1) as client:
-        assert list(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == [None]
+        assert list(client.run(os.getenv, chunked.TRIM_VARIABLE).values()) == [None]
 
 
 def test_a_cluster_whose_workers_trim_the_heap_is_named(brain32, tmp_path, monkeypatch, capsys):
     import dask
     from distributed import LocalCluster
 
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # Dask's nanny sets it here too; undone after
+    monkeypatch.delenv(chunked.TRIM_VARIABLE, raising=False)  # Dask's nanny sets it here too; undone after
     source = tmp_path / "small.npy"
     np.save(source, brain32)
     # Dask's default, which this module's `local_cluster` overrides while its cluster runs

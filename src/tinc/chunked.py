@@ -57,8 +57,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK = 128
 DEFAULT_HALO = 4
-# the Dask setting whose None keeps a worker's glibc from trimming its heap after every free (`_client`)
-GLIBC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+# the variable that makes glibc trim its heap after every free, and the Dask setting whose
+# None keeps Dask's nanny from setting it in the workers it starts (`_client`)
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+GLIBC_TRIM = f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}"
 
 
 # ---------------------------------------------------------------------- compress
@@ -262,16 +264,11 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
         yield client
 
 
-def heap_trim_threshold() -> str | None:
-    """This process's MALLOC_TRIM_THRESHOLD_ (run on each worker)."""
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
-
-
 def _note_trimming_workers(client: Client) -> None:
     """Say so when a cluster's workers run with Dask's default MALLOC_TRIM_THRESHOLD_ (see `_client`)."""
-    values = sorted({v for v in client.run(heap_trim_threshold).values() if v is not None})
+    values = sorted({v for v in client.run(os.getenv, TRIM_VARIABLE).values() if v is not None})
     if values:
-        print(f"tinc: note: the cluster's workers run with MALLOC_TRIM_THRESHOLD_={', '.join(values)}, which makes "
+        print(f"tinc: note: the cluster's workers run with {TRIM_VARIABLE}={', '.join(values)}, which makes "
               "each chunk's fit about 2x slower; docs/zarr.md says how to start them without it", file=sys.stderr)
 
 
