@@ -96,8 +96,10 @@ class _Fit:
         if self.full_batch:
             return self.coords, self.targets, self.weights, self.weight_total
         index = torch.randint(0, self.voxels, (self.samples,), device=self.coords.device, generator=self.generator)
-        batch_weights = self.weights[:, index]
-        return self.coords[index], self.targets[:, index], batch_weights, batch_weights.sum()
+        # index_select rather than indexing: the same values, 2-3x faster on CPU (a step of a
+        # small chunk's tree spent 15% of its time here)
+        batch_weights = self.weights.index_select(1, index)
+        return self.coords.index_select(0, index), self.targets.index_select(1, index), batch_weights, batch_weights.sum()
 
     def rounding_cost(self, steps: list[float]) -> float:
         return rounding_cost(self.model, steps, self.targets, self.weights, self.coords, 8 * self.samples, self.config.seed)
