@@ -17,6 +17,9 @@ For each result it prints the PSNR of the voxels within 2 of an internal chunk f
 ("border") and of the voxels farther than 2 from any chunk face ("interior").
 
     .venv/bin/python benchmarks/scale.py --chunk 64 --steps 100 --ratio 64
+
+`--runs` picks the runs; `learned-2:400` is learned starts on 2 workers with 400 steps, and
+`learned-2:300:4` the same with 300 steps and samples fitted 4x as long as the others.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ from tinc import chunked, io, metrics
 from tinc.bench.classic import SperrCodec, Sz3Codec
 from tinc.bench.sweep import run_one
 from tinc.config import TincConfig
+
+try:  # older trees (results.sh runs this script on them) have no learned starts
+    from tinc import chunk_starts
+except ImportError:
+    chunk_starts = None
+DEFAULT_EFFORT = getattr(chunk_starts, "SAMPLE_EFFORT", 0)
 
 BORDER = 2  # voxels either side of a chunk face that count as "border"
 CINE, FRAMES = "pydicom-data:color3d_jpeg_baseline.dcm", 64
@@ -87,7 +96,8 @@ def main() -> None:
     # getattr: results.sh runs this script on older code too, from before learned starts
     parser.add_argument("--start-samples", type=int, default=getattr(chunked, "DEFAULT_START_SAMPLES", 0))
     parser.add_argument("--runs", default="random-1,random-2,learned-1,learned-2,random3x-2",
-                        help="which runs, in order: random|learned|random3x - workers")
+                        help="which runs, in order: random|learned|random3x - workers, optionally :STEPS (instead of "
+                             "--steps) and :EFFORT (a learned run's samples fit EFFORT x the steps; default tinc's)")
     args = parser.parse_args()
 
     if args.input:
@@ -102,10 +112,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=".") as work:
         source = os.path.join(work, "volume.zarr")
         zarr.create_array(source, shape=volume.shape, chunks=(args.chunk,) * 3, dtype=volume.dtype)[:] = volume
-        print(f"{'run':<28}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}")
+        print(f"{'run':<40}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}")
         for run in args.runs.split(","):
-            kind, workers = run.split("-")
-            steps = 3 * args.steps if kind == "random3x" else args.steps
+            kind, workers, *more = run.replace(":", "-").split("-")
+            steps = int(more[0]) if more else args.steps
+            steps = 3 * steps if kind == "random3x" else steps
+            effort = int(more[1]) if len(more) > 1 else DEFAULT_EFFORT
+            if chunk_starts is not None:
+                chunk_starts.SAMPLE_EFFORT = effort  # read in this process, where each sample's settings are made
             samples = args.start_samples if kind == "learned" else 0
             output = os.path.join(work, f"{run}.zarr")
             starts = {"start_samples": samples} if hasattr(chunked, "DEFAULT_START_SAMPLES") else {}
@@ -113,8 +127,8 @@ def main() -> None:
             restored = zarr.open(output, mode="r")[:]
             border, interior = seam_psnr(volume, restored, args.chunk)
             peak = max(summary.worker_peak_rss.values()) / 2**20
-            name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w"
-            print(f"{name:<28}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
+            name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w" + (f", samples {effort}x" if samples else "")
+            print(f"{name:<40}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
                   f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB"
                   f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}", flush=True)
             ratios.append(summary.ratio)

@@ -324,3 +324,15 @@ def test_a_learned_start_begins_the_fit_where_similar_data_led(brain32):
     means = LearnedStart.means([start, LearnedStart(start.signature, start.weights + 2), LearnedStart("other", start.weights[:3])])
     assert [m.signature for m in means] == sorted([start.signature, "other"])
     assert next(m for m in means if m.signature == start.signature).weights == pytest.approx(start.weights + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_a_constant_array_is_stored_without_a_fit(dtype):
+    """Any network decodes a constant array exactly, so none is trained: no steps, a file
+    far under the budget (zero weights), the same values back."""
+    array = np.full((24, 20, 28), 7, dtype)
+    codec = tinc.TincCodec(ratio=8, steps=300, quiet=True)
+    data = codec.encode(array)
+    assert codec.report.steps == 0
+    assert len(data) < array.nbytes / 8 / 4
+    assert np.array_equal(codec.decode(data), array)

@@ -25,7 +25,7 @@ from .errors import TincConfigError, TincError
 from .format import Header, make_header
 from .model import TreeINR
 from .partition import TreeLayout
-from .training import fit
+from .training import FitReport, fit
 from .tree import TreePlan
 from .values import channels_last, check_array, normalise, prediction, restore
 
@@ -207,12 +207,19 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
     coder = WeightCoder(weight_budget, weights, coords, config.batch, config.seed)
     raw = config.weight_bits == 32
     rate = RateTerms.for_config(config, None if raw else coder.coder_steps)
-    progress = None if config.quiet else FitProgress(config)
-    try:
-        fitted = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit, rate=rate)
-    finally:
-        if progress:
-            progress.close()
+    if prepared.high == prepared.low:
+        # any weights decode a constant array exactly (`values.denormalise`); zeros code smallest.
+        # Background chunks of a scan often are constant (12 of the cine's 80 in benchmarks/scale.py)
+        with torch.no_grad():
+            model.flat.zero_()
+        fitted = FitReport(0, 0.0, float("nan"), False)
+    else:
+        progress = None if config.quiet else FitProgress(config)
+        try:
+            fitted = fit(model, blocks, weights, coords, config, progress=progress and progress.update_fit, rate=rate)
+        finally:
+            if progress:
+                progress.close()
     report.steps, report.fit_seconds, report.stopped_by_time = fitted.steps, fitted.seconds, fitted.stopped_by_time
     report.resumed_from, report.start_losses, report.start = fitted.resumed_from, fitted.start_losses, fitted.start
     if fitted.restarts:
