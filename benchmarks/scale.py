@@ -113,7 +113,7 @@ def main() -> None:
         source = os.path.join(work, "volume.zarr")
         zarr.create_array(source, shape=volume.shape, chunks=(args.chunk,) * 3, dtype=volume.dtype)[:] = volume
         print(f"{'run':<40}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}")
-        for run in args.runs.split(","):
+        for number, run in enumerate(args.runs.split(",")):
             kind, workers, *more = run.replace(":", "-").split("-")
             steps = int(more[0]) if more else args.steps
             steps = 3 * steps if kind == "random3x" else steps
@@ -121,7 +121,7 @@ def main() -> None:
             if chunk_starts is not None:
                 chunk_starts.SAMPLE_EFFORT = effort  # read in this process, where each sample's settings are made
             samples = args.start_samples if kind == "learned" else 0
-            output = os.path.join(work, f"{run}.zarr")
+            output = os.path.join(work, f"{number}.zarr")  # a run named twice must not resume the first's store
             starts = {"start_samples": samples} if hasattr(chunked, "DEFAULT_START_SAMPLES") else {}
             summary = chunked.compress(source, output, chunks=args.chunk, workers=int(workers), steps=steps, **starts, **options)
             restored = zarr.open(output, mode="r")[:]
