@@ -62,7 +62,8 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spread
     widest values; the chunks share what it leaves in proportion to their voxels inside the
     array times the class of their `spreads` (`spread_classes`), except that no chunk gets less than
     the smallest file that holds a tree (a flat chunk, a sliver at the array's edge), which
-    the others pay for."""
+    the others pay for. A constant chunk is planned at that floor but counted at the size of
+    its file, which is written without a fit (`TincNumcodec.encode_with_halo`)."""
     ratio = codec.tinc.config.ratio
     if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
         return [None] * len(tasks)
@@ -76,14 +77,18 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spread
     weight = raw * spread_classes(np.array(spreads))
     floors = {shape: _smallest_budget(shape, volume.dtype, codec) for shape in set(shapes)}
     floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)
+    # a constant chunk is planned at its floor but stored without a fit, in fewer bytes
+    constant = np.array(spreads) == 0
+    sizes = {shape: _constant_bytes(shape, volume.dtype, codec, floors[shape]) for shape in {s for s, c in zip(shapes, constant) if c}}
+    taken = np.array([sizes[shape] if c else f for shape, c, f in zip(shapes, constant, floor)], dtype=np.float64)
     floored = np.zeros(len(shapes), dtype=bool)
     while True:  # chunks whose share is below their floor take the floor; the rest share what remains
-        budget = np.where(floored, floor, weight * max(left - floor[floored].sum(), 0.0) / max(weight[~floored].sum(), 1e-300))
+        budget = np.where(floored, floor, weight * max(left - taken[floored].sum(), 0.0) / max(weight[~floored].sum(), 1e-300))
         newly = ~floored & (budget < floor)
         if not newly.any():
             break
         floored |= newly
-    if left <= 0 or budget.sum() > left * 1.000001 or not budget.all():
+    if left <= 0 or np.where(floored, taken, budget).sum() > left * 1.000001 or not budget.all():
         raise TincConfigError(f"ratio {ratio:g} leaves {int(raw.sum() / ratio)} bytes for the store, too few for its "
                               f"metadata ({metadata} bytes) and {len(shapes)} chunks; use a lower --ratio or larger chunks")
     return [float(r / b) for r, b in zip(raw, budget)]
@@ -96,6 +101,15 @@ def spread_classes(spreads: np.ndarray) -> np.ndarray:
         return np.ones_like(spreads)
     relative = spreads / mean
     return np.where(relative > 0, 2.0 ** np.round(np.log2(np.maximum(relative, 1e-300))), 0.0)
+
+
+def _constant_bytes(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec, budget: int) -> int:
+    """Bytes of a constant chunk of `shape` fitted to `budget`: its file, written without a fit."""
+    halo = codec.halo_per_axis(len(shape))
+    options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
+    trial = {**options, "ratio": math.prod(shape) * dtype.itemsize / budget, "target_psnr": None, "max_error": None, "max_error_rel": None}
+    region = np.zeros(tuple(s + 2 * h for s, h in zip(shape, halo)), dtype=dtype)
+    return len(TincNumcodec(halo=list(halo), **trial).encode_with_halo(region)[0])
 
 
 def _smallest_budget(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec) -> int:
