@@ -79,7 +79,8 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spread
     floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)
     # a constant chunk is planned at its floor but stored without a fit, in fewer bytes
     constant = np.array(spreads) == 0
-    sizes = {shape: _constant_bytes(shape, volume.dtype, codec, floors[shape]) for shape in {s for s, c in zip(shapes, constant) if c}}
+    constant_shapes = {shape for shape, c in zip(shapes, constant) if c}
+    sizes = {shape: _constant_bytes(shape, volume.dtype, codec, floors[shape]) for shape in constant_shapes}
     taken = np.array([sizes[shape] if c else f for shape, c, f in zip(shapes, constant, floor)], dtype=np.float64)
     floored = np.zeros(len(shapes), dtype=bool)
     while True:  # chunks whose share is below their floor take the floor; the rest share what remains
@@ -107,7 +108,7 @@ def _constant_bytes(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec
     """Bytes of a constant chunk of `shape` fitted to `budget`: its file, written without a fit."""
     halo = codec.halo_per_axis(len(shape))
     options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
-    trial = {**options, "ratio": math.prod(shape) * dtype.itemsize / budget, "target_psnr": None, "max_error": None, "max_error_rel": None}
+    trial = {**options, "ratio": math.prod(shape) * dtype.itemsize / budget}  # the chunk's own options
     region = np.zeros(tuple(s + 2 * h for s, h in zip(shape, halo)), dtype=dtype)
     return len(TincNumcodec(halo=list(halo), **trial).encode_with_halo(region)[0])
 

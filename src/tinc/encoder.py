@@ -208,8 +208,9 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
     raw = config.weight_bits == 32
     rate = RateTerms.for_config(config, None if raw else coder.coder_steps)
     if prepared.high == prepared.low:
-        # any weights decode a constant array exactly (`values.denormalise`); zeros code smallest.
-        # Background chunks of a scan often are constant (12 of the cine's 80 in benchmarks/scale.py)
+        # any weights decode a constant array exactly (`values.prediction` maps every output to
+        # its one value), and zeros code smallest. Background chunks of a scan often are
+        # constant (12 of the 80 of benchmarks/scale.py's cine)
         with torch.no_grad():
             model.flat.zero_()
         fitted = FitReport(0, 0.0, float("nan"), False)
