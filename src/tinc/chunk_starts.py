@@ -25,9 +25,9 @@ from .errors import TincConfigError
 from .io import atomic_path
 
 DEFAULT_START_SAMPLES = 4
-# A sample chunk trains this many times longer: its weights start the others. At the same wall
-# time 2 beat 4 on all three volumes measured, the others then getting a third more steps
-# (benchmarks/RESULTS.md, chunked compression: +0.11 to +0.44 dB).
+# A sample chunk trains this many times longer: its weights start the others. At about the
+# same wall time 2 beat 4 on all three volumes measured, the others then getting a third
+# more steps (benchmarks/RESULTS.md, chunked compression: +0.11 to +0.77 dB).
 SAMPLE_EFFORT = 2
 SAMPLE_GROUP_FACTOR = 4  # a group of chunks gets one sample per this many chunks, up to the count asked for
 START_FOLDER = ".tinc-start"  # inside the output store, removed once every chunk is written
