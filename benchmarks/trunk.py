@@ -13,7 +13,8 @@ share of the trunk (the trunk's parameters / the cine's 80 chunks). Each trunk i
 jointly on 4 sample chunks (the shared trunk and each sample's own nodes, batches 4x a
 chunk's, `--joint` x a chunk's steps), then frozen; each of 8 other chunks then fits its own
 nodes below it for `--steps`, starting from the mean of the samples' own nodes. Learned
-starts use the same 4 samples, fitted on their own with 4x the steps.
+starts use the same 4 samples, fitted on their own with 4x the steps (tinc's default when this
+was measured; 2x since 43beaaf).
 
     .venv/bin/python benchmarks/trunk.py
 """
