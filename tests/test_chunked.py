@@ -283,7 +283,6 @@ def test_interrupted_chunked_run_says_the_store_is_kept_for_resuming(tmp_path, m
     assert capsys.readouterr().err.strip() == f"tinc: interrupted; the chunks written so far are kept; rerun the same command to finish {output}"
 
 
-
 def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(scheduler, tmp_path):
     z, y, x = np.meshgrid(np.arange(64), np.arange(64), np.arange(64), indexing="ij")
     data = (3000 + 1000 * np.sin(z / 6) * np.cos(y / 8) + 20 * x).astype(np.uint16)
@@ -295,6 +294,7 @@ def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(sche
     assert np.array_equal(restored[:, :, :32], data[:, :, :32])
     store = sum(path.stat().st_size for path in (tmp_path / "half.zarr").rglob("*") if path.is_file())
     assert 0.99 * data.nbytes / FLAGS["ratio"] <= store <= data.nbytes / FLAGS["ratio"]
+
 
 def test_sample_chunks_come_from_every_group_of_one_shape_and_ratio_spread_over_it():
     shape, chunks = (100, 64, 64), (8, 32, 32)

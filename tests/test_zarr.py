@@ -115,7 +115,6 @@ def test_halo_is_cropped_on_decode_and_paid_by_the_chunk_budget():
     assert np.array_equal(plain.decode(plain.encode(chunk), out=out).reshape(chunk.shape), plain.decode(plain.encode(chunk)))
 
 
-
 def test_a_constant_chunk_is_stored_without_a_fit_whatever_its_halo():
     region = smooth((30, 30, 30))
     region[3:-3, 3:-3, 3:-3] = 5  # the chunk is constant, its halo is not
@@ -123,6 +122,7 @@ def test_a_constant_chunk_is_stored_without_a_fit_whatever_its_halo():
     data, report = haloed.encode_with_halo(region)
     assert report.steps == 0 and len(data) < 24 ** 3 * region.itemsize / 16 / 4
     assert np.array_equal(haloed.decode(data), region[3:-3, 3:-3, 3:-3])
+
 
 def test_corrupt_chunk_is_a_format_error(written, tmp_path):
     path, volume = written

@@ -56,11 +56,11 @@ def absolute_error_options(options: dict, stats: Sequence[ChunkStats]) -> dict:
     return {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
 
 
-def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spreads: Sequence[float]) -> list[float | None]:
+def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats: Sequence[ChunkStats]) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
     widest values; the chunks share what it leaves in proportion to their voxels inside the
-    array times the class of their `spreads` (`spread_classes`), except that no chunk gets less than
+    array times the class of their spreads (`spread_classes`), except that no chunk gets less than
     the smallest file that holds a tree (a flat chunk, a sliver at the array's edge), which
     the others pay for. A constant chunk is planned at that floor but counted at the size of
     its file, which is written without a fit (`TincNumcodec.encode_with_halo`)."""
@@ -74,14 +74,17 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, spread
     shapes = [box_shape(box) for box in boxes]
     raw = np.array([math.prod(shape) * volume.dtype.itemsize for shape in shapes], dtype=np.float64)
     left = raw.sum() / ratio - metadata
-    weight = raw * spread_classes(np.array(spreads))
+    spreads = np.array([s.spread for s in stats])
+    weight = raw * spread_classes(spreads)
     floors = {shape: _smallest_budget(shape, volume.dtype, codec) for shape in set(shapes)}
     floor = np.array([floors[shape] for shape in shapes], dtype=np.float64)
-    # a constant chunk is planned at its floor but stored without a fit, in fewer bytes
-    constant = np.array(spreads) == 0
-    constant_shapes = {shape for shape, c in zip(shapes, constant) if c}
-    sizes = {shape: _constant_bytes(shape, volume.dtype, codec, floors[shape]) for shape in constant_shapes}
-    taken = np.array([sizes[shape] if c else f for shape, c, f in zip(shapes, constant, floor)], dtype=np.float64)
+    # a constant chunk is planned at its floor but stored without a fit, in fewer bytes (its
+    # value among them: the header holds the range)
+    constant = spreads == 0
+    kinds = {(shape, s.low) for shape, s, c in zip(shapes, stats, constant) if c}
+    sizes = {kind: _constant_bytes(*kind, volume.dtype, codec, floors[kind[0]]) for kind in kinds}
+    taken = np.array([sizes[shape, s.low] if c else f for shape, s, c, f in zip(shapes, stats, constant, floor)],
+                     dtype=np.float64)
     floored = np.zeros(len(shapes), dtype=bool)
     while True:  # chunks whose share is below their floor take the floor; the rest share what remains
         budget = np.where(floored, floor, weight * max(left - taken[floored].sum(), 0.0) / max(weight[~floored].sum(), 1e-300))
@@ -104,12 +107,12 @@ def spread_classes(spreads: np.ndarray) -> np.ndarray:
     return np.where(relative > 0, 2.0 ** np.round(np.log2(np.maximum(relative, 1e-300))), 0.0)
 
 
-def _constant_bytes(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcodec, budget: int) -> int:
-    """Bytes of a constant chunk of `shape` fitted to `budget`: its file, written without a fit."""
+def _constant_bytes(shape: tuple[int, ...], value: float, dtype: np.dtype, codec: TincNumcodec, budget: int) -> int:
+    """Bytes of a chunk of `shape` holding only `value`, fitted to `budget`: its file, written without a fit."""
     halo = codec.halo_per_axis(len(shape))
     options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
     trial = {**options, "ratio": math.prod(shape) * dtype.itemsize / budget}  # the chunk's own options
-    region = np.zeros(tuple(s + 2 * h for s, h in zip(shape, halo)), dtype=dtype)
+    region = np.full(tuple(s + 2 * h for s, h in zip(shape, halo)), value, dtype=dtype)
     return len(TincNumcodec(halo=list(halo), **trial).encode_with_halo(region)[0])
 
 
