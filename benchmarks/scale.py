@@ -36,6 +36,7 @@ from tinc import chunked, io, metrics
 from tinc.bench.classic import SperrCodec, Sz3Codec
 from tinc.bench.sweep import run_one
 from tinc.config import TincConfig
+from scoreboard import machine
 
 try:  # older trees (results.sh runs this script on them) have no learned starts
     from tinc import chunk_starts
@@ -106,7 +107,8 @@ def main() -> None:
         volume = mirrored_volume(args.size) if args.size else cine_volume(args.frames)
     chunks_per_volume = int(np.prod([-(-s // args.chunk) for s in volume.shape]))
     print(f"volume {volume.shape} {volume.dtype} ({volume.size / 1e6:.1f} M values), {chunks_per_volume} chunks of {args.chunk}^3, "
-          f"halo {args.halo}, ratio {args.ratio:g}, {args.steps} steps of {args.batch} per chunk, {os.cpu_count()} cores")
+          f"halo {args.halo}, ratio {args.ratio:g}, {args.steps} steps of {args.batch} per chunk")
+    print(f"machine: {machine()}")
     options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, quiet=True)
     ratios = []
     with tempfile.TemporaryDirectory(dir=".") as work:
