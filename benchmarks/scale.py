@@ -107,7 +107,7 @@ def main() -> None:
         volume = mirrored_volume(args.size) if args.size else cine_volume(args.frames)
     chunks_per_volume = int(np.prod([-(-s // args.chunk) for s in volume.shape]))
     print(f"volume {volume.shape} {volume.dtype} ({volume.size / 1e6:.1f} M values), {chunks_per_volume} chunks of {args.chunk}^3, "
-          f"halo {args.halo}, ratio {args.ratio:g}, {args.steps} steps of {args.batch} per chunk")
+          f"halo {args.halo}, ratio {args.ratio:g}, steps of {args.batch} voxels, {args.steps} per chunk unless a run names its own")
     print(f"machine: {machine()}")
     options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, quiet=True)
     ratios = []
