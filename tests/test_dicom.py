@@ -29,8 +29,9 @@ SERIES = "1.2.826.0.1.3680043.8.498.1"
 
 def write_dicom(path, pixels, *, series=SERIES, position=None, orientation=(1, 0, 0, 0, 1, 0), instance=None,
                 slope=None, intercept=None, spacing=(0.5, 0.25), between=None, sop_class=CTImageStorage,
-                syntax=ExplicitVRLittleEndian, encoded=None, preamble=True):
-    """A minimal DICOM image file: 2-D `pixels`, or 3-D as a multi-frame file."""
+                syntax=ExplicitVRLittleEndian, encoded=None, preamble=True, palette=None):
+    """A minimal DICOM image file: 2-D `pixels`, or 3-D as a multi-frame file; `palette`
+    (red, green, blue tables of 16-bit entries) makes the pixels indices into it."""
     pixels = np.asarray(pixels)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -58,6 +59,11 @@ def write_dicom(path, pixels, *, series=SERIES, position=None, orientation=(1, 0
         ds.InstanceNumber = instance
     if slope is not None:
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if palette is not None:
+        ds.PhotometricInterpretation = "PALETTE COLOR"
+        for colour, table in zip(("Red", "Green", "Blue"), palette):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [len(table), 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", np.asarray(table, "<u2").tobytes())
     if encoded is None:
         ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
     else:
@@ -141,6 +147,24 @@ def test_a_classic_mr_image_keeps_its_stored_integers(tmp_path, image):
     array, _ = io.read_with_metadata(write_dicom(tmp_path / "mr.dcm", image, slope=3.774114, intercept=0.000061,
                                                  sop_class=MRImageStorage))
     assert array.dtype == np.uint16 and np.array_equal(array, image)
+
+
+def test_a_palette_colour_image_is_read_as_the_rgb_it_shows(tmp_path):
+    """Its stored values index a colour table, so a lossy codec must see the colours: moving
+    an index by one may show any other colour. A file, a multi-frame file and a series."""
+    rng = np.random.default_rng(0)
+    tables = rng.integers(0, 65536, size=(3, 256)).astype(np.uint16)
+    indices = rng.integers(0, 256, size=(2, 12, 10)).astype(np.uint8)
+    shown = np.moveaxis(tables[:, indices], 0, -1)  # (frames, rows, columns, RGB)
+    array, metadata = io.read_with_metadata(write_dicom(tmp_path / "one.dcm", indices[0], palette=tables))
+    assert array.shape == (12, 10, 3) and metadata["channel_axis"] == -1 and np.array_equal(array, shown[0])
+    frames, _ = io.read_with_metadata(write_dicom(tmp_path / "frames.dcm", indices, palette=tables, between=2.0))
+    assert np.array_equal(frames, shown)
+    (tmp_path / "s").mkdir()
+    for k in range(2):
+        write_dicom(tmp_path / "s" / f"{k}.dcm", indices[k], position=(0, 0, k), palette=tables)
+    volume, metadata = io.read_with_metadata(tmp_path / "s")
+    assert np.array_equal(volume, shown) and metadata["channel_axis"] == -1
 
 
 @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, HTJ2KLossless])

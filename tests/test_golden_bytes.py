@@ -16,7 +16,6 @@ import torch
 from tinc import TincCodec, container
 
 
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:

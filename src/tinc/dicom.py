@@ -2,7 +2,8 @@
 one series, read as a volume ordered by slice position.
 
 Arrays keep the stored integer dtype unless a rescale (RescaleSlope / RescaleIntercept) is
-not the identity; then they are float32 physical values, as for scaled NIfTI. The metadata
+not the identity; then they are float32 physical values, as for scaled NIfTI. A palette-colour
+image is its colours (RGB, through its colour table), not its indices. The metadata
 holds `spacing`: one distance per spatial axis of the array (slice, row, column), when the
 files give it.
 
@@ -214,7 +215,18 @@ def _pixels(path, dataset) -> np.ndarray:
         if decoder is None or not decoder.is_available:
             need = "; ".join(decoder.missing_dependencies) if decoder is not None else "pydicom has no decoder for it"
             raise TincInputError(f"{path}: cannot decode DICOM transfer syntax {syntax.name!r} ({syntax}): {need}")
-    return np.asarray(dataset.pixel_array)
+    pixels = np.asarray(dataset.pixel_array)
+    if _palette(dataset):
+        # the stored values index a colour table: a lossy codec that moves an index by one
+        # shows another colour, so the image is read as the RGB it displays
+        from pydicom.pixels import apply_color_lut
+
+        pixels = np.asarray(apply_color_lut(pixels, dataset))
+    return pixels
+
+
+def _palette(dataset) -> bool:
+    return str(dataset.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR"
 
 
 def _frame_count(dataset) -> int:
@@ -225,7 +237,8 @@ def _frame_count(dataset) -> int:
 
 
 def _samples(dataset) -> int:
-    return int(dataset.get("SamplesPerPixel", 1) or 1)
+    """Channels per pixel as read: a palette image's three (`_pixels`)."""
+    return 3 if _palette(dataset) else int(dataset.get("SamplesPerPixel", 1) or 1)
 
 
 def _rescale(dataset) -> tuple[float, float]:
