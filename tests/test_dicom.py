@@ -29,9 +29,10 @@ SERIES = "1.2.826.0.1.3680043.8.498.1"
 
 def write_dicom(path, pixels, *, series=SERIES, position=None, orientation=(1, 0, 0, 0, 1, 0), instance=None,
                 slope=None, intercept=None, spacing=(0.5, 0.25), between=None, sop_class=CTImageStorage,
-                syntax=ExplicitVRLittleEndian, encoded=None, preamble=True, palette=None):
+                syntax=ExplicitVRLittleEndian, encoded=None, preamble=True, palette=None, modality_lut=None):
     """A minimal DICOM image file: 2-D `pixels`, or 3-D as a multi-frame file; `palette`
-    (red, green, blue tables of 16-bit entries) makes the pixels indices into it."""
+    (red, green, blue tables of 16-bit entries) makes the pixels indices into it;
+    `modality_lut` (first stored value mapped, table of 16-bit entries) maps them to values."""
     pixels = np.asarray(pixels)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -64,6 +65,12 @@ def write_dicom(path, pixels, *, series=SERIES, position=None, orientation=(1, 0
         for colour, table in zip(("Red", "Green", "Blue"), palette):
             setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [len(table), 0, 16])
             setattr(ds, f"{colour}PaletteColorLookupTableData", np.asarray(table, "<u2").tobytes())
+    if modality_lut is not None:
+        first, table = modality_lut
+        item = Dataset()
+        item.LUTDescriptor, item.ModalityLUTType = [len(table), first, 16], "US"
+        item.add_new("LUTData", "OW", np.asarray(table, "<u2").tobytes())
+        ds.ModalityLUTSequence = [item]
     if encoded is None:
         ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
     else:
@@ -139,6 +146,23 @@ def test_rescale_gives_float32_physical_values(tmp_path, image):
         write_dicom(tmp_path / "s" / f"{k}.dcm", stored, position=(0, 0, k), slope=slope, intercept=0)
     volume, _ = io.read_with_metadata(tmp_path / "s")
     assert volume.dtype == np.float32 and np.array_equal(volume, np.stack([stored, 2.0 * stored]))
+
+
+def test_a_modality_lut_maps_the_stored_values_instead_of_a_rescale(tmp_path):
+    """A Modality LUT Sequence is the table form of a rescale: its values are the data (a
+    rescale beside it, which the standard does not allow, is not applied on top)."""
+    rng = np.random.default_rng(1)
+    table = np.sort(rng.integers(0, 65536, size=4096)).astype(np.uint16)
+    stored = rng.integers(-2048, 2048, size=(12, 10)).astype(np.int16)
+    array, _ = io.read_with_metadata(write_dicom(tmp_path / "lut.dcm", stored, modality_lut=(-2048, table)))
+    assert np.array_equal(array, table[stored + 2048])
+    both, _ = io.read_with_metadata(write_dicom(tmp_path / "both.dcm", stored, modality_lut=(-2048, table), slope=2, intercept=5))
+    assert np.array_equal(both, table[stored + 2048])
+    (tmp_path / "s").mkdir()
+    for k in range(2):
+        write_dicom(tmp_path / "s" / f"{k}.dcm", stored + k, position=(0, 0, k), modality_lut=(-2048, table))
+    volume, _ = io.read_with_metadata(tmp_path / "s")
+    assert np.array_equal(volume, table[np.stack([stored, stored + 1]) + 2048])
 
 
 def test_a_classic_mr_image_keeps_its_stored_integers(tmp_path, image):

@@ -2,10 +2,9 @@
 one series, read as a volume ordered by slice position.
 
 Arrays keep the stored integer dtype unless a rescale (RescaleSlope / RescaleIntercept) is
-not the identity; then they are float32 physical values, as for scaled NIfTI. A palette-colour
-image is its colours (RGB, through its colour table), not its indices. The metadata
-holds `spacing`: one distance per spatial axis of the array (slice, row, column), when the
-files give it.
+not the identity, then float32 physical values; a Modality LUT Sequence (a rescale as a table)
+gives its own dtype; a palette-colour image is the RGB it shows, not its indices. The metadata
+holds `spacing`: one distance per spatial axis (slice, row, column), when the files give it.
 
 Compressed transfer syntaxes go through pydicom's decoders (Pillow covers JPEG baseline and
 JPEG 2000). For JPEG lossless, JPEG extended, JPEG-LS and HTJ2K, which pydicom would decode
@@ -222,6 +221,10 @@ def _pixels(path, dataset) -> np.ndarray:
         from pydicom.pixels import apply_color_lut
 
         pixels = np.asarray(apply_color_lut(pixels, dataset))
+    elif "ModalityLUTSequence" in dataset and _rescale_applies(dataset):
+        from pydicom.pixels import apply_modality_lut  # a rescale as a table (the two are exclusive)
+
+        pixels = np.asarray(apply_modality_lut(pixels, dataset))
     return pixels
 
 
@@ -242,7 +245,8 @@ def _samples(dataset) -> int:
 
 
 def _rescale(dataset) -> tuple[float, float]:
-    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    table = "ModalityLUTSequence" in dataset  # `_pixels` applied it instead (the standard allows one)
+    slope, intercept = (None, None) if table else (dataset.get("RescaleSlope"), dataset.get("RescaleIntercept"))
     return float(1 if slope is None or slope == "" else slope), float(0 if intercept is None or intercept == "" else intercept)
 
 
