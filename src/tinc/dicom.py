@@ -201,7 +201,8 @@ def _has_pixels(dataset) -> bool:
 
 
 def _pixels(path, dataset) -> np.ndarray:
-    """The stored values, decoded; a one-line error names a transfer syntax nothing here decodes."""
+    """The values decoded, through the colour table or Modality LUT Sequence where the file
+    has one; a one-line error names a transfer syntax nothing here decodes."""
     syntax = dataset.file_meta.get("TransferSyntaxUID")
     if syntax is not None and syntax.is_compressed:
         _register_plugin()
