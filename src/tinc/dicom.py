@@ -6,10 +6,8 @@ not the identity, then float32 physical values; a Modality LUT Sequence (a resca
 gives its own dtype; a palette-colour image is the RGB it shows, not its indices. The metadata
 holds `spacing`: one distance per spatial axis (slice, row, column), when the files give it.
 
-Compressed transfer syntaxes go through pydicom's decoders (Pillow covers JPEG baseline and
-JPEG 2000). For JPEG lossless, JPEG extended, JPEG-LS and HTJ2K, which pydicom would decode
-only with extra packages (pylibjpeg-libjpeg is GPL-3.0, gdcm is large), this module adds
-a decoding plugin built on imagecodecs, already a dependency of tinc.
+Compressed transfer syntaxes go through pydicom's decoders, with `tinc.dicom_decoders`'
+plugin for those pydicom alone would not decode here.
 """
 
 from __future__ import annotations
@@ -18,11 +16,8 @@ import os
 
 import numpy as np
 
+from .dicom_decoders import register_decoders
 from .errors import TincInputError
-
-_PLUGIN = "tinc-imagecodecs"
-_registered = False
-
 
 # ---------------------------------------------------------------------- finding files
 def has_dicom_preamble(path) -> bool:
@@ -205,7 +200,7 @@ def _pixels(path, dataset) -> np.ndarray:
     has one; a one-line error names a transfer syntax nothing here decodes."""
     syntax = dataset.file_meta.get("TransferSyntaxUID")
     if syntax is not None and syntax.is_compressed:
-        _register_plugin()
+        register_decoders()
         from pydicom.pixels import get_decoder
 
         try:
@@ -222,7 +217,7 @@ def _pixels(path, dataset) -> np.ndarray:
         from pydicom.pixels import apply_color_lut
 
         pixels = np.asarray(apply_color_lut(pixels, dataset))
-    elif "ModalityLUTSequence" in dataset and _rescale_applies(dataset):
+    elif _modality_table(dataset):
         from pydicom.pixels import apply_modality_lut  # a rescale as a table (the two are exclusive)
 
         pixels = np.asarray(apply_modality_lut(pixels, dataset))
@@ -246,8 +241,8 @@ def _samples(dataset) -> int:
 
 
 def _rescale(dataset) -> tuple[float, float]:
-    table = "ModalityLUTSequence" in dataset  # `_pixels` applied it instead (the standard allows one)
-    slope, intercept = (None, None) if table else (dataset.get("RescaleSlope"), dataset.get("RescaleIntercept"))
+    # a table was applied by `_pixels` instead (the standard allows one of the two)
+    slope, intercept = (None, None) if _modality_table(dataset) else (dataset.get("RescaleSlope"), dataset.get("RescaleIntercept"))
     return float(1 if slope is None or slope == "" else slope), float(0 if intercept is None or intercept == "" else intercept)
 
 
@@ -260,6 +255,11 @@ _NO_MODALITY_LUT = {"1.2.840.10008.5.1.4.1.1.4"}
 
 def _rescale_applies(dataset) -> bool:
     return str(dataset.get("SOPClassUID", "")) not in _NO_MODALITY_LUT
+
+
+def _modality_table(dataset) -> bool:
+    """Whether the stored values go through a Modality LUT Sequence: a rescale as a table."""
+    return "ModalityLUTSequence" in dataset and _rescale_applies(dataset)
 
 
 def _frame_rescale(dataset, frames: int) -> tuple[list[float], list[float]]:
@@ -348,73 +348,3 @@ def _positive(values, count: int) -> tuple[float, ...] | None:
     if len(numbers) != count or not all(np.isfinite(n) and n > 0 for n in numbers):
         return None
     return numbers
-
-
-# ---------------------------------------------------------------------- imagecodecs decoding plugin
-# What pydicom asks of a decoding plugin module: DECODER_DEPENDENCIES, is_available(uid),
-# and a function decoding one frame into bytes.
-_PLUGIN_SYNTAXES = {
-    "1.2.840.10008.1.2.4.51": "jpeg",  # JPEG extended (12-bit)
-    "1.2.840.10008.1.2.4.57": "jpeg",  # JPEG lossless
-    "1.2.840.10008.1.2.4.70": "jpeg",  # JPEG lossless, first-order prediction
-    "1.2.840.10008.1.2.4.80": "jpegls",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "jpegls",  # JPEG-LS near-lossless
-    "1.2.840.10008.1.2.4.201": "jpeg2k",  # HTJ2K lossless
-    "1.2.840.10008.1.2.4.202": "jpeg2k",  # HTJ2K lossless RPCL
-    "1.2.840.10008.1.2.4.203": "jpeg2k",  # HTJ2K
-}
-DECODER_DEPENDENCIES = {syntax: ("imagecodecs",) for syntax in _PLUGIN_SYNTAXES}
-
-
-def _codec(kind: str):
-    import imagecodecs
-
-    return {"jpeg": imagecodecs.JPEG8, "jpegls": imagecodecs.JPEGLS, "jpeg2k": imagecodecs.JPEG2K}[kind]
-
-
-def is_available(uid: str) -> bool:
-    """pydicom's question to a plugin: can it decode transfer syntax `uid` here."""
-    kind = _PLUGIN_SYNTAXES.get(str(uid))
-    try:
-        return kind is not None and bool(_codec(kind).available)
-    except (ImportError, AttributeError):
-        return False
-
-
-def decode_frame(src: bytes, runner) -> bytes:
-    """One encoded frame as little-endian, colour-by-pixel bytes, for pydicom."""
-    import imagecodecs
-    from pydicom.pixels.common import PhotometricInterpretation as PI
-
-    kind = _PLUGIN_SYNTAXES[str(runner.transfer_syntax)]
-    photometric = runner.photometric_interpretation
-    if kind == "jpeg" and runner.samples_per_pixel == 3:
-        # keep the stored components; pydicom converts them as PhotometricInterpretation says
-        space = "ycbcr" if str(photometric).startswith("YBR") else "rgb"
-        array = imagecodecs.jpeg8_decode(src, colorspace=space, outcolorspace=space)
-    else:
-        array = {"jpeg": imagecodecs.jpeg_decode, "jpegls": imagecodecs.jpegls_decode,
-                 "jpeg2k": imagecodecs.jpeg2k_decode}[kind](src)
-    array = np.asarray(array)
-    runner.set_option("planar_configuration", 0)  # imagecodecs returns samples last
-    runner.set_option("bits_allocated", array.dtype.itemsize * 8)  # its container, from the codestream's precision
-    if kind == "jpeg2k" and photometric in (PI.YBR_ICT, PI.YBR_RCT):
-        runner.set_option("photometric_interpretation", PI.RGB)  # OpenJPEG undoes the component transform
-    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def _register_plugin() -> None:
-    """Add the imagecodecs plugin, last, to pydicom's decoders of the syntaxes it covers:
-    pydicom tries it only when the plugins it ships are missing or fail."""
-    global _registered
-    if _registered:
-        return
-    _registered = True
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-
-    for syntax in _PLUGIN_SYNTAXES:
-        try:
-            get_decoder(UID(syntax)).add_plugin(_PLUGIN, ("tinc.dicom", "decode_frame"))
-        except (ValueError, NotImplementedError, ImportError):  # already there, or nothing to add it to
-            pass
