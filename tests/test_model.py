@@ -224,38 +224,6 @@ def test_a_fit_that_never_leaves_the_leaf_means_starts_again_at_half_the_rate():
     assert late.restarts == 0 and late.rate_scale == 1.0
 
 
-def test_every_start_begins_at_the_data_mean_with_the_same_other_weights():
-    from tinc.training import data_mean
-    from tinc.training.starts import initial_weights
-
-    targets = torch.tensor([[[1.0, 5.0], [3.0, 5.0]], [[0.0, -1.0], [0.0, -1.0]]])  # 2 leaves, 2 voxels, 2 channels
-    weights = torch.tensor([[1.0, 1.0], [1.0, 3.0]])
-    assert torch.allclose(data_mean(targets, weights), torch.tensor([4 / 6, 1.0]))
-    plan = unequal_plan()
-    mean = torch.tensor([0.25, -0.5])
-    plain = TreeINR(plan, generator=torch.Generator().manual_seed(0))
-    model = TreeINR(plan, generator=torch.Generator().manual_seed(0), output_mean=mean)
-    heads = plan.layout.leaves * plan.channels
-    assert torch.equal(model.split(model.flat)[-1], mean.expand(plan.layout.leaves, 1, 2))
-    assert torch.equal(model.flat[:-heads], plain.flat[:-heads])  # every other weight as drawn
-    other = model.split(initial_weights(model, 0, 1))
-    assert torch.equal(other[-1], mean.expand(plan.layout.leaves, 1, 2)) and not torch.equal(other[0], model.split(model.flat)[0])
-
-
-def test_an_unfitted_file_decodes_near_the_data_mean_wherever_it_lies():
-    """Data far from the middle of its range (most of it near its minimum) starts at its mean:
-    from an output near 0, the middle of the range, a fit spent its first thousand steps
-    getting there (the grey-matter map at 256x: 23.1 dB after 3000 steps, 29.0 from the mean)."""
-    import tinc
-
-    volume = np.full((32, 32, 32), 1000, dtype=np.uint16)
-    volume[16:] = 3000
-    volume[0, 0, 0] = 60000
-    restored = tinc.decompress(tinc.compress(volume, ratio=16, levels=1, steps=0, starts=1, quiet=True))
-    # an output near 0 decodes to about 30500 (the heads' random weights add some noise)
-    assert abs(float(restored.mean()) - float(volume.mean())) < 1000
-
-
 def test_a_small_network_that_levels_off_a_few_db_below_the_leaf_means_is_not_restarted():
     """anatomical.nii at 256x (one network 14 wide) levels off 3 dB below its means' loss;
     restarting it from its initial weights at half the rate lost up to 0.8 dB."""

@@ -180,12 +180,6 @@ def _train(run: _Fit, optimiser, guard, done: int, checkpoint, progress, loss, l
     return loss, step, False, loss_value
 
 
-def data_mean(targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The weighted mean of every block's values per channel, [channels]: where every leaf's
-    output starts (`TreeINR`'s `output_mean`)."""
-    return torch.einsum("lvc,lv->c", targets, weights) / weights.sum().clamp_min(1e-12)
-
-
 def leaf_mean_loss(targets: torch.Tensor, weights: torch.Tensor) -> float:
     """The loss of predicting every leaf's weighted mean: where a fit that never trained stays."""
     total = weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
