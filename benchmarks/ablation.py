@@ -19,7 +19,7 @@ import time
 from unittest import mock
 
 import tinc
-from tinc import allocation, config
+from tinc import allocation, config, encoder
 from tinc.training import loop, policies
 from tinc.metrics import psnr, psnr_range
 
@@ -83,6 +83,14 @@ VARIANTS = {
     "restarts in single networks too": {PATCH: {(loop, "RESTART_MIN_DEPTH"): 0}},
     # section 25: a single network took 4 layers wherever they reached --min-width
     "4 layers down to --min-width": {PATCH: {(config, "AUTO_SINGLE_NETWORK_MIN_WIDTH"): 0}},
+    # until 2026-12-07 the leaves' heads started with small random biases, an output near the
+    # middle of the data's range, instead of at the data's mean, and the rate rose over 100 steps
+    "heads start at random biases": {PATCH: {(encoder, "data_mean"): lambda targets, weights: None}},
+    "warm-up over 100 steps": {PATCH: {(loop, "WARMUP_STEPS"): 100}},
+    # until 2026-12-07 a window counted as a collapse past 4x the best
+    "collapse at 4x the best": {PATCH: {(policies.RecoverFromDivergence, "DIVERGED"): 4.0}},
+    "the defaults of 2026-12-06": {PATCH: {(encoder, "data_mean"): lambda targets, weights: None, (loop, "WARMUP_STEPS"): 100,
+                                                  (policies.RecoverFromDivergence, "DIVERGED"): 4.0}},
 }
 
 

@@ -25,7 +25,7 @@ from .errors import TincConfigError, TincError
 from .format import Header, make_header
 from .model import TreeINR
 from .partition import TreeLayout
-from .training import FitReport, fit
+from .training import FitReport, data_mean, fit
 from .tree import TreePlan
 from .values import channels_last, check_array, normalise, prediction, restore
 
@@ -194,15 +194,15 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
     device = torch_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = TreeINR(plan, w0=config.w0, generator=generator).to(device)
+    blocks = torch.as_tensor(prepared.blocks(plan.layout)[0], device=device)
+    weights = torch.as_tensor(loss_weights(prepared.values, plan.layout, config), device=device)
+    model = TreeINR(plan, w0=config.w0, generator=generator, output_mean=data_mean(blocks, weights)).to(device)
     start = next((s for s in starts if s.signature == plan.signature), None)
     if start is not None:
         with torch.no_grad():
             model.flat.copy_(torch.as_tensor(start.weights, device=device))
         # other starts would be random weights: trials would only spend the steps the learned start saves
         config, report.learned_start = config.replace(starts=1), True
-    blocks = torch.as_tensor(prepared.blocks(plan.layout)[0], device=device)
-    weights = torch.as_tensor(loss_weights(prepared.values, plan.layout, config), device=device)
     coords = torch.as_tensor(plan.layout.block_coordinates(), device=device)
     coder = WeightCoder(weight_budget, weights, coords, config.batch, config.seed)
     raw = config.weight_bits == 32

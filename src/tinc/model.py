@@ -28,11 +28,15 @@ MAX_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 class TreeINR(nn.Module):
     """f(local coordinate) -> [leaves, samples, channels] for a `TreePlan`."""
 
-    def __init__(self, plan: TreePlan, w0: float = 30.0, generator: torch.Generator | None = None):
+    def __init__(self, plan: TreePlan, w0: float = 30.0, generator: torch.Generator | None = None,
+                 output_mean: torch.Tensor | None = None):
+        """`output_mean` [channels]: every leaf's head starts with this bias (the data's mean)
+        rather than near 0, the middle of the data's range."""
         super().__init__()
         self.plan = plan
         self.node = plan.node
         self.w0 = w0
+        self.output_mean = output_mean
         initial: list[torch.Tensor] = []  # weight, bias per layer: the order of `tensors()`
         masks = []
         for level, widths in enumerate(plan.widths):
@@ -47,6 +51,9 @@ class TreeINR(nn.Module):
         leaf_widths = plan.widths[-1]
         masks.append(self._add_layer(leaf_widths, np.full(len(leaf_widths), plan.channels), int(leaf_widths.max()), plan.channels, False,
                                      generator, initial))
+        if output_mean is not None:
+            # drawn all the same, so every other weight is the one the generator gives anyway
+            initial[-1] = output_mean.detach().to(initial[-1].dtype).cpu().reshape(1, 1, -1).expand_as(initial[-1]).clone()
         # One flat parameter, viewed per tensor: the optimiser then updates one tensor per step
         # instead of two per layer (11-17% more steps in the same time, RESULTS-ARCHIVE.md section 12)
         self.tensor_shapes = [tuple(t.shape) for t in initial]

@@ -21,8 +21,12 @@ from .starts import Starts, start_steps, try_starts
 # Steps over which the learning rate rises linearly to its peak (a tenth of a shorter fit).
 # Adam's first steps move every weight by about the rate at once; in a wide or deep tree
 # that scrambles the sine layers and the fit sticks at the data's mean for good (brain64 at
-# 16x as a depth-2 tree: 21.9 dB range PSNR; RESULTS-ARCHIVE.md section 14).
-WARMUP_STEPS = 100
+# 16x as a depth-2 tree: 21.9 dB range PSNR; RESULTS-ARCHIVE.md section 14). 500, not 100,
+# since fits start at the data's mean: a start far from it had large first gradients whose
+# memory in Adam's second moments held the step size down for about a thousand steps, and
+# without them a wide tree drifted at its peak rate (example4d at 64x, 60 s: 63.99 dB over
+# 100 steps, 65.70 over 500; RESULTS.md, "Where a fit starts").
+WARMUP_STEPS = 500
 
 # A fit restarts from the leaves' means (`RestartWhenStuck`) only in trees of at least this
 # depth. A restart halves the rate, which is what sticks a deep tree (example4d at 4x, depth
@@ -72,6 +76,7 @@ class _Fit:
         self.baseline = leaf_mean_loss(targets, weights)
         self.planned = config.step_count()  # None: the time limit alone ends the fit
         self.warmup = max(1, min(WARMUP_STEPS, self.planned // 10)) if self.planned else WARMUP_STEPS
+        self.calls = 0  # steps taken by every start, for a time-limited fit's pace
         self.restarts_help = model.plan.depth >= RESTART_MIN_DEPTH
         self.start = time.perf_counter()
 
@@ -92,6 +97,13 @@ class _Fit:
                 return None
         return clock
 
+    def warmup_steps(self, clock: float) -> int:
+        """`self.warmup`, or a tenth of the steps a time-limited fit's pace so far promises where
+        that is fewer: a large volume's few hundred steps are not all spent warming up."""
+        if not self.config.time_limit or clock <= 0:
+            return self.warmup
+        return max(1, min(self.warmup, int(self.calls / clock) // 10))
+
     def batch(self):
         if self.full_batch:
             return self.coords, self.targets, self.weights, self.weight_total
@@ -109,10 +121,11 @@ class _Fit:
         clock = self.clock(step)
         if clock is None:
             return None
+        self.calls += 1
         model = self.model
         if self.rate.advance(model, clock, self.rounding_cost):
             guard.new_objective()
-        rate = self.peak_rate * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0))) * guard.warmup(step, self.warmup)
+        rate = self.peak_rate * guard.rate_scale * 0.5 * (1 + math.cos(math.pi * min(clock, 1.0))) * guard.warmup(step, self.warmup_steps(clock))
         for group in optimiser.param_groups:
             group["lr"] = rate
         coords, targets, weights, total = self.batch()
@@ -178,6 +191,12 @@ def _train(run: _Fit, optimiser, guard, done: int, checkpoint, progress, loss, l
         if checkpoint is not None:
             checkpoint.save(step, time.perf_counter() - run.start, loss.detach(), run.model, optimiser, run.generator, guard, run.rate)
     return loss, step, False, loss_value
+
+
+def data_mean(targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The weighted mean of every block's values per channel, [channels]: where every leaf's
+    output starts (`TreeINR`'s `output_mean`)."""
+    return torch.einsum("lvc,lv->c", targets, weights) / weights.sum().clamp_min(1e-12)
 
 
 def leaf_mean_loss(targets: torch.Tensor, weights: torch.Tensor) -> float:

@@ -39,9 +39,10 @@ def start_steps(planned: int | None, starts: int) -> int:
 
 
 def initial_weights(model: TreeINR, seed: int, start_index: int) -> torch.Tensor:
-    """The flat initial weights of start `start_index` (start 0 is the model's own)."""
+    """The flat initial weights of start `start_index` (start 0 is the model's own), with the
+    model's `output_mean`."""
     generator = torch.Generator().manual_seed(seed + 1_000_003 * start_index)
-    return TreeINR(model.plan, model.w0, generator).flat.detach().to(model.flat.device)
+    return TreeINR(model.plan, model.w0, generator, model.output_mean).flat.detach().to(model.flat.device)
 
 
 def try_starts(model: TreeINR, starts: int, seed: int, time_limit: float | None, trial: int, train_step: Callable,
