@@ -53,6 +53,18 @@ def test_the_warm_up_lets_a_wide_deep_tree_train_at_a_high_rate(brain64):
     assert psnr_range(brain64, restored) > 27
 
 
+def test_a_fit_that_went_back_to_a_healthy_state_says_how_often_and_why(brain32, monkeypatch):
+    import dataclasses
+
+    from tinc import encoder
+
+    fit = encoder.fit
+    monkeypatch.setattr(encoder, "fit", lambda *args, **options: dataclasses.replace(fit(*args, **options), recoveries=2))
+    codec = tinc.TincCodec(ratio=32, steps=20, quiet=True)
+    codec.encode(brain32)
+    assert "the fit's loss jumped past 2.5x its best 2 time(s)" in " ".join(codec.report.notes)
+
+
 def test_trained_weights_over_the_budget_still_give_a_file_within_it(brain32, monkeypatch):
     # steps chosen for 24 bytes more than the budget: the trained weights cannot fit as trained
     monkeypatch.setattr(tinc.entropy, "QAT_SLACK", -24)

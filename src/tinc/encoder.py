@@ -26,6 +26,7 @@ from .format import Header, make_header
 from .model import TreeINR
 from .partition import TreeLayout
 from .training import FitReport, data_mean, fit
+from .training.policies import RecoverFromDivergence
 from .tree import TreePlan
 from .values import channels_last, check_array, normalise, prediction, restore
 
@@ -227,8 +228,8 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
         report.note(config, f"the fit stayed at the blocks' mean values and started again {fitted.restarts} time(s), "
                             "with half the learning rate each time")
     if fitted.recoveries:
-        report.note(config, f"the fit diverged {fitted.recoveries} time(s) and went back to its last healthy state "
-                            "with half the learning rate each time")
+        report.note(config, f"the fit's loss jumped past {RecoverFromDivergence.DIVERGED:g}x its best {fitted.recoveries} time(s); "
+                            "it went back to its last healthy state with half the learning rate each time")
     if fitted.loss == fitted.loss and fitted.loss > 0:
         report.fit_psnr = fit_psnr(fitted.loss, config)
     report.fitted = LearnedStart(plan.signature, model.flat.detach().cpu().numpy().copy())

@@ -24,8 +24,9 @@ from .starts import Starts, start_steps, try_starts
 # 16x as a depth-2 tree: 21.9 dB range PSNR; RESULTS-ARCHIVE.md section 14). 500, not 100,
 # since fits start at the data's mean: a start far from it had large first gradients whose
 # memory in Adam's second moments held the step size down for about a thousand steps, and
-# without them a wide tree drifted at its peak rate (example4d at 64x, 60 s: 63.99 dB over
-# 100 steps, 65.70 over 500; RESULTS.md, "Where a fit starts").
+# without them a wide tree climbed away from its best at its peak rate. With the collapse
+# rule at 2.5x (`policies.RecoverFromDivergence`), example4d at 64x in 60 s gives 65.71 dB
+# (seeds 0-1), against 63.99 over 100 steps (RESULTS.md, "Where a fit starts").
 WARMUP_STEPS = 500
 
 # A fit restarts from the leaves' means (`RestartWhenStuck`) only in trees of at least this

@@ -106,10 +106,9 @@ class RecoverFromDivergence:
     `HEALTHY` x the best is snapshotted (model and optimiser); one above `DIVERGED` x the
     best restores the snapshot and halves the learning rate for the rest of the fit. 2.5, not
     4: a wide tree started at the data's mean can climb to 2-3x its best at its peak rate and
-    come down only slowly (example4d at 64x, 60 s: 63.4-64.3 dB at 4, 65.45 at 2.5); no fit
-    of the corpus at 256x / 6000 steps or 64x / 3000 steps comes near 2.5 (RESULTS.md,
-    "Where a fit starts").
-    """
+    come down only slowly (example4d at 64x, 60 s: 63.4 and 64.3 dB at 4; 65.45, and 65.82
+    and 65.59 for seeds 0 and 1, at 2.5). At 2.5 no fit of the corpus at 256x / 6000 steps or
+    64x / 3000 steps changes (RESULTS.md, "Where a fit starts")."""
 
     HEALTHY, DIVERGED = 1.5, 2.5
 
