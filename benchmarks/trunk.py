@@ -16,7 +16,14 @@ nodes below it for `--steps`, starting from the mean of the samples' own nodes. 
 starts use the same 4 samples, fitted on their own with 4x the steps (tinc's default when this
 was measured; 2x since 43beaaf).
 
+`--coarse 4:0.1,8:0.05` measures another trunk instead: the volume at a coarser scale. The
+cine, averaged over S^3 blocks, is compressed by `tinc.compress` into SHARE of the store's
+bytes at 64x, decoded at scale S back to full resolution, and each evaluated chunk codes only
+its residual from it in the bytes left (1 - SHARE of its own); against each chunk coded on its
+own at 64x. These fits are tinc's own (quantized, real bytes); the trunk's fit is timed apart.
+
     .venv/bin/python benchmarks/trunk.py
+    .venv/bin/python benchmarks/trunk.py --coarse 2:0.2,4:0.1,4:0.25,8:0.05
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 import numpy as np
 import torch
 
+import tinc
 from tinc.config import TincConfig
 from tinc.model import TreeINR
 from tinc.partition import TreeLayout
@@ -45,6 +53,7 @@ BASELINE = TreePlan(CHUNK_LAYOUT, (2, 2), (np.array([48]), np.full(8, 8)), 1)
 # (trunk width, own nodes per chunk, their width): the trunk as the root of 8 leaves per
 # chunk, or of one node per chunk covering all of it (a wide trunk leaves only that room)
 VARIANTS = [(48, 8, 12), (128, 1, 36), (256, 1, 19)]
+COARSE_STEPS = 2000
 
 
 def trunk_params(width: int) -> int:
@@ -95,14 +104,51 @@ def mean_psnr(psnrs: list[float]) -> float:
     return -10 * math.log10(np.mean([10 ** (-p / 10) for p in psnrs]))
 
 
+def psnr(original: np.ndarray, restored: np.ndarray) -> float:
+    return 10 * math.log10(255.0 ** 2 / float(((original - restored) ** 2).mean()))
+
+
+def coarse_trunks(probe: Probe, specs: str) -> None:
+    """Each chunk on its own at 64x against a coarse trunk of the whole cine plus each chunk's residual."""
+    volume, steps = probe.volume.astype(np.float32), probe.config.steps
+    chunks = [probe.chunk(c) for c in EVALUATED]
+    started = time.perf_counter()
+    own = [psnr(c.astype(np.float32), tinc.decompress(tinc.compress(c, ratio=64, steps=steps)).astype(np.float32)) for c in chunks]
+    print(f"{'each chunk on its own at 64x':<52}{mean_psnr(own):8.2f}{'':>39}{time.perf_counter() - started:10.1f}", flush=True)
+    for spec in specs.split(","):
+        scale, share = int(spec.split(":")[0]), float(spec.split(":")[1])
+        shape = [n // scale for n in volume.shape]
+        coarse = volume[:shape[0] * scale, :shape[1] * scale, :shape[2] * scale].reshape(
+            shape[0], scale, shape[1], scale, shape[2], scale).mean(axis=(1, 3, 5)).astype(np.float32)
+        started = time.perf_counter()
+        stored = tinc.compress(coarse, ratio=coarse.nbytes / (share * volume.size / 64), steps=COARSE_STEPS)
+        base = tinc.decompress(stored, scale=scale).astype(np.float32)
+        trunk_seconds = time.perf_counter() - started
+        started, psnrs = time.perf_counter(), []
+        for corner, chunk in zip(EVALUATED, chunks):
+            below = base[:, corner[0]:corner[0] + CHUNK, corner[1]:corner[1] + CHUNK]
+            residual = chunk.astype(np.float32) - below
+            coded = tinc.compress(residual, ratio=residual.nbytes / ((1 - share) * residual.size / 64), steps=steps)
+            psnrs.append(psnr(chunk.astype(np.float32), below + tinc.decompress(coded)))
+        name = f"coarse trunk 1/{scale} scale, {share:.0%} of the store"
+        print(f"{name:<52}{mean_psnr(psnrs):8.2f}{len(stored):>12d} B{'':>12}{trunk_seconds:13.1f}{time.perf_counter() - started:10.1f}", flush=True)
+        print(f"{'':<4}the trunk alone on these chunks: {mean_psnr([psnr(c.astype(np.float32), base[:, y:y + CHUNK, x:x + CHUNK]) for c, (y, x) in zip(chunks, EVALUATED)]):.2f} dB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="steps per chunk (default 300)")
     parser.add_argument("--joint", default="4,16", help="the trunk's joint fit: these multiples of --steps (default 4,16)")
+    parser.add_argument("--coarse", help="coarse trunks instead, SCALE:SHARE,... (e.g. 4:0.1,8:0.05)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     probe = Probe(args.steps)
     config, k = probe.config, len(SAMPLES)
+    if args.coarse:
+        print(f"{len(EVALUATED)} chunks of {CHUNK}^3 of the cine, {args.steps} steps each; coarse trunks fitted for {COARSE_STEPS} steps")
+        print(f"{'run':<52}{'PSNR':>8}{'trunk bytes':>14}{'':>12}{'trunk fit s':>13}{'chunks s':>10}")
+        coarse_trunks(probe, args.coarse)
+        return
     print(f"{len(EVALUATED)} chunks of {CHUNK}^3 of the cine, {args.steps} steps each, {BASELINE.params} parameters per chunk; "
           f"{k} samples; unquantized")
     print(f"{'run':<52}{'PSNR':>8}{'own params':>12}{'trunk params':>14}{'trunk fit s':>13}{'chunks s':>10}")
