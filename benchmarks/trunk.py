@@ -22,8 +22,17 @@ bytes at 64x, decoded at scale S back to full resolution, and each evaluated chu
 its residual from it in the bytes left (1 - SHARE of its own); against each chunk coded on its
 own at 64x. These fits are tinc's own (quantized, real bytes); the trunk's fit is timed apart.
 
+`--deltas` asks whether the learned start could serve as a stored dictionary: if every chunk
+coded its weights as differences from the start (stored once), how many bits would that
+save? It fits the 4 samples (2x the steps) and the 8 chunks from their mean as `tinc
+compress --chunks` does (without its halo), and prints, per chunk, log2(the spread of a tensor's weights / the spread of
+their differences from the start), averaged over the parameters: the bits per parameter
+that coding differences would save at the same steps, where steps are fine against the
+spreads (an upper bound otherwise), against the bits per parameter the chunk's file spends.
+
     .venv/bin/python benchmarks/trunk.py
     .venv/bin/python benchmarks/trunk.py --coarse 2:0.2,4:0.1,4:0.25,8:0.05
+    .venv/bin/python benchmarks/trunk.py --deltas
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import torch
 
 import tinc
 from tinc.config import TincConfig
+from tinc.encoder import LearnedStart, encode
 from tinc.model import TreeINR
 from tinc.partition import TreeLayout
 from tinc.training.loop import fit
@@ -135,15 +145,37 @@ def coarse_trunks(probe: Probe, specs: str) -> None:
         print(f"{'':<4}the trunk alone on these chunks: {mean_psnr([psnr(c.astype(np.float32), base[:, y:y + CHUNK, x:x + CHUNK]) for c, (y, x) in zip(chunks, EVALUATED)]):.2f} dB", flush=True)
 
 
+def deltas(probe: Probe) -> None:
+    """Bits per parameter saved by coding each chunk's weights as differences from the learned start."""
+    config = TincConfig(ratio=64, steps=probe.config.steps, quiet=True)
+    samples = [encode(probe.chunk(c), config.replace(steps=2 * config.steps))[1].fitted for c in SAMPLES]
+    starts = LearnedStart.means(samples)
+    print(f"{'chunk':<14}{'file bytes':>12}{'bits per parameter':>20}{'saved by differences':>22}")
+    for corner in EVALUATED:
+        data, report = encode(probe.chunk(corner), config.replace(starts=1), starts=starts)
+        start = next(s.weights for s in starts if s.signature == report.fitted.signature)
+        model = TreeINR(report.plan)
+        weights = [p.detach().numpy() for p in model.split(torch.as_tensor(report.fitted.weights))]
+        differences = [p.detach().numpy() for p in model.split(torch.as_tensor(report.fitted.weights - start))]
+        params = sum(w.size for w in weights)
+        saved = sum(w.size * math.log2(w.std() / d.std()) for w, d in zip(weights, differences) if w.std() > 0 and d.std() > 0)
+        print(f"{str(corner):<14}{len(data):>12d}{8 * len(data) / params:>20.2f}{saved / params:>22.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="steps per chunk (default 300)")
     parser.add_argument("--joint", default="4,16", help="the trunk's joint fit: these multiples of --steps (default 4,16)")
     parser.add_argument("--coarse", help="coarse trunks instead, SCALE:SHARE,... (e.g. 4:0.1,8:0.05)")
+    parser.add_argument("--deltas", action="store_true", help="the bits that coding weights as differences from the learned start would save")
     args = parser.parse_args()
     torch.set_num_threads(2)
     probe = Probe(args.steps)
     config, k = probe.config, len(SAMPLES)
+    if args.deltas:
+        print(f"{len(EVALUATED)} chunks of {CHUNK}^3 of the cine at 64x, {args.steps} steps each from the mean of {k} samples")
+        deltas(probe)
+        return
     if args.coarse:
         print(f"{len(EVALUATED)} chunks of {CHUNK}^3 of the cine, {args.steps} steps each; coarse trunks fitted for {COARSE_STEPS} steps")
         print(f"{'run':<52}{'PSNR':>8}{'trunk bytes':>14}{'':>12}{'trunk fit s':>13}{'chunks s':>10}")
