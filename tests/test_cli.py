@@ -7,6 +7,7 @@ import pytest
 import tifffile
 from nibabel.testing import data_path
 
+from tinc import io
 from tinc.cli import build_parser, main, subcommand_parsers
 from tinc.cli_options import ADVANCED_FLAGS, COMPRESS_FLAGS, CONFIG_FLAGS, compress_options
 from tinc.config import TincConfig
@@ -116,6 +117,38 @@ def test_nifti_keeps_affine_and_header(tmp_path):
     assert np.allclose(original.affine, restored.affine)
     assert restored.shape == original.shape and restored.get_data_dtype() == original.get_data_dtype()
     assert np.allclose(original.header["pixdim"], restored.header["pixdim"])
+
+
+@pytest.mark.parametrize("name", ["example_nifti2.nii.gz", "example4d+orig.HEAD", "phantom_EPI_asc_CLEAR_2_1.PAR", "minc1_4d.mnc"])
+def test_nibabel_volumes_come_back_as_nifti_in_their_place(tmp_path, name):
+    # NIfTI-2 stays NIfTI-2; AFNI, PAR/REC and MINC come back as NIfTI-1 with their affine
+    source = os.path.join(data_path, name)
+    out = tmp_path / "a.tinc"
+    assert main(["compress", source, "-o", str(out), "--ratio", "8", *FAST]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "a.nii.gz"), "--quiet"]) == 0
+    original, restored = nibabel.load(source), nibabel.load(tmp_path / "a.nii.gz")
+    assert np.allclose(original.affine, restored.affine) and restored.shape == original.shape
+    assert isinstance(restored, nibabel.Nifti2Image) == isinstance(original, nibabel.Nifti2Image)
+
+
+def test_mgz_is_read_as_its_values(tmp_path):
+    values = np.arange(24 * 20 * 16, dtype=np.float32).reshape(24, 20, 16)
+    affine = np.diag([2.0, 1.5, 3.0, 1.0])
+    nibabel.save(nibabel.MGHImage(values, affine), tmp_path / "v.mgz")
+    array, metadata = io.read_with_metadata(tmp_path / "v.mgz")
+    assert array.dtype == np.float32 and array.dtype.isnative and np.array_equal(array, values)
+    io.write(tmp_path / "v.nii.gz", array, metadata)
+    assert np.allclose(nibabel.load(tmp_path / "v.nii.gz").affine, affine)
+
+
+def test_a_reader_missing_a_package_names_it(tmp_path, monkeypatch, capsys):
+    def needs_h5py(path):
+        raise ModuleNotFoundError("No module named 'h5py'", name="h5py")
+
+    monkeypatch.setitem(io._READERS, "minc", needs_h5py)
+    (tmp_path / "v.mnc").write_bytes(b"\x89HDF")
+    assert main(["compress", str(tmp_path / "v.mnc"), "-o", str(tmp_path / "v.tinc")]) != 0
+    assert "needs h5py (pip install h5py)" in capsys.readouterr().err and not (tmp_path / "v.tinc").exists()
 
 
 def test_png_round_trip(tmp_path):

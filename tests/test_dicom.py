@@ -244,6 +244,13 @@ def test_truncated_and_non_dicom_files_are_one_line_errors(tmp_path, image):
     one_line_error(series, "cut.dcm")
 
 
+def test_a_cut_file_of_encapsulated_frames_is_named_truncated(tmp_path, image, recwarn):
+    # pydicom drops a cut encapsulated element with a warning: the file would read as one without pixels
+    data = write_dicom(tmp_path / "v.dcm", image, syntax=MPEG2MPML, encoded=[b"\x00\x00\x01\xb3" + bytes(60)]).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-20])
+    one_line_error(tmp_path / "cut.dcm", "cut.dcm", "truncated")
+
+
 def test_a_file_without_preamble_is_still_read(tmp_path, image):
     path = write_dicom(tmp_path / "old.dcm", image, preamble=False)
     assert path.read_bytes()[128:132] != b"DICM"

@@ -104,6 +104,14 @@ def ngff_axes(letters: str) -> list[dict]:
     return axes
 
 
+def nifti_header(block: bytes):
+    """The NIfTI-1 or NIfTI-2 header (told apart by their sizes) a reader kept as bytes."""
+    import nibabel
+
+    block = bytes(block)
+    return (nibabel.Nifti2Header if len(block) == nibabel.Nifti2Header.sizeof_hdr else nibabel.Nifti1Header)(binaryblock=block)
+
+
 def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
     """Physical size of a voxel along each axis (1 for non-spatial ones) from a NIfTI
     header's pixdim or a DICOM input's `spacing` (one per spatial axis, slice first), or
@@ -114,7 +122,7 @@ def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
     if "nifti_header" in metadata:
         import nibabel
 
-        header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
+        header = nifti_header(metadata["nifti_header"])
         zooms = [float(z) for z in header.get_zooms()]
         values = [1.0] * len(letters)
         for i, a in enumerate(letters):

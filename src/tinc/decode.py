@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .axes import input_axes, resampled_metadata, spacing_for
+from .axes import input_axes, nifti_header, resampled_metadata, spacing_for
 from .boxes import Box, box_shape, chunk_boxes, clipped
 from .format import MAX_DECODE_VOXELS
 from .decoder import Decoder, Sampling, parse_roi
@@ -113,9 +113,7 @@ def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     metadata = dict(decoder.metadata)
     if "nifti_header" not in metadata:
         return metadata
-    import nibabel
-
-    header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
+    header = nifti_header(metadata["nifti_header"])
     affine = header.get_best_affine()
     corner = np.zeros(4)
     corner[3] = 1

@@ -13,6 +13,7 @@ plugin for those pydicom alone would not decode here.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -170,15 +171,17 @@ def _dcmread(path, stop_before_pixels: bool = False):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        return _warned_read(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         pass
     # Files written without the 128-byte preamble and file meta (ACR-NEMA style) still read
     # with force; only accept what then looks like an image, not any file at all.
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        dataset = _warned_read(path, stop_before_pixels=stop_before_pixels, force=True)
         if "Rows" not in dataset or "Columns" not in dataset:
             raise ValueError
+    except TincInputError:
+        raise
     except Exception:
         raise TincInputError(f"{path}: not a DICOM file (no DICM marker, and no image in it)") from None
     if "TransferSyntaxUID" not in dataset.file_meta:
@@ -188,6 +191,21 @@ def _dcmread(path, stop_before_pixels: bool = False):
         implicit = dataset.original_encoding[0] is False
         dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little \
             else ExplicitVRBigEndian
+    return dataset
+
+
+def _warned_read(path, **options):
+    """pydicom's dataset; a file that ends inside an element is an error here, where pydicom
+    warns and drops the element (a cut file's encapsulated pixel data would read as absent)."""
+    import pydicom
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = pydicom.dcmread(path, **options)
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise TincInputError(f"{path}: truncated DICOM file (it ends inside an element)")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return dataset
 
 

@@ -1,5 +1,6 @@
 """Reading and writing array files: TIFF / OME-TIFF, NIfTI, .npy and PNG, with atomic output;
-DICOM (a file or a series directory, see `tinc.dicom`) is read only, and so is Zarr here.
+DICOM (a file or a series directory, see `tinc.dicom`), the other volume formats nibabel
+reads (MGH/MGZ, MINC 1, Analyze, PAR/REC, AFNI) and Zarr are read only here.
 
 The other readers and writers sit beside this module: `tinc.volume` reads inputs too big for
 memory region by region, `tinc.ome_zarr` writes OME-Zarr groups, `tinc.zarr_store` reads
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import from_tiff, spacing_of
+from .axes import from_tiff, nifti_header, spacing_of
 from .errors import TincInputError, TincOutputError, first_line
 from .volume import is_zarr_path, open_zarr
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
-INPUT_FORMATS = {**FORMATS, ".dcm": "dicom"}  # DICOM is read, never written
+# read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps
+INPUT_FORMATS = {**FORMATS, ".dcm": "dicom", ".mgh": "mgh", ".mgz": "mgh", ".mnc": "minc", ".hdr": "analyze",
+                 ".par": "par/rec", ".head": "afni"}
 
 # `PREFIX:NAME` sample files shipped inside packages: (module whose folder holds them, the
 # folder inside it, what to install).
@@ -116,6 +119,8 @@ def read_with_metadata(path) -> tuple[np.ndarray, dict]:
         array, metadata = reader(path)
     except TincInputError:
         raise
+    except ModuleNotFoundError as error:  # e.g. MINC 2 files, which nibabel reads with h5py
+        raise TincInputError(f"{path}: reading {kind} files like this one needs {error.name} (pip install {error.name})") from None
     except Exception as error:
         raise TincInputError(f"{path}: cannot read as {kind} ({first_line(error)})") from None
     metadata["format"] = kind
@@ -154,16 +159,25 @@ def _read_tiff(path):
     return array, ({"axes": axes} if axes else {})
 
 
-def _read_nifti(path):
+def _read_nibabel(path):
+    """NIfTI, or any volume nibabel reads: scaled integers as their physical values (float32),
+    others as stored; the header (another format's affine, in a NIfTI-1 header) kept for a
+    NIfTI output."""
     import nibabel
 
     image = nibabel.load(path)
-    slope, inter = image.header.get_slope_inter()
-    if slope in (None, 1.0) and inter in (None, 0.0):
-        array = np.asanyarray(image.dataobj.get_unscaled() if hasattr(image.dataobj, "get_unscaled") else image.dataobj)
-    else:  # scaled integers: compress the physical values
-        array = np.asanyarray(image.dataobj, dtype=np.float32)
-    return np.asarray(array), {"nifti_header": image.header.binaryblock}
+    proxy = image.dataobj
+    if hasattr(proxy, "get_unscaled") and np.all(getattr(proxy, "slope", 1.0) == 1) and np.all(getattr(proxy, "inter", 0.0) == 0):
+        array = np.asarray(proxy.get_unscaled())
+    else:  # scaled integers (MINC and PAR/REC always are): compress the physical values
+        array = np.asarray(proxy, dtype=np.float32)
+    array = array.astype(array.dtype.newbyteorder("="), copy=False)
+    if type(image) in (nibabel.Nifti1Image, nibabel.Nifti2Image):
+        return array, {"nifti_header": image.header.binaryblock}
+    affine = getattr(image, "affine", None)
+    if affine is None or array.ndim < 3:  # e.g. a CIFTI matrix: no grid to place in space
+        return array, {}
+    return array, {"nifti_header": nibabel.Nifti1Image(array, affine).header.binaryblock}
 
 
 def _read_npy(path):
@@ -190,7 +204,8 @@ def _read_dicom_series(path):
     return read_series(path)
 
 
-_READERS = {"tiff": _read_tiff, "nifti": _read_nifti, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom}
+_READERS = {"tiff": _read_tiff, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom,
+            **dict.fromkeys(("nifti", "mgh", "minc", "analyze", "par/rec", "afni"), _read_nibabel)}
 
 
 def check_writable(path) -> None:
@@ -275,7 +290,7 @@ def _write_nifti(path, array, metadata):
 
     header = None
     if "nifti_header" in metadata:
-        header = nibabel.Nifti1Header(binaryblock=bytes(metadata["nifti_header"]))
+        header = nifti_header(metadata["nifti_header"])
         if tuple(header.get_data_shape()) != array.shape:
             header = None
     if header is None:
@@ -287,7 +302,8 @@ def _write_nifti(path, array, metadata):
         image = nibabel.Nifti1Image(array, affine)
     else:
         header.set_data_dtype(array.dtype)
-        image = nibabel.Nifti1Image(array, header.get_best_affine(), header)
+        kind = nibabel.Nifti2Image if isinstance(header, nibabel.Nifti2Header) else nibabel.Nifti1Image
+        image = kind(array, header.get_best_affine(), header)
     nibabel.save(image, path)
 
 
