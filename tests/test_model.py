@@ -268,6 +268,7 @@ def test_an_unfitted_file_decodes_near_the_data_mean_wherever_it_lies():
     from an output near 0, the middle of the range, a fit spent its first thousand steps
     getting there (the grey-matter map at 256x: 23.1 dB after 3000 steps, 29.0 from the mean)."""
     import tinc
+    from tinc.chunk_starts import sample_config
 
     volume = np.full((32, 32, 32), 1000, dtype=np.uint16)
     volume[16:] = 3000
@@ -275,6 +276,11 @@ def test_an_unfitted_file_decodes_near_the_data_mean_wherever_it_lies():
     restored = tinc.decompress(tinc.compress(volume, ratio=16, levels=1, steps=0, starts=1, quiet=True))
     # an output near 0 decodes to about 30500 (the heads' random weights add some noise)
     assert abs(float(restored.mean()) - float(volume.mean())) < 1000
+    # as chunked compression fits its sample chunks (`chunk_starts.sample_config`): near the middle
+    config = sample_config({"ratio": 16, "levels": 1, "steps": 0, "starts": 1, "quiet": True})
+    assert config["random_biases"] and config["steps"] == 0
+    restored = tinc.decompress(tinc.compress(volume, **config))
+    assert abs(float(restored.mean()) - 30000) < 3000
 
 
 def test_a_small_network_that_levels_off_a_few_db_below_the_leaf_means_is_not_restarted():

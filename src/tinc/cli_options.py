@@ -108,6 +108,8 @@ ADVANCED_FLAGS: dict[str, dict] = {
     "min_width": dict(type=int, help="narrowest MLP allowed (default 8)"),
     "starts": dict(type=int, metavar="N", help="initial weights tried for a few hundred steps each; the fit continues "
                    "the best (default 4; 1: one start)"),
+    "random_biases": dict(action="store_true", help="start every leaf's head at random biases near zero, not at the "
+                          "data's mean"),
 }
 
 CONFIG_FLAGS: dict[str, dict] = {**COMPRESS_FLAGS, **ADVANCED_FLAGS}

@@ -98,6 +98,10 @@ class TincConfig:
     starts: int = 4
     """Initial weights tried, each for a few hundred steps (at most a tenth of the fit); the
     fit continues the one with the lowest loss (see `training.starts.start_steps`). 1: one start."""
+    random_biases: bool = False
+    """Every leaf's head starts at random biases near zero rather than at the data's mean.
+    Chunked compression fits its sample chunks so: their mean weights are then a better start
+    for the other chunks (`tinc.chunk_starts`)."""
     seed: int = 0
     device: str = "cpu"
     quiet: bool = False

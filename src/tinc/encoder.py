@@ -197,7 +197,8 @@ def fit_and_code(prepared: Prepared, plan: TreePlan, config: TincConfig, weight_
     generator = torch.Generator().manual_seed(config.seed)
     blocks = torch.as_tensor(prepared.blocks(plan.layout)[0], device=device)
     weights = torch.as_tensor(loss_weights(prepared.values, plan.layout, config), device=device)
-    model = TreeINR(plan, w0=config.w0, generator=generator, output_mean=data_mean(blocks, weights)).to(device)
+    mean = None if config.random_biases else data_mean(blocks, weights)
+    model = TreeINR(plan, w0=config.w0, generator=generator, output_mean=mean).to(device)
     start = next((s for s in starts if s.signature == plan.signature), None)
     if start is not None:
         with torch.no_grad():
