@@ -296,6 +296,21 @@ def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(sche
     assert 0.99 * data.nbytes / FLAGS["ratio"] <= store <= data.nbytes / FLAGS["ratio"]
 
 
+def test_a_64_bit_tiff_with_a_constant_chunk_beyond_2_to_the_53(scheduler, tmp_path):
+    # tifffile reads int64 as numpy's C long long, which Zarr did not take; and such a chunk's
+    # range needs a header of doubles, which the floor of a chunk's budget had to allow for
+    data = np.random.default_rng(0).integers(0, 1000, (32, 32, 64)).astype(np.int64)
+    data[:, :, 32:] = 2**60
+    source = tmp_path / "wide.tif"
+    tifffile.imwrite(source, data)
+    assert tifffile.imread(source).dtype.char == "q"
+    chunked.compress(str(source), str(tmp_path / "wide.zarr"), chunks=32, scheduler=scheduler, quiet=True, **FLAGS)
+    restored = zarr.open(str(tmp_path / "wide.zarr"), mode="r")[:]
+    assert restored.dtype == np.int64 and np.array_equal(restored[:, :, 32:], data[:, :, 32:])
+    store = sum(path.stat().st_size for path in (tmp_path / "wide.zarr").rglob("*") if path.is_file())
+    assert store <= data.nbytes / FLAGS["ratio"]
+
+
 def test_sample_chunks_come_from_every_group_of_one_shape_and_ratio_spread_over_it():
     shape, chunks = (100, 64, 64), (8, 32, 32)
     boxes = [box for _, box in chunked.chunk_boxes(shape, chunks)]  # 13 x 2 x 2: the last slab (4 x 32 x 32) is an edge

@@ -121,6 +121,10 @@ def _smallest_budget(shape: tuple[int, ...], dtype: np.dtype, codec: TincNumcode
     found by planning, not fitting (0 steps), bisecting budgets up to 8 KiB."""
     halo = codec.halo_per_axis(len(shape))
     sample = np.random.default_rng(0).uniform(0, 100, tuple(s + 2 * h for s, h in zip(shape, halo))).astype(dtype)
+    if dtype.itemsize == 8 and dtype.kind in "iu":
+        # a range beyond 2^53 is held as two doubles, not varints (`format.encode_header`): the
+        # floor must hold the widest header a chunk of this dtype can need
+        sample.flat[0] = 2**60
     options = {k: v for k, v in codec.tinc.get_config().items() if k != "id"}
     raw = math.prod(shape) * dtype.itemsize
     low, high = 0, min(raw, _SEARCH_CEILING)  # `high` bytes hold a tree, `low` do not

@@ -208,6 +208,12 @@ _READERS = {"tiff": _read_tiff, "npy": _read_npy, "png": _read_png, "dicom": _re
             **dict.fromkeys(("nifti", "mgh", "minc", "analyze", "par/rec", "afni"), _read_nibabel)}
 
 
+def native_dtype(dtype) -> np.dtype:
+    """`dtype` in native byte order, as numpy's canonical type of its kind and size: tifffile
+    reads int64 as C long long, a type of its own that Zarr does not recognise."""
+    return np.dtype(np.dtype(dtype).newbyteorder("=").str)
+
+
 def check_writable(path) -> None:
     """Fail before long work, not after it, when `path` cannot be written."""
     directory = Path(path).parent if str(Path(path).parent) else Path(".")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .axes import default_axes, ngff_axes, ngff_order
 from .errors import TincConfigError, TincInputError
-from .io import check_writable
+from .io import check_writable, native_dtype
 
 MAX_LEVELS = 8
 
@@ -56,12 +56,12 @@ def ome_zarr_output(path, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.part-", suffix=".zarr", dir=path.parent if str(path.parent) else "."))
     try:
         group = zarr.open_group(temporary, mode="w")
-        level0 = group.create_array("0", shape=stored_shape, chunks=stored_chunks, dtype=dtype.newbyteorder("="), fill_value=0)
+        level0 = group.create_array("0", shape=stored_shape, chunks=stored_chunks, dtype=native_dtype(dtype), fill_value=0)
         yield Level0(level0, order)
         shapes = pyramid_shapes(stored_shape, stored_chunks, spatial)
         for level in range(1, len(shapes)):
             _downsample(group[str(level - 1)], group.create_array(str(level), shape=shapes[level], chunks=stored_chunks,
-                                                                  dtype=dtype.newbyteorder("="), fill_value=0), spatial)
+                                                                  dtype=native_dtype(dtype), fill_value=0), spatial)
         scale = None if spacing is None else [float(spacing[i]) for i in order]
         group.attrs["ome"] = _multiscales(path.name, letters, len(shapes), scale)
         if order != sorted(order):  # how to read it back in the input's order (`tinc eval` does)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import container
 from .errors import TincConfigError, TincFormatError, TincInputError, first_line
-from .io import check_writable
+from .io import check_writable, native_dtype
 from .zarr_codec import CODEC_NAME, TincNumcodec, TincZarrCodec
 
 TEMPORARY_PREFIX = ".tinc-part-"  # chunk files being written; a killed run may leave them, a resume removes them
@@ -55,7 +55,7 @@ def open_output(path: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tupl
         except Exception:
             raise TincInputError(f"{path}: exists and is not a Zarr array; remove it or choose another output") from None
         stored = [c for c in array.metadata.codecs if isinstance(c, TincZarrCodec)]
-        if (array.shape, array.chunks, np.dtype(array.dtype)) != (shape, chunks, dtype.newbyteorder("=")) \
+        if (array.shape, array.chunks, np.dtype(array.dtype)) != (shape, chunks, native_dtype(dtype)) \
                 or not stored or stored[0] != serializer:
             raise TincConfigError(f"{path}: exists with other settings (shape, chunks, dtype or codec options); "
                                   "rerun the command that created it to resume, or remove it to start over")
@@ -64,7 +64,7 @@ def open_output(path: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tupl
         return array
     check_writable(path)
     return zarr.create_array(
-        store=path, shape=shape, chunks=chunks, dtype=dtype.newbyteorder("="),
+        store=path, shape=shape, chunks=chunks, dtype=native_dtype(dtype),
         serializer=serializer, compressors=None, fill_value=0,
         attributes={"tinc": {"complete": False}},
     )
