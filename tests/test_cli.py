@@ -129,6 +129,8 @@ def test_nibabel_volumes_come_back_as_nifti_in_their_place(tmp_path, name):
     original, restored = nibabel.load(source), nibabel.load(tmp_path / "a.nii.gz")
     assert np.allclose(original.affine, restored.affine) and restored.shape == original.shape
     assert isinstance(restored, nibabel.Nifti2Image) == isinstance(original, nibabel.Nifti2Image)
+    # PAR/REC and MINC store scaled integers: their physical values are what is compressed
+    assert (restored.get_data_dtype() == np.float32) == name.endswith((".PAR", ".mnc"))
 
 
 def test_mgz_is_read_as_its_values(tmp_path):

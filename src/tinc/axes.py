@@ -120,8 +120,6 @@ def spacing_for(letters: str, metadata: dict | None) -> list[float] | None:
     spatial = [i for i, a in enumerate(letters) if a in "ZYX"]
     values: list[float] | None = None
     if "nifti_header" in metadata:
-        import nibabel
-
         header = nifti_header(metadata["nifti_header"])
         zooms = [float(z) for z in header.get_zooms()]
         values = [1.0] * len(letters)

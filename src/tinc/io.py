@@ -167,10 +167,12 @@ def _read_nibabel(path):
 
     image = nibabel.load(path)
     proxy = image.dataobj
-    if hasattr(proxy, "get_unscaled") and np.all(getattr(proxy, "slope", 1.0) == 1) and np.all(getattr(proxy, "inter", 0.0) == 0):
-        array = np.asarray(proxy.get_unscaled())
-    else:  # scaled integers (MINC and PAR/REC always are): compress the physical values
-        array = np.asarray(proxy, dtype=np.float32)
+    if type(proxy) is nibabel.arrayproxy.ArrayProxy and proxy.slope == 1 and proxy.inter == 0:
+        array = np.asarray(proxy.get_unscaled())  # as stored, without a float copy
+    else:
+        array = np.asarray(proxy)
+        if array.dtype.kind == "f" and image.get_data_dtype().kind != "f":
+            array = array.astype(np.float32)  # scaled integers (MINC and PAR/REC always are): their physical values
     array = array.astype(array.dtype.newbyteorder("="), copy=False)
     if type(image) in (nibabel.Nifti1Image, nibabel.Nifti2Image):
         return array, {"nifti_header": image.header.binaryblock}
