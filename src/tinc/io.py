@@ -167,13 +167,13 @@ def _read_nibabel(path):
 
     image = nibabel.load(path)
     proxy = image.dataobj
-    if type(proxy) is nibabel.arrayproxy.ArrayProxy and proxy.slope == 1 and proxy.inter == 0:
-        array = np.asarray(proxy.get_unscaled())  # as stored, without a float copy
-    else:
+    if type(proxy) is nibabel.arrayproxy.ArrayProxy:  # NIfTI, MGH: one slope and intercept
+        unscaled = proxy.slope == 1 and proxy.inter == 0
+        array = np.asarray(proxy.get_unscaled()) if unscaled else np.asarray(proxy, dtype=np.float32)
+    else:  # the format's own scaling (AFNI, PAR/REC, MINC): integers it scaled become float32
         array = np.asarray(proxy)
         if array.dtype.kind == "f" and image.get_data_dtype().kind != "f":
-            array = array.astype(np.float32)  # scaled integers (MINC and PAR/REC always are): their physical values
-    array = array.astype(array.dtype.newbyteorder("="), copy=False)
+            array = array.astype(np.float32)
     if type(image) in (nibabel.Nifti1Image, nibabel.Nifti2Image):
         return array, {"nifti_header": image.header.binaryblock}
     affine = getattr(image, "affine", None)
