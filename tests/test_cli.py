@@ -145,6 +145,20 @@ def test_mgz_is_read_as_its_values(tmp_path):
     assert np.allclose(nibabel.load(tmp_path / "v.nii.gz").affine, affine)
 
 
+@pytest.mark.parametrize("header, data", [("v.hdr", "v.img"), (os.path.join(data_path, "phantom_EPI_asc_CLEAR_2_1.PAR"),
+                                                               os.path.join(data_path, "phantom_EPI_asc_CLEAR_2_1.REC")),
+                                          (os.path.join(data_path, "example4d+orig.HEAD"), os.path.join(data_path, "example4d+orig.BRIK.gz"))])
+def test_a_header_and_data_pair_reads_alike_from_either_file(tmp_path, header, data):
+    # users name the data file of a pair as often as its header
+    values = np.arange(24 * 20 * 16, dtype=np.int16).reshape(24, 20, 16)
+    nibabel.save(nibabel.AnalyzeImage(values, np.diag([2.0, 1.5, 3.0, 1.0])), tmp_path / "v.img")
+    from_header = io.read_with_metadata(tmp_path / header)
+    from_data = io.read_with_metadata(tmp_path / data)
+    assert np.array_equal(from_header[0], from_data[0]) and from_header[1] == from_data[1]
+    if header == "v.hdr":
+        assert np.array_equal(from_data[0], values)
+
+
 def test_a_reader_missing_a_package_names_it(tmp_path, monkeypatch, capsys):
     def needs_h5py(path):
         raise ModuleNotFoundError("No module named 'h5py'", name="h5py")

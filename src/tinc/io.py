@@ -21,9 +21,11 @@ from .errors import TincInputError, TincOutputError, first_line
 from .volume import is_zarr_path, open_zarr
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
-# read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps
+# read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps;
+# a header and data pair is read from either file (nibabel finds the other)
 INPUT_FORMATS = {**FORMATS, ".dcm": "dicom", ".mgh": "mgh", ".mgz": "mgh", ".mnc": "minc", ".hdr": "analyze",
-                 ".par": "par/rec", ".head": "afni"}
+                 ".img": "analyze", ".par": "par/rec", ".rec": "par/rec", ".head": "afni", ".brik": "afni",
+                 ".brik.gz": "afni"}
 
 # `PREFIX:NAME` sample files shipped inside packages: (module whose folder holds them, the
 # folder inside it, what to install).
