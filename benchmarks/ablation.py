@@ -73,6 +73,7 @@ VARIANTS = {
     "intra-level shares by variance": {"intra": "variance"},
     "3 layers per node": {"layers": 3},
     "2 layers per node": {"layers": 2},
+    "leaves of one layer": {PATCH: {(config, "AUTO_LEAF_LAYERS"): 1}},
     "depth 1 with a 3-layer root": {"levels": 1, "layers": (3, 2)},
     "depth 1 with a 4-layer root": {"levels": 1, "layers": (4, 2)},
     "w0 = 20": {"w0": 20.0},

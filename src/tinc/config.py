@@ -19,6 +19,8 @@ LEVEL_WEIGHT_RULES = ("auto", "balanced", "equal")
 # (anatomical.nii at 170x-256x, section 25); in trees, 3 layers per node lost (section 12,
 # cell at 64x).
 AUTO_TREE_LAYERS, AUTO_SINGLE_NETWORK_LAYERS, AUTO_SINGLE_NETWORK_MIN_WIDTH = 2, 4, 12
+# a tree's leaves: one layer lost 0.1-1.9 dB on the corpus at the same time (benchmarks/RESULTS.md)
+AUTO_LEAF_LAYERS = 2
 OPTIMIZERS = ("adam", "adamax")
 DEFAULT_STEPS = 5000
 # Adam's rate for a tree of depth 0 or 1; each further level halves it (`learning_rate`).
@@ -240,7 +242,7 @@ class TincConfig:
         budget can feed to that width (and to the depth's floor) is used."""
         if self.layers != "auto":
             return [(_per_level(self.layers, depth, "layers"), 0)]
-        tree = (AUTO_TREE_LAYERS,) * (depth + 1)
+        tree = (AUTO_TREE_LAYERS,) * depth + (AUTO_LEAF_LAYERS,)
         return [((AUTO_SINGLE_NETWORK_LAYERS,), AUTO_SINGLE_NETWORK_MIN_WIDTH), (tree, 0)] if depth == 0 else [(tree, 0)]
 
     def learning_rate(self, depth: int, coverage: float = 1.0) -> float:
