@@ -202,6 +202,20 @@ def test_a_fit_from_several_starts_resumes_to_the_same_bytes(cube, tmp_path, mon
     assert codec.report.resumed_from == resumed_from and codec.report.steps == 120
 
 
+def test_a_time_limited_fit_resumed_in_its_warm_up_keeps_its_length(cube, tmp_path, monkeypatch):
+    # a time-limited fit's warm-up is a tenth of the steps its pace promises: the resumed fit
+    # counts the steps it restored in that pace, or its rate would jump to the peak at once
+    from tinc.training import loop
+
+    lengths = []
+    original = loop._Fit.warmup_steps
+    monkeypatch.setattr(loop._Fit, "warmup_steps", lambda self, clock: lengths.append(original(self, clock)) or lengths[-1])
+    options = dict(CODEC, steps=None, time_limit=4.0, starts=1)
+    resumed_after_interrupt(cube, tmp_path, monkeypatch, options, 40)
+    interrupted, resumed = lengths[39], lengths[40]  # step 40 in the interrupted fit, then in the resumed one
+    assert interrupted > 20 and resumed >= interrupted / 4
+
+
 def test_a_checkpoint_of_other_data_or_options_is_refused_and_kept(cube, tmp_path):
     checkpoint = tmp_path / "fit.ckpt"
     tinc.compress(cube, checkpoint=str(checkpoint), **CODEC)

@@ -161,7 +161,7 @@ def fit(model: TreeINR, targets: torch.Tensor, weights: torch.Tensor, coords: to
         if done and not config.quiet:
             print(f"tinc: note: resuming from {config.checkpoint} at step {done}", file=sys.stderr)
     guard = DivergenceGuard(model, optimiser, run.baseline, checkpoint.guard if checkpoint is not None else None)
-    run.start = time.perf_counter() - spent
+    run.start, run.calls = time.perf_counter() - spent, done  # a resumed fit keeps its pace (`warmup_steps`)
     resumed_from, step, stopped_by_time, loss = done, done, False, None
     starts = Starts([], 0)
     trial = start_steps(run.planned, config.starts) if done == 0 else 0
