@@ -14,7 +14,8 @@ random starts (`--start-samples 0`) on 1 and 2 workers, learned starts (the defa
 workers, and random starts with 3x the steps on 2 workers (does the learned start reach
 their PSNR in a third of the time?). SZ3 and SPERR are then run at the store's ratio.
 For each result it prints the PSNR of the voxels within 2 of an internal chunk face
-("border") and of the voxels farther than 2 from any chunk face ("interior").
+("border") and of the voxels farther than 2 from any chunk face ("interior"), and the median
+seconds of a fitted chunk's task in its worker ("s/chunk").
 
     .venv/bin/python benchmarks/scale.py --chunk 64 --steps 100 --ratio 64
 
@@ -84,6 +85,13 @@ def seam_psnr(original: np.ndarray, restored: np.ndarray, chunk: int) -> tuple[f
     return (metrics.psnr(original[border], restored[border], peak), metrics.psnr(original[interior], restored[interior], peak))
 
 
+def chunk_seconds(results) -> float:
+    """The median seconds of a fitted chunk's task, in its worker (fit, coding, decoding and
+    measuring it); constant chunks, which are not fitted, left out."""
+    fitted = [r.seconds for r in results if r.high > r.low]
+    return float(np.median(fitted)) if fitted else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=None, help="a 3-D array file instead of the cine")
@@ -114,7 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=".") as work:
         source = os.path.join(work, "volume.zarr")
         zarr.create_array(source, shape=volume.shape, chunks=(args.chunk,) * 3, dtype=volume.dtype)[:] = volume
-        print(f"{'run':<40}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}")
+        print(f"{'run':<40}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}"
+              f"{'s/chunk':>9}")
         for number, run in enumerate(args.runs.split(",")):
             kind, workers, *more = run.replace(":", "-").split("-")
             steps = int(more[0]) if more else args.steps
@@ -132,7 +141,7 @@ def main() -> None:
             name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w" + (f", samples {effort}x" if samples else "")
             print(f"{name:<40}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
                   f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB"
-                  f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}", flush=True)
+                  f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}{chunk_seconds(summary.results):9.2f}", flush=True)
             ratios.append(summary.ratio)
     ratio = min(ratios)
     for codec in (Sz3Codec(), SperrCodec()):  # the best setting at the ratio or above, as `tinc bench` finds it
