@@ -213,7 +213,8 @@ def test_a_time_limited_fit_resumed_in_its_warm_up_keeps_its_length(cube, tmp_pa
     options = dict(CODEC, steps=None, time_limit=4.0, starts=1)
     resumed_after_interrupt(cube, tmp_path, monkeypatch, options, 40)
     interrupted, resumed = lengths[39], lengths[40]  # step 40 in the interrupted fit, then in the resumed one
-    assert interrupted > 20 and resumed >= interrupted / 4
+    # the length follows the machine's pace (67 here, 8 under load); the old resumed fit fell to 1
+    assert interrupted >= 4 and resumed >= interrupted / 4
 
 
 def test_a_checkpoint_of_other_data_or_options_is_refused_and_kept(cube, tmp_path):
