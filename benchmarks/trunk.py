@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 import tinc
+from tinc import metrics
 from tinc.config import TincConfig
 from tinc.encoder import LearnedStart, encode
 from tinc.model import TreeINR
@@ -64,6 +65,7 @@ BASELINE = TreePlan(CHUNK_LAYOUT, (2, 2), (np.array([48]), np.full(8, 8)), 1)
 # chunk, or of one node per chunk covering all of it (a wide trunk leaves only that room)
 VARIANTS = [(48, 8, 12), (128, 1, 36), (256, 1, 19)]
 COARSE_STEPS = 2000
+PEAK = 255.0  # the cine's uint8 range
 
 
 def trunk_params(width: int) -> int:
@@ -114,16 +116,12 @@ def mean_psnr(psnrs: list[float]) -> float:
     return -10 * math.log10(np.mean([10 ** (-p / 10) for p in psnrs]))
 
 
-def psnr(original: np.ndarray, restored: np.ndarray) -> float:
-    return 10 * math.log10(255.0 ** 2 / float(((original - restored) ** 2).mean()))
-
-
 def coarse_trunks(probe: Probe, specs: str) -> None:
     """Each chunk on its own at 64x against a coarse trunk of the whole cine plus each chunk's residual."""
     volume, steps = probe.volume.astype(np.float32), probe.config.steps
     chunks = [probe.chunk(c) for c in EVALUATED]
     started = time.perf_counter()
-    own = [psnr(c.astype(np.float32), tinc.decompress(tinc.compress(c, ratio=64, steps=steps)).astype(np.float32)) for c in chunks]
+    own = [metrics.psnr(c, tinc.decompress(tinc.compress(c, ratio=64, steps=steps)), PEAK) for c in chunks]
     print(f"{'each chunk on its own at 64x':<52}{mean_psnr(own):8.2f}{'':>39}{time.perf_counter() - started:10.1f}", flush=True)
     for spec in specs.split(","):
         scale, share = int(spec.split(":")[0]), float(spec.split(":")[1])
@@ -139,10 +137,10 @@ def coarse_trunks(probe: Probe, specs: str) -> None:
             below = base[:, corner[0]:corner[0] + CHUNK, corner[1]:corner[1] + CHUNK]
             residual = chunk.astype(np.float32) - below
             coded = tinc.compress(residual, ratio=residual.nbytes / ((1 - share) * residual.size / 64), steps=steps)
-            psnrs.append(psnr(chunk.astype(np.float32), below + tinc.decompress(coded)))
+            psnrs.append(metrics.psnr(chunk, below + tinc.decompress(coded), PEAK))
         name = f"coarse trunk 1/{scale} scale, {share:.0%} of the store"
         print(f"{name:<52}{mean_psnr(psnrs):8.2f}{len(stored):>12d} B{'':>12}{trunk_seconds:13.1f}{time.perf_counter() - started:10.1f}", flush=True)
-        print(f"{'':<4}the trunk alone on these chunks: {mean_psnr([psnr(c.astype(np.float32), base[:, y:y + CHUNK, x:x + CHUNK]) for c, (y, x) in zip(chunks, EVALUATED)]):.2f} dB", flush=True)
+        print(f"{'':<4}the trunk alone on these chunks: {mean_psnr([metrics.psnr(c, base[:, y:y + CHUNK, x:x + CHUNK], PEAK) for c, (y, x) in zip(chunks, EVALUATED)]):.2f} dB", flush=True)
 
 
 def deltas(probe: Probe) -> None:
