@@ -14,8 +14,9 @@ random starts (`--start-samples 0`) on 1 and 2 workers, learned starts (the defa
 workers, and random starts with 3x the steps on 2 workers (does the learned start reach
 their PSNR in a third of the time?). SZ3 and SPERR are then run at the store's ratio.
 For each result it prints the PSNR of the voxels within 2 of an internal chunk face
-("border") and of the voxels farther than 2 from any chunk face ("interior"), and the median
-seconds of a fitted chunk's task in its worker ("s/chunk").
+("border") and of the voxels farther than 2 from any chunk face ("interior"), the median
+seconds of a fitted chunk's task in its worker ("s/chunk") and the lowest PSNR of a fitted
+chunk ("worst").
 
     .venv/bin/python benchmarks/scale.py --chunk 64 --steps 100 --ratio 64
 
@@ -92,6 +93,12 @@ def chunk_seconds(results) -> float:
     return float(np.median(fitted)) if fitted else float("nan")
 
 
+def worst_chunk(results) -> float:
+    """The lowest PSNR of a fitted chunk: one collapsed fit sinks a store's PSNR."""
+    fitted = [r.psnr for r in results if r.high > r.low]
+    return min(fitted) if fitted else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=None, help="a 3-D array file instead of the cine")
@@ -101,6 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=TincConfig.batch, help=f"voxels per step (default {TincConfig.batch}, tinc's)")
     parser.add_argument("--ratio", type=float, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of every chunk's fit (default: tinc's automatic one)")
     parser.add_argument("--halo", type=int, default=chunked.DEFAULT_HALO)
     # getattr: results.sh runs this script on older code too, from before learned starts
     parser.add_argument("--start-samples", type=int, default=getattr(chunked, "DEFAULT_START_SAMPLES", 0))
@@ -115,15 +123,16 @@ def main() -> None:
         volume = mirrored_volume(args.size) if args.size else cine_volume(args.frames)
     chunks_per_volume = int(np.prod([-(-s // args.chunk) for s in volume.shape]))
     print(f"volume {volume.shape} {volume.dtype} ({volume.size / 1e6:.1f} M values), {chunks_per_volume} chunks of {args.chunk}^3, "
-          f"halo {args.halo}, ratio {args.ratio:g}, steps of {args.batch} voxels, {args.steps} per chunk unless a run names its own")
+          f"halo {args.halo}, ratio {args.ratio:g}, steps of {args.batch} voxels, {args.steps} per chunk unless a run names its own, "
+          f"peak rate {'automatic' if args.lr is None else args.lr}")
     print(f"machine: {machine()}")
-    options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, quiet=True)
+    options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, quiet=True, **({} if args.lr is None else {"lr": args.lr}))
     ratios = []
     with tempfile.TemporaryDirectory(dir=".") as work:
         source = os.path.join(work, "volume.zarr")
         zarr.create_array(source, shape=volume.shape, chunks=(args.chunk,) * 3, dtype=volume.dtype)[:] = volume
         print(f"{'run':<40}{'s':>8}{'Mvoxel/s':>10}{'ratio':>8}{'PSNR':>8}{'border':>8}{'interior':>10}{'diff':>7}{'peak RSS/worker':>17}{'learned':>9}"
-              f"{'s/chunk':>9}")
+              f"{'s/chunk':>9}{'worst':>7}")
         for number, run in enumerate(args.runs.split(",")):
             kind, workers, *more = run.replace(":", "-").split("-")
             steps = int(more[0]) if more else args.steps
@@ -141,7 +150,8 @@ def main() -> None:
             name = f"{'learned' if samples else 'random'} starts, {steps} steps, {workers} w" + (f", samples {effort}x" if samples else "")
             print(f"{name:<40}{summary.seconds:8.1f}{summary.voxels_per_second / 1e6:10.3f}{summary.ratio:8.1f}{summary.psnr:8.2f}"
                   f"{border:8.2f}{interior:10.2f}{border - interior:7.2f}{peak:13.0f} MiB"
-                  f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}{chunk_seconds(summary.results):9.2f}", flush=True)
+                  f"{sum(getattr(r, 'learned_start', False) for r in summary.results):9d}{chunk_seconds(summary.results):9.2f}"
+                  f"{worst_chunk(summary.results):7.2f}", flush=True)
             ratios.append(summary.ratio)
     ratio = min(ratios)
     for codec in (Sz3Codec(), SperrCodec()):  # the best setting at the ratio or above, as `tinc bench` finds it
