@@ -86,17 +86,22 @@ def seam_psnr(original: np.ndarray, restored: np.ndarray, chunk: int) -> tuple[f
     return (metrics.psnr(original[border], restored[border], peak), metrics.psnr(original[interior], restored[interior], peak))
 
 
+def fitted_chunks(results) -> list:
+    """The chunks that were fitted: constant chunks are stored without a fit."""
+    return [r for r in results if r.high > r.low]
+
+
 def chunk_seconds(results) -> float:
     """The median seconds of a fitted chunk's task, in its worker (fit, coding, decoding and
-    measuring it); constant chunks, which are not fitted, left out."""
-    fitted = [r.seconds for r in results if r.high > r.low]
-    return float(np.median(fitted)) if fitted else float("nan")
+    measuring it)."""
+    fitted = fitted_chunks(results)
+    return float(np.median([r.seconds for r in fitted])) if fitted else float("nan")
 
 
 def worst_chunk(results) -> float:
     """The lowest PSNR of a fitted chunk: one collapsed fit sinks a store's PSNR."""
-    fitted = [r.psnr for r in results if r.high > r.low]
-    return min(fitted) if fitted else float("nan")
+    fitted = fitted_chunks(results)
+    return min(r.psnr for r in fitted) if fitted else float("nan")
 
 
 def main() -> None:
@@ -126,7 +131,7 @@ def main() -> None:
           f"halo {args.halo}, ratio {args.ratio:g}, steps of {args.batch} voxels, {args.steps} per chunk unless a run names its own, "
           f"peak rate {'automatic' if args.lr is None else args.lr}")
     print(f"machine: {machine()}")
-    options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, quiet=True, **({} if args.lr is None else {"lr": args.lr}))
+    options = dict(ratio=args.ratio, batch=args.batch, halo=args.halo, lr=args.lr, quiet=True)  # lr None: tinc's automatic rate
     ratios = []
     with tempfile.TemporaryDirectory(dir=".") as work:
         source = os.path.join(work, "volume.zarr")
