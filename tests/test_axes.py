@@ -112,6 +112,27 @@ def test_rgb_channel_axis_goes_first(tmp_path):
     assert axes == [("c", "channel"), ("y", SPACE), ("x", SPACE)] and shape == (3, 24, 20)
 
 
+@pytest.mark.parametrize("planar", [False, True])
+def test_a_colour_tiffs_samples_are_fitted_as_channels(tmp_path, planar):
+    """As a PNG's are: the tree splits only the image's two axes and the header names the
+    channel axis, so nothing else needs storing; planar samples (SYX) too."""
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 255, (3, 24, 20) if planar else (24, 20, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", planarconfig="separate" if planar else "contig")
+    _, metadata = read_with_metadata(tmp_path / "rgb.tif")
+    assert metadata == {"channel_axis": -3 if planar else -1, "format": "tiff"}
+    axes, shape, _ = roundtrip(tmp_path, tmp_path / "rgb.tif")
+    assert axes == [("c", "channel"), ("y", SPACE), ("x", SPACE)] and shape == (3, 24, 20)
+    parsed = container.unpack((tmp_path / "a.tinc").read_bytes())
+    assert parsed.header["channel_axis"] == (-3 if planar else -1) and parsed.metadata == {}
+    assert all(len(split) == 2 for split in parsed.header["splits"])
+
+
+def test_a_grey_tiff_stack_of_three_slices_stays_a_volume(tmp_path):
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((3, 24, 20), np.uint8), photometric="minisblack")
+    assert read_with_metadata(tmp_path / "v.tif")[1] == {"format": "tiff"}
+
+
 def test_nifti_axes_time_first_and_spacing_as_scale(tmp_path):
     rng = np.random.default_rng(3)
     image = nibabel.Nifti1Image(rng.random((12, 10, 8, 3), dtype=np.float32), np.diag([2.0, 3.0, 4.0, 1.0]))

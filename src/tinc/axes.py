@@ -40,10 +40,10 @@ def default_axes(shape: Sequence[int], channel_axis: int | None = None) -> str:
     return "".join(letters)
 
 
-def from_tiff(series_axes: str, shape: Sequence[int]) -> str | None:
-    """A TIFF's series axes (tifffile's letters) resolved against the default, or None when
-    they say nothing more than it (so nothing needs storing)."""
-    default = default_axes(shape)
+def from_tiff(series_axes: str, shape: Sequence[int], channel_axis: int | None = None) -> str | None:
+    """A TIFF's series axes (tifffile's letters) resolved against the default for `shape` and
+    `channel_axis`, or None when they say nothing more than it (so nothing needs storing)."""
+    default = default_axes(shape, channel_axis)
     if len(series_axes) != len(shape):
         return None
     letters = "".join(_TIFF_LETTERS.get(a, default[i]) for i, a in enumerate(series_axes.upper()))
