@@ -2,6 +2,7 @@
 after a kill, read back through plain Zarr, decoded to OME-Zarr and TIFF."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from tinc.cli import main
 from tinc.errors import TincConfigError
 from tinc.ome_zarr import pyramid_shapes
 from tinc.volume import Volume, read_with_halo
-from tinc.zarr_store import TEMPORARY_PREFIX
+from tinc.zarr_store import TEMPORARY_PREFIX, describe_store
 
 # 20 steps so that 64 chunks take seconds; fidelity is not what these tests are about
 FLAGS = dict(ratio=32, steps=20, batch=2048, seed=1)
@@ -93,7 +94,7 @@ def test_two_workers_compress_256_cubed_in_bounded_memory(volume, compressed):
     assert min(attributes["chunk_psnr"].values()) == pytest.approx(worst.psnr)
 
 
-def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
+def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path, capsys):
     source, _ = volume
     reference, _ = compressed
     output = tmp_path / "resumed.zarr"
@@ -111,6 +112,9 @@ def test_killed_run_resumes_to_the_same_array(volume, compressed, tmp_path):
     assert len(list((output / chunked.START_FOLDER).glob("*.npz"))) == 4  # the samples' weights, for the resumed run
     assert main(["decompress", str(output), "-o", str(tmp_path / "early.tif")]) == 2  # incomplete: refused
     assert not (tmp_path / "early.tif").exists()
+    assert main(["info", str(output), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert not info["complete"] and info["chunks_written"] == written and info["chunk_count"] == 64
 
     finished = subprocess.run([c for c in command if c != "--quiet"], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
@@ -294,6 +298,10 @@ def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(sche
     assert np.array_equal(restored[:, :, :32], data[:, :, :32])
     store = sum(path.stat().st_size for path in (tmp_path / "half.zarr").rglob("*") if path.is_file())
     assert 0.99 * data.nbytes / FLAGS["ratio"] <= store <= data.nbytes / FLAGS["ratio"]
+    info = describe_store(str(tmp_path / "half.zarr"))
+    assert info["trees"]["constant"] == 4 and sum(info["trees"].values()) == info["chunk_count"] == 8
+    assert info["complete"] and info["bytes"] == store == summary.nbytes
+    assert info["options"] == FLAGS  # what differs from tinc's defaults
 
 
 def test_a_64_bit_tiff_with_a_constant_chunk_beyond_2_to_the_53(scheduler, tmp_path):

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import nibabel
 import numpy as np
@@ -95,6 +97,11 @@ def test_compress_decompress_info_eval(tmp_path, volume_tif, capsys):
     assert info["level_weights"][1] == 1.0 and 0.4 < info["level_weights"][0] < 0.9  # asked for 1 : 1.5
     assert main(["info", str(out)]) == 0
     assert "share  weight" in capsys.readouterr().out
+    # a reader that stops early (`tinc info F | head -1`): no traceback, SIGPIPE's exit status
+    env = {**os.environ, "PYTHONUNBUFFERED": ""}  # block-buffered, as a pipe's stdout usually is
+    reader = subprocess.Popen([sys.executable, "-m", "tinc.cli", "info", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    reader.stdout.close()
+    assert reader.wait(timeout=120) == 141 and reader.stderr.read() == b""
     plot = tmp_path / "cmp.png"
     assert main(["eval", str(volume_tif), str(tmp_path / "r.tif"), "--tinc", str(out), "--threshold", "20000", "--json", "--plot", str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -275,3 +282,10 @@ def test_level_weights_by_similarity_are_reported_and_stored_as_widths(tmp_path,
     info = json.loads(capsys.readouterr().out)
     stored = [round(100 * p / info["parameters"]) for p in info["parameters_per_level"]]
     assert stored == pytest.approx(shares, abs=1)
+
+
+def test_info_on_a_directory_that_is_no_store_says_so(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "is a directory, not a .tinc file" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.zarr")]) == 2
+    assert "no such Zarr directory" in capsys.readouterr().err

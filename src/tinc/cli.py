@@ -174,6 +174,8 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if is_zarr_path(args.input):
+        return _store_info(args)
     with open(_existing(args.input), "rb") as handle:
         info = describe(handle.read(), args.max_voxels)
     if args.json:
@@ -193,6 +195,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     if bound is not None:
         print(f"  bound     max error {bound['max_error']:g} guaranteed, {bound['measured_max_error']:g} measured at encode; "
               f"network {bound['network_bytes']} B + correction {bound['correction_bytes']} B ({bound['coding']}, step {bound['step']:g})")
+    return 0
+
+
+def _store_info(args: argparse.Namespace) -> int:
+    from .zarr_store import describe_store
+
+    info = describe_store(args.input, args.max_voxels)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    state = "complete" if info["complete"] else f"incomplete: {info['chunks_written']} of {info['chunk_count']} chunks written"
+    print(f"{args.input}: {info['bytes']} bytes, ratio {info['ratio']:.2f}x, chunked store ({state})")
+    print(f"  array     {tuple(info['shape'])} {info['dtype']}, {info['chunk_count']} chunks of {tuple(info['chunks'])}, halo {info['halo']}")
+    if info["psnr"] is not None:
+        low, high = info["chunk_psnr_range"] or (info["psnr"], info["psnr"])
+        print(f"  measured  PSNR {info['psnr']:.2f} dB when compressed; chunks {low:.2f} to {high:.2f} dB")
+    print("  options   " + (", ".join(f"{k} {v}" for k, v in info["options"].items()) or "tinc's defaults"))
+    for tree, count in sorted(info["trees"].items(), key=lambda item: -item[1]):
+        print(f"  {count:8d}  chunk{'s' if count > 1 else ' '}  {tree}")
     return 0
 
 
@@ -242,6 +263,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _existing(path: str) -> str:
+    if os.path.isdir(path):
+        raise TincConfigError(f"{path}: is a directory, not a .tinc file (a chunked store's name ends in .zarr)")
     if not os.path.isfile(path):
         raise TincConfigError(f"{path}: no such file")
     return path
@@ -279,7 +302,7 @@ def build_parser(show_advanced: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--workers", **CHUNKED_FLAGS["workers"])
     p.set_defaults(func=cmd_decompress)
 
-    p = sub.add_parser("info", help="describe a .tinc file")
+    p = sub.add_parser("info", help="describe a .tinc file or a chunked .zarr store")
     p.add_argument("input")
     _add_max_voxels(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -324,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "pthread_sigmask"):  # a parent's blocked signals are inherited: Ctrl-C must reach the fit
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return status
     except TincError as error:
         print(f"tinc: error: {error}", file=sys.stderr)
         return 2
@@ -337,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("tinc: error: out of memory", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of stdout went away (`tinc info F | head`): stop quietly, as tools killed by SIGPIPE do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        return 141
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -5,6 +5,9 @@ to write, chunk files written atomically, and the `tinc` attributes a finished r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from . import container
+from .config import TincConfig
 from .errors import TincConfigError, TincFormatError, TincInputError, first_line
+from .format import MAX_DECODE_VOXELS, plan_from_header
 from .io import check_writable, native_dtype
 from .zarr_codec import CODEC_NAME, TincNumcodec, TincZarrCodec
 
@@ -21,6 +26,14 @@ TEMPORARY_PREFIX = ".tinc-part-"  # chunk files being written; a killed run may 
 
 def open_compressed(path):
     """A complete chunked tinc array (`zarr.Array`), or a one-line error saying what it is not."""
+    array, _ = _open_tinc_array(path)
+    if not array.attrs.get("tinc", {}).get("complete"):
+        raise TincInputError(f"{path}: incomplete (an interrupted `tinc compress`); rerun that command to finish it")
+    return array
+
+
+def _open_tinc_array(path):
+    """(the `zarr.Array`, its `TincNumcodec`) of a chunked tinc store, complete or not."""
     import zarr
 
     if not os.path.isdir(path):
@@ -29,11 +42,10 @@ def open_compressed(path):
         array = zarr.open_array(path, mode="r")
     except Exception as error:
         raise TincInputError(f"{path}: not a Zarr array ({first_line(error)})") from None
-    if not any(isinstance(c, TincZarrCodec) for c in array.metadata.codecs):
+    codec = next((c.codec for c in array.metadata.codecs if isinstance(c, TincZarrCodec)), None)
+    if codec is None:
         raise TincInputError(f"{path}: not compressed with the {CODEC_NAME} codec")
-    if not array.attrs.get("tinc", {}).get("complete"):
-        raise TincInputError(f"{path}: incomplete (an interrupted `tinc compress`); rerun that command to finish it")
-    return array
+    return array, codec
 
 
 def codec_channel_axis(array) -> int | None:
@@ -109,3 +121,35 @@ def metadata_bytes_with(array, attributes: dict) -> int:
 
     metadata = array.metadata.update_attributes({**array.metadata.attributes, **attributes})
     return sum(len(buffer) for buffer in metadata.to_buffer_dict(default_buffer_prototype()).values())
+
+
+def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
+    """What `tinc info` shows of a chunked store: its array, its chunks' trees, its bytes and
+    the options it was compressed with (those that differ from tinc's defaults)."""
+    array, codec = _open_tinc_array(path)
+    trees: dict[str, int] = {}
+    grid = [math.ceil(n / c) for n, c in zip(array.shape, array.chunks)]
+    for index in itertools.product(*(range(n) for n in grid)):
+        chunk = os.path.join(path, array.metadata.encode_chunk_key(index))
+        if not os.path.isfile(chunk):
+            continue
+        try:
+            with open(chunk, "rb") as handle:
+                header = container.unpack(handle.read()).header
+            plan = plan_from_header(header, max_voxels)
+        except TincFormatError as error:
+            raise TincFormatError(f"{chunk}: {error}") from None
+        tree = "constant" if header.range[0] == header.range[1] else f"depth {plan.depth}, widths {plan.widths_text()}"
+        trees[tree] = trees.get(tree, 0) + 1
+    nbytes = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    config, defaults = dataclasses.asdict(codec.tinc.config), dataclasses.asdict(TincConfig())
+    attributes = array.attrs.get("tinc", {})
+    chunk_psnr = list(attributes.get("chunk_psnr", {}).values())
+    return {
+        "shape": list(array.shape), "dtype": str(np.dtype(array.dtype)), "chunks": list(array.chunks), "halo": codec.halo,
+        "chunk_count": math.prod(grid), "chunks_written": sum(trees.values()), "trees": trees,
+        "bytes": nbytes, "ratio": math.prod(array.shape) * np.dtype(array.dtype).itemsize / max(nbytes, 1),
+        "complete": bool(attributes.get("complete")), "psnr": attributes.get("psnr"),
+        "chunk_psnr_range": [min(chunk_psnr), max(chunk_psnr)] if chunk_psnr else None,
+        "options": {k: v for k, v in config.items() if v != defaults[k] and k != "quiet"},
+    }
