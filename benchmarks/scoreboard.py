@@ -751,7 +751,7 @@ def _print_dry_run(plan: _Plan) -> None:
 def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
     """Run the cells to run, saving the CSV after each; returns the inputs skipped (unreadable)
     and why, or None when interrupted."""
-    from tinc.bench import load_input, make_codec
+    from tinc.bench import make_codec, read_input
 
     adapters = {c: make_codec(c, time_limit=plan.time_limit) for c in plan.codecs}
     commit = git_commit()
@@ -762,7 +762,7 @@ def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
     try:
         for item in plan.inputs:
             try:
-                array = load_input(item.path)
+                array, channel_axis = read_input(item.path)
             except Exception as error:  # noqa: BLE001 - a missing package or file skips one input
                 why = _one_line(error)
                 skipped[item.label] = why[len(item.label) + 2:] if why.startswith(f"{item.label}: ") else why
@@ -774,7 +774,7 @@ def _run_cells(plan: _Plan, start: float) -> dict[str, str] | None:
                 for codec in plan.codecs:
                     if (item.label, ratio, codec) not in pending:
                         continue
-                    row = _run_cell(adapters[codec], array, item.label, ratio, plan.time_limit, commit)
+                    row = _run_cell(adapters[codec].for_input(channel_axis), array, item.label, ratio, plan.time_limit, commit)
                     plan.rows[key(row)] = row
                     write_rows(list(plan.rows.values()), plan.csv_path)
                     finished += 1

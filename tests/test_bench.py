@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tinc import bench, metrics
+from tinc import bench, container, metrics
 from tinc.bench import frames, video
 from tinc.bench.base import restore_dtype
 from tinc.errors import TincConfigError, TincError, TincInputError
@@ -267,6 +267,23 @@ def test_inputs_by_package_name():
         assert series.shape == (128, 96, 24, 2)
     with pytest.raises(TincInputError):
         bench.load_input("skimage:no_such_image")
+
+
+def test_a_colour_inputs_samples_reach_tinc_as_channels_as_tinc_compress_reads_them(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (1, 24, 20, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")  # tifffile drops the leading 1: YXS
+    tifffile.imwrite(tmp_path / "stack.tif", rgb[0, :, :, 0][None].repeat(3, 0), photometric="minisblack")
+    array, channel_axis = bench.read_input(str(tmp_path / "rgb.tif"))
+    assert array.shape == (24, 20, 3) and channel_axis == 2
+    assert bench.read_input(str(tmp_path / "stack.tif"))[1] is None
+    sperr = bench.make_codec("sperr")
+    assert sperr.for_input(channel_axis) is sperr  # the classic codecs code the bare array
+    rows = bench.run_bench([str(tmp_path / "rgb.tif")], [8.0], ["tinc"], str(tmp_path / "o"), steps=20, quiet=True)
+    header = container.unpack(rows[0]["compressed"]).header
+    assert header.channel_axis == 2 and all(len(split) == 2 for split in header.splits)
+    given = bench.make_codec("tinc", steps=20).for_input(2)
+    assert given.options()["channel_axis"] == 2
+    assert bench.TincAdapter(channel_axis=0).for_input(2).options()["channel_axis"] == 0  # an option given wins
 
 
 # ------------------------------------------------------------------------- errors / CLI

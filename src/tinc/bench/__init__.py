@@ -23,7 +23,7 @@ from .neural import TincAdapter
 from .registry import CODECS, make_codec, parse_codecs
 from .report import CSV_COLUMNS
 from .search import SearchResult, bisect_quality
-from .sweep import load_input, parse_ratios, run_bench, run_one
+from .sweep import load_input, parse_ratios, read_input, run_bench, run_one
 
 DEFAULT_CODECS = "sperr,sz3,zfp,jpeg2000,jpegxl,hevc,h264,tinc"
 DEFAULT_RATIOS = "64,128,256,512"
@@ -101,5 +101,5 @@ def run_cli(args: argparse.Namespace) -> int:
 
 __all__ = [
     "CODECS", "CSV_COLUMNS", "Codec", "SearchResult", "TincAdapter", "add_parser", "bisect_quality", "load_input",
-    "make_codec", "parse_codecs", "parse_ratios", "run_bench", "run_cli", "run_one",
+    "make_codec", "parse_codecs", "parse_ratios", "read_input", "run_bench", "run_cli", "run_one",
 ]

@@ -28,6 +28,11 @@ class Codec:
         """None when usable here, else why not (one line)."""
         return None
 
+    def for_input(self, channel_axis: int | None) -> "Codec":
+        """This codec for an input whose reader named `channel_axis` (None: none). The classic
+        codecs code the bare array, each in its own way (`frames`); tinc takes the axis."""
+        return self
+
     def quality_range(self, array: np.ndarray) -> tuple[float, float]:
         """(best-fidelity setting, smallest-output setting) for this array."""
         raise NotImplementedError

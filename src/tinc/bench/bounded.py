@@ -76,7 +76,7 @@ def run_bounded(inputs: Sequence[str], fractions: Sequence[float], network_ratio
                 codecs: Sequence[str] = ("sz3", "sperr", "zfp"), time_limit: float | None = None,
                 steps: int | None = None, quiet: bool = False) -> list[dict]:
     """Run the comparison; write `max_error.csv` and `max_error.md` into `out`; return the rows."""
-    from .sweep import load_input
+    from .sweep import read_input
 
     os.makedirs(out, exist_ok=True)
     rows: list[dict] = []
@@ -87,14 +87,14 @@ def run_bounded(inputs: Sequence[str], fractions: Sequence[float], network_ratio
     if steps is not None:
         options["steps"] = steps
     for name in inputs:
-        array = load_input(name)
+        array, channel_axis = read_input(name)
         low, high = float(np.min(array)), float(np.max(array))
         base = dict(input=name, shape="x".join(map(str, array.shape)), dtype=str(array.dtype))
         networks = []
         for ratio in network_ratios:
             started = time.perf_counter()
             try:
-                networks.append((ratio, compress(array, ratio=ratio, **options)))
+                networks.append((ratio, compress(array, ratio=ratio, channel_axis=channel_axis, **options)))
             except TincConfigError as error:
                 say(f"{name}: network ratio {ratio:g} fails ({error})")
                 continue

@@ -33,6 +33,13 @@ class TincAdapter(Codec):
             options["steps"] = self.steps
         return options
 
+    def for_input(self, channel_axis: int | None) -> "TincAdapter":
+        """As `tinc compress` reads the file: its colour samples as channels (unless an
+        option already names the axis)."""
+        if channel_axis is None or "channel_axis" in self.extra:
+            return self
+        return type(self)(self.time_limit, self.steps, **self.extra, channel_axis=channel_axis)
+
     def quality_range(self, array: np.ndarray) -> tuple[float, float]:
         return 1.0, math.inf
 

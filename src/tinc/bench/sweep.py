@@ -43,14 +43,24 @@ def checked_ratios(ratios: Iterable[float]) -> list[float]:
 def load_input(name: str) -> np.ndarray:
     """An input file or bundled sample (see `tinc.io.resolve`) as a native-endian array
     without length-1 axes; TincInputError for anything tinc would not compress either."""
-    array, _ = read_with_metadata(name)
+    return read_input(name)[0]
+
+
+def read_input(name: str) -> tuple[np.ndarray, int | None]:
+    """`load_input`'s array and the channel axis its reader named (a colour image's samples
+    per pixel, which `tinc compress` fits as channels), counted in that array's axes."""
+    array, metadata = read_with_metadata(name)
     try:
         array = check_array(array)
     except TincInputError as error:
         raise TincInputError(f"{name}: {error}") from None
     if not array.dtype.isnative:  # the codec libraries take native byte order only
         array = array.astype(array.dtype.newbyteorder("="))
-    return np.ascontiguousarray(array.reshape(squeezed_shape(array.shape)))
+    channel = metadata.get("channel_axis")
+    if channel is not None:
+        channel %= array.ndim
+        channel = None if array.shape[channel] == 1 else channel - sum(n == 1 for n in array.shape[:channel])
+    return np.ascontiguousarray(array.reshape(squeezed_shape(array.shape))), channel
 
 
 def _empty_row(label: str, codec: str, target: float, status: str, note: str) -> dict:
@@ -188,7 +198,7 @@ def run_bench(
     if not adapters:
         raise TincConfigError("no codecs given")
     for name in inputs:  # fail on a bad input before hours of work on the others; read again below
-        load_input(name)
+        read_input(name)
 
     from tqdm import tqdm
 
@@ -200,11 +210,11 @@ def run_bench(
     total = len(inputs) * len(adapters) * len(ratios)
     with tqdm(total=total, disable=quiet, file=sys.stderr, unit="run", dynamic_ncols=True) as bar:
         for index, name in enumerate(inputs):
-            array = load_input(name)
+            array, channel_axis = read_input(name)
             info[name] = f"{'x'.join(map(str, array.shape))} {array.dtype}, {array.nbytes:,} bytes"
             if index == 0:
                 first = (name, array)
-            for codec in adapters:
+            for codec in (adapter.for_input(channel_axis) for adapter in adapters):
                 for target in ratios:
                     bar.set_description(f"{os.path.basename(str(name))} {codec.name} {target:g}x")
                     keep = index == 0 and target == show_ratio
