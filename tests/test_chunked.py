@@ -287,7 +287,7 @@ def test_interrupted_chunked_run_says_the_store_is_kept_for_resuming(tmp_path, m
     assert capsys.readouterr().err.strip() == f"tinc: interrupted; the chunks written so far are kept; rerun the same command to finish {output}"
 
 
-def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(scheduler, tmp_path):
+def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(scheduler, tmp_path, capsys):
     z, y, x = np.meshgrid(np.arange(64), np.arange(64), np.arange(64), indexing="ij")
     data = (3000 + 1000 * np.sin(z / 6) * np.cos(y / 8) + 20 * x).astype(np.uint16)
     data[:, :, :32] = 7  # half the chunks are constant, their halos not
@@ -302,6 +302,9 @@ def test_constant_chunks_are_not_fitted_and_leave_their_bytes_to_the_others(sche
     assert info["trees"]["constant"] == 4 and sum(info["trees"].values()) == info["chunk_count"] == 8
     assert info["complete"] and info["bytes"] == store == summary.nbytes
     assert info["options"] == FLAGS  # what differs from tinc's defaults
+    capsys.readouterr()
+    assert main(["eval", str(source), str(tmp_path / "half.zarr"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ratio"] == data.nbytes / store
 
 
 def test_a_64_bit_tiff_with_a_constant_chunk_beyond_2_to_the_53(scheduler, tmp_path):

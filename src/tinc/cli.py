@@ -231,6 +231,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         recon, _ = read_with_metadata(args.reconstruction)
     size = os.path.getsize(_existing(tinc_file)) if tinc_file else None
+    if tinc_file is None and is_zarr_path(args.reconstruction):
+        from .zarr_store import is_tinc_store, store_bytes
+
+        size = store_bytes(args.reconstruction) if is_tinc_store(args.reconstruction) else None  # a chunked store's ratio
     result = metrics.evaluate(original, recon, tuple(args.threshold or ()), size)
     if tinc_file:  # the bound the file promises, beside the error measured here: its CORR header suffices
         from .correction import read_header
@@ -310,7 +314,7 @@ def build_parser(show_advanced: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="compare an original with a reconstruction")
     p.add_argument("original")
-    p.add_argument("reconstruction", help="a decompressed file, or the .tinc file itself (then its ratio is reported too)")
+    p.add_argument("reconstruction", help="a decompressed file, or the .tinc file or chunked .zarr store itself (then its ratio is reported too)")
     p.add_argument("--tinc", help="the .tinc file, to report the actual ratio")
     p.add_argument("--threshold", type=float, action="append", help="binary accuracy at this intensity; repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object: psnr, psnr_range, ssim, ratio, accuracy")

@@ -123,6 +123,19 @@ def metadata_bytes_with(array, attributes: dict) -> int:
     return sum(len(buffer) for buffer in metadata.to_buffer_dict(default_buffer_prototype()).values())
 
 
+def store_bytes(path: str) -> int:
+    """Bytes of every file in a store: what its ratio counts."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def is_tinc_store(path: str) -> bool:
+    try:
+        _open_tinc_array(path)
+    except TincInputError:
+        return False
+    return True
+
+
 def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     """What `tinc info` shows of a chunked store: its array, its chunks' trees, its bytes and
     the options it was compressed with (those that differ from tinc's defaults)."""
@@ -141,7 +154,7 @@ def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
             raise TincFormatError(f"{chunk}: {error}") from None
         tree = "constant" if header.range[0] == header.range[1] else f"depth {plan.depth}, widths {plan.widths_text()}"
         trees[tree] = trees.get(tree, 0) + 1
-    nbytes = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    nbytes = store_bytes(path)
     config, defaults = dataclasses.asdict(codec.tinc.config), dataclasses.asdict(TincConfig())
     attributes = array.attrs.get("tinc", {})
     chunk_psnr = list(attributes.get("chunk_psnr", {}).values())
