@@ -17,7 +17,7 @@ import tifffile
 import zarr
 
 import tinc
-from tinc import chunked, metrics
+from tinc import chunked, container, metrics
 from tinc.boxes import chunk_boxes
 from tinc.chunk_budget import absolute_error_options, measure_chunk
 from tinc.cli import main
@@ -211,6 +211,28 @@ def test_edge_chunks_repeat_the_edge_and_tiff_input(scheduler, tmp_path):
     assert 0.95 * data.nbytes / FLAGS["ratio"] <= store <= data.nbytes / FLAGS["ratio"]
     sliver = next(r for r in summary.results if r.index == (1, 1, 1))
     assert sliver.nbytes < summary.results[0].nbytes / 4
+
+
+def test_a_colour_tiffs_samples_are_every_chunks_channels(scheduler, tmp_path):
+    """As `tinc compress` reads a colour TIFF into one file; without a halo along them."""
+    y, x = np.meshgrid(np.arange(192), np.arange(160), indexing="ij")
+    rgb = np.stack([100 + 80 * np.sin(y / 15 + k) * np.cos(x / 20) for k in range(3)], axis=-1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    options = {**FLAGS, "ratio": 8}
+    summary = chunked.compress(str(tmp_path / "rgb.tif"), str(tmp_path / "rgb.zarr"), chunks=96, scheduler=scheduler,
+                               quiet=True, **options)
+    assert summary.chunks == (96, 96, 3) and len(summary.results) == 4
+    stored = zarr.open(str(tmp_path / "rgb.zarr"), mode="r")
+    config = stored.metadata.codecs[0].to_dict()["configuration"]
+    assert config["channel_axis"] == -1 and config["halo"] == [4, 4, 0]
+    first = (tmp_path / "rgb.zarr" / "c" / "0" / "0" / "0").read_bytes()
+    header = container.unpack(first).header
+    assert header.channel_axis == -1 and header.shape == [104, 104, 3] and all(len(s) == 2 for s in header.splits)
+    assert stored[:].shape == rgb.shape
+    assert np.array_equal(stored[:96, :96], tinc.decompress(first)[4:100, 4:100])  # the halo cropped, every channel kept
+    with pytest.raises(TincConfigError, match="channel_axis 3 is not an axis"):
+        chunked.compress(str(tmp_path / "rgb.tif"), str(tmp_path / "bad.zarr"), chunks=96, channel_axis=3, **options)
+    assert not (tmp_path / "bad.zarr").exists()
 
 
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):

@@ -84,6 +84,8 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)
+    if options.get("channel_axis") is None and volume.channel_axis is not None:  # a colour TIFF's samples
+        options = {**options, "channel_axis": volume.channel_axis}
     codec = _chunk_codec(volume, chunks, halo, options)  # every option checked before the cluster starts
     quiet, relative = bool(options.get("quiet")), options.get("max_error_rel") is not None
     existed, fitting = os.path.exists(output), False
@@ -156,8 +158,6 @@ def _check_compress_options(source, output, options: dict) -> None:
         raise TincConfigError(f"{output}: chunked compression writes a .zarr directory")
     if os.path.abspath(source) == os.path.abspath(output):
         raise TincConfigError(f"{output}: the output must not be the input")
-    if options.get("channel_axis") is not None:
-        raise TincConfigError("chunked compression does not take --channel-axis; chunk channels like any other axis")
     if options.get("checkpoint"):
         raise TincConfigError("chunked compression does not take --checkpoint: every chunk is written as soon as it is "
                               "fitted, and rerunning the same command resumes from the chunks already written")
@@ -167,8 +167,14 @@ def _chunk_codec(volume: Volume, chunks: tuple[int, ...], halo: int, options: di
     """The codec every chunk is fitted with: `options` and a halo of `halo` voxels."""
     if not isinstance(halo, (int, np.integer)) or halo < 0:
         raise TincConfigError(f"halo must be a non-negative integer, got {halo!r}")
-    # no halo along an axis held by one chunk: there is no neighbour to meet
-    return TincNumcodec(halo=[int(halo) if c < s else 0 for c, s in zip(chunks, volume.shape)], **options)
+    # no halo along an axis held by one chunk (there is no neighbour to meet) or along channels
+    channel = options.get("channel_axis")
+    if channel is not None:
+        if not isinstance(channel, (int, np.integer)) or not -volume.ndim <= channel < volume.ndim:
+            raise TincConfigError(f"channel_axis {channel!r} is not an axis of the {volume.ndim}-D input")
+        channel %= volume.ndim
+    return TincNumcodec(halo=[int(halo) if c < s and axis != channel else 0 for axis, (c, s) in enumerate(zip(chunks, volume.shape))],
+                        **options)
 
 
 def _fit_chunks(client: Client, calls: Iterator[tuple], bar, started: float, done: Sequence[ChunkResult] = ()) -> list[ChunkResult]:

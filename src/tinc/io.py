@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import from_tiff, nifti_header, spacing_of
+from .axes import from_tiff, nifti_header, spacing_of, tiff_samples_axis
 from .errors import TincInputError, TincOutputError, first_line
 from .volume import is_zarr_path, open_zarr
 
@@ -158,12 +158,9 @@ def _read_tiff(path):
     if series is None or series.shape != array.shape:
         return array, {}
     metadata = {}
-    # A colour TIFF's samples per pixel (RGB) are fitted as channels, as a PNG's and a DICOM's
-    # are, not as a spatial axis 3 long: +1.6-2.1 dB on three RGB photographs at 64x and the
-    # same steps (benchmarks/RESULTS.md, "Colour TIFFs").
-    samples = series.axes.upper().find("S")
-    if samples >= 0 and array.shape[samples] > 1:
-        metadata["channel_axis"] = samples - array.ndim
+    samples = tiff_samples_axis(series.axes, array.shape)  # fitted as channels, as a PNG's and a DICOM's are
+    if samples is not None:
+        metadata["channel_axis"] = samples
     # the series axes (e.g. TZYX, ZCYX) name the OME-Zarr axes on decompression; kept
     # only where they differ from what the shape and channel axis imply, so most files gain no bytes
     axes = from_tiff(series.axes, array.shape, metadata.get("channel_axis"))

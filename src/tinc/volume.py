@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .axes import tiff_samples_axis
 from .boxes import Box
 from .errors import TincError, TincInputError, first_line
 
@@ -36,6 +37,8 @@ class Volume:
         self.shape = tuple(int(s) for s in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
+        self.channel_axis = _tiff_channel_axis(self.path, self.shape) if self.kind == "tiff" else None
+        """A colour TIFF's samples per pixel (negative index), which chunks fit as channels."""
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
@@ -90,6 +93,14 @@ def _open_tiff(path: str):
         import zarr
 
         return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+
+
+def _tiff_channel_axis(path: str, shape: tuple[int, ...]) -> int | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0] if tiff.series else None
+        return tiff_samples_axis(series.axes, shape) if series is not None and tuple(series.shape) == shape else None
 
 
 def _open_npy(path: str):
