@@ -277,7 +277,13 @@ def test_a_colour_inputs_samples_reach_tinc_as_channels_as_tinc_compress_reads_t
     assert array.shape == (24, 20, 3) and channel_axis == 2
     assert bench.read_input(str(tmp_path / "stack.tif"))[1] is None
     sperr = bench.make_codec("sperr")
-    assert sperr.for_input(channel_axis) is sperr  # the classic codecs code the bare array
+    assert sperr.for_input(channel_axis) is sperr  # the classic codecs code the bare array...
+    if bench.make_codec("jpeg2000").unavailable() is None:  # ...but JPEG 2000's colour transform takes RGB
+        colour = bench.make_codec("jpeg2000").for_input(channel_axis)
+        data = colour.encode(array, 40.0)
+        assert data[:2] == b"\xff\x4f"  # one JPEG 2000 codestream, not slices packed as components
+        restored = colour.decode(data, array.shape, array.dtype)
+        assert restored.shape == array.shape and restored.dtype == array.dtype and metrics.psnr(array, restored) > 25
     rows = bench.run_bench([str(tmp_path / "rgb.tif")], [8.0], ["tinc"], str(tmp_path / "o"), steps=20, quiet=True)
     header = container.unpack(rows[0]["compressed"]).header
     assert header.channel_axis == 2 and all(len(split) == 2 for split in header.splits)

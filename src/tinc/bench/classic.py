@@ -175,12 +175,25 @@ def _from_image_frames(frames: np.ndarray, header: bytes, shape: tuple[int, ...]
 class Jpeg2000Codec(Codec):
     """JPEG 2000 (OpenJPEG): every 2-D slice a component of one codestream (no inter-component
     transform, so each slice is coded as a 2-D image; one shared header instead of one per
-    slice). quality = target PSNR in dB of OpenJPEG's fixed-quality mode."""
+    slice); an RGB image (`for_input`) as one colour image with its colour transform.
+    quality = target PSNR in dB of OpenJPEG's fixed-quality mode."""
 
     name = "jpeg2000"
     description = "JPEG 2000 (imagecodecs/OpenJPEG), 2-D slices as components, target PSNR"
     log_scale = False
     max_components = 16384  # the JPEG 2000 limit per codestream; more slices take several
+
+    def __init__(self, channel_axis: int | None = None):
+        self.channel_axis = channel_axis
+
+    def for_input(self, channel_axis: int | None) -> "Jpeg2000Codec":
+        """On an RGB image JPEG 2000's colour transform (mct) gave the astronaut 30.65 dB at
+        64x where its channels as separate components gave 27.48."""
+        return type(self)(channel_axis)
+
+    def _rgb(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        return self.channel_axis is not None and len(shape) == 3 and shape[self.channel_axis] == 3 \
+            and np.dtype(dtype) in (np.uint8, np.uint16)
 
     def unavailable(self) -> str | None:
         return imagecodecs_missing("jpeg2k")
@@ -191,6 +204,9 @@ class Jpeg2000Codec(Codec):
     def encode(self, array: np.ndarray, quality: float) -> bytes:
         import imagecodecs
 
+        if self._rgb(array.shape, array.dtype):
+            image = np.ascontiguousarray(np.moveaxis(array, self.channel_axis, -1))
+            return imagecodecs.jpeg2k_encode(image, float(quality), codecformat="j2k", colorspace=1, mct=True, reversible=False)
         frames, header = _image_frames(array)
         chunks = [header]
         for start in range(0, frames.shape[0], self.max_components):
@@ -207,6 +223,8 @@ class Jpeg2000Codec(Codec):
     def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         import imagecodecs
 
+        if self._rgb(shape, dtype):
+            return np.moveaxis(np.asarray(imagecodecs.jpeg2k_decode(data)), -1, self.channel_axis).astype(dtype, copy=False)
         header, *streams = unpack_chunks(data)
         parts = []
         for stream in streams:
