@@ -179,7 +179,7 @@ class Jpeg2000Codec(Codec):
     quality = target PSNR in dB of OpenJPEG's fixed-quality mode."""
 
     name = "jpeg2000"
-    description = "JPEG 2000 (imagecodecs/OpenJPEG), 2-D slices as components, target PSNR"
+    description = "JPEG 2000 (imagecodecs/OpenJPEG), 2-D slices as components (RGB as colour), target PSNR"
     log_scale = False
     max_components = 16384  # the JPEG 2000 limit per codestream; more slices take several
 
