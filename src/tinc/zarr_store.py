@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import os
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import container
+from .boxes import chunk_boxes
 from .config import TincConfig
 from .errors import TincConfigError, TincFormatError, TincInputError, first_line
 from .format import MAX_DECODE_VOXELS, plan_from_header
@@ -42,18 +42,21 @@ def _open_tinc_array(path):
         array = zarr.open_array(path, mode="r")
     except Exception as error:
         raise TincInputError(f"{path}: not a Zarr array ({first_line(error)})") from None
-    codec = next((c.codec for c in array.metadata.codecs if isinstance(c, TincZarrCodec)), None)
+    codec = _tinc_codec(array)
     if codec is None:
         raise TincInputError(f"{path}: not compressed with the {CODEC_NAME} codec")
     return array, codec
 
 
+def _tinc_codec(array) -> TincNumcodec | None:
+    """The `TincNumcodec` the Zarr `array`'s chunks were compressed with, if any."""
+    return next((c.codec for c in array.metadata.codecs if isinstance(c, TincZarrCodec)), None)
+
+
 def codec_channel_axis(array) -> int | None:
     """The channel axis the chunks of the Zarr `array` were compressed with, if any."""
-    for codec in array.metadata.codecs:
-        if isinstance(codec, TincZarrCodec):
-            return codec.codec.tinc.config.channel_axis
-    return None
+    codec = _tinc_codec(array)
+    return None if codec is None else codec.tinc.config.channel_axis
 
 
 def open_output(path: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], codec: TincNumcodec):
@@ -141,8 +144,8 @@ def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     the options it was compressed with (those that differ from tinc's defaults)."""
     array, codec = _open_tinc_array(path)
     trees: dict[str, int] = {}
-    grid = [math.ceil(n / c) for n, c in zip(array.shape, array.chunks)]
-    for index in itertools.product(*(range(n) for n in grid)):
+    indices = [index for index, _ in chunk_boxes(array.shape, array.chunks)]
+    for index in indices:
         chunk = os.path.join(path, array.metadata.encode_chunk_key(index))
         if not os.path.isfile(chunk):
             continue
@@ -160,7 +163,7 @@ def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
     chunk_psnr = list(attributes.get("chunk_psnr", {}).values())
     return {
         "shape": list(array.shape), "dtype": str(np.dtype(array.dtype)), "chunks": list(array.chunks), "halo": codec.halo,
-        "chunk_count": math.prod(grid), "chunks_written": sum(trees.values()), "trees": trees,
+        "chunk_count": len(indices), "chunks_written": sum(trees.values()), "trees": trees,
         "bytes": nbytes, "ratio": math.prod(array.shape) * np.dtype(array.dtype).itemsize / max(nbytes, 1),
         "complete": bool(attributes.get("complete")), "psnr": attributes.get("psnr"),
         "chunk_psnr_range": [min(chunk_psnr), max(chunk_psnr)] if chunk_psnr else None,

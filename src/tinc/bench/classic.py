@@ -187,8 +187,8 @@ class Jpeg2000Codec(Codec):
         self.channel_axis = channel_axis
 
     def for_input(self, channel_axis: int | None) -> "Jpeg2000Codec":
-        """On an RGB image JPEG 2000's colour transform (mct) gave the astronaut 30.65 dB at
-        64x where its channels as separate components gave 27.48."""
+        """On an RGB image JPEG 2000's colour transform (mct) gave the astronaut 30.81 dB at
+        64x where its channels as separate components gave 27.38 (benchmarks/RESULTS.md)."""
         return type(self)(channel_axis)
 
     def _rgb(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
