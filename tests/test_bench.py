@@ -16,6 +16,7 @@ import tifffile
 from tinc import bench, container, metrics
 from tinc.bench import frames, video
 from tinc.bench.base import restore_dtype
+from tinc.bench.classic import unpack_chunks
 from tinc.errors import TincConfigError, TincError, TincInputError
 
 BRAIN64 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "brain64.tif")
@@ -137,6 +138,21 @@ def test_frames_round_trip_and_plane_choice():
     stack = frames.to_frames(nifti_like)
     assert stack.shape == (12, 40, 32)
     assert np.array_equal(frames.from_frames(stack, nifti_like.shape), nifti_like)
+
+
+def test_colour_frames_round_trip_and_which_inputs_are_colour():
+    cine = np.random.default_rng(2).integers(0, 4096, (4, 3, 20, 24), dtype=np.uint16)  # frames, RGB, rows, columns
+    stack = frames.to_colour_frames(cine, 1)
+    assert stack.shape == (4, 20, 24, 3) and np.array_equal(stack[2, 5, 7], cine[2, :, 5, 7])
+    assert np.array_equal(frames.from_colour_frames(stack, cine.shape, 1), cine)
+    rgb = np.random.default_rng(3).random((50, 3))
+    ycc = frames.rgb_to_ycbcr(rgb)
+    assert ycc.min() >= 0 and ycc.max() <= 1 and np.allclose(frames.ycbcr_to_rgb(ycc), rgb)
+    assert np.allclose(frames.rgb_to_ycbcr(np.full((1, 3), 0.4)), [[0.4, 0.5, 0.5]])  # grey has no chroma
+    assert frames.is_colour((20, 24, 3), np.uint8, 2) and frames.is_colour((4, 3, 20, 24), np.uint16, 1)
+    assert not frames.is_colour((20, 24, 3), np.uint8, None)  # no channel axis named by the reader
+    assert not frames.is_colour((20, 24, 4), np.uint8, 2) and not frames.is_colour((20, 24, 3), np.float32, 2)
+    assert not frames.is_colour((1, 24, 3), np.uint8, 2)  # one row: no image to code
 
 
 @pytest.mark.parametrize("name", ["sperr", "sz3", "zfp", "jpeg2000", "jpegxl", "hevc", "h264"])
@@ -277,13 +293,22 @@ def test_a_colour_inputs_samples_reach_tinc_as_channels_as_tinc_compress_reads_t
     assert array.shape == (24, 20, 3) and channel_axis == 2
     assert bench.read_input(str(tmp_path / "stack.tif"))[1] is None
     sperr = bench.make_codec("sperr")
-    assert sperr.for_input(channel_axis) is sperr  # the classic codecs code the bare array...
-    if bench.make_codec("jpeg2000").unavailable() is None:  # ...but JPEG 2000's colour transform takes RGB
-        colour = bench.make_codec("jpeg2000").for_input(channel_axis)
-        data = colour.encode(array, 40.0)
-        assert data[:2] == b"\xff\x4f"  # one JPEG 2000 codestream, not slices packed as components
+    assert sperr.for_input(channel_axis) is sperr  # SPERR, SZ3 and ZFP code the bare array...
+    planar = np.ascontiguousarray(np.moveaxis(array, 2, 0))
+    for name, quality in (("jpeg2000", 40.0), ("jpegxl", 0.1), ("hevc", 10.0)):  # ...the image and video codecs colour
+        if bench.make_codec(name).unavailable() is not None:
+            continue
+        colour = bench.make_codec(name).for_input(channel_axis)
+        data = colour.encode(array, quality)
+        if name == "jpeg2000":
+            streams = unpack_chunks(data)
+            assert len(streams) == 1 and streams[0][:2] == b"\xff\x4f"  # one colour codestream, not 3 components
         restored = colour.decode(data, array.shape, array.dtype)
         assert restored.shape == array.shape and restored.dtype == array.dtype and metrics.psnr(array, restored) > 25
+        assert colour.encode(array, quality) != bench.make_codec(name).encode(array, quality)
+        channels_first = bench.make_codec(name).for_input(0)
+        assert np.array_equal(channels_first.decode(channels_first.encode(planar, quality), planar.shape, planar.dtype),
+                              np.moveaxis(restored, 2, 0))
     rows = bench.run_bench([str(tmp_path / "rgb.tif")], [8.0], ["tinc"], str(tmp_path / "o"), steps=20, quiet=True)
     header = container.unpack(rows[0]["compressed"]).header
     assert header.channel_axis == 2 and all(len(split) == 2 for split in header.splits)

@@ -65,15 +65,35 @@ def resolve(path) -> str:
         loader = getattr(skimage.data, name, None)
         if loader is None or name.startswith("_"):
             raise TincInputError(f"{path}: scikit-image has no sample image {name!r}")
-        target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.npy")
+        try:
+            image = np.asarray(loader())
+        except Exception:  # images scikit-image would download are not available offline
+            raise TincInputError(f"{path}: not bundled with scikit-image (it needs a download)") from None
+        # a colour image goes to PNG, whose reader names its samples as channels, as it does
+        # for the PNG in scikit-image's folder; anything else to .npy, exactly as loaded
+        colour = image.ndim == 3 and image.shape[-1] in (3, 4) and image.dtype in (np.uint8, np.uint16)
+        target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.{'png' if colour else 'npy'}")
         if not os.path.exists(target):
-            try:
-                image = np.asarray(loader())
-            except Exception:  # images scikit-image would download are not available offline
-                raise TincInputError(f"{path}: not bundled with scikit-image (it needs a download)") from None
-            np.save(target, image)
+            _write_atomically(target, image, colour)
         return target
     return path
+
+
+def _write_atomically(target: str, image: np.ndarray, png: bool) -> None:
+    """Write a sample image where another process may be reading or writing it too."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            if png:
+                import imagecodecs
+
+                out.write(imagecodecs.png_encode(image))
+            else:
+                np.save(out, image, allow_pickle=False)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _sample_file(path: str, prefix: str, name: str) -> str:

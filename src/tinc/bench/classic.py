@@ -9,7 +9,7 @@ import numpy as np
 from ..bitstream import Reader, varint
 from ..metrics import data_range
 from .base import Codec, restore_dtype, squeezed_shape, work_float
-from .frames import from_frames, from_uint, to_frames, to_uint
+from .frames import from_colour_frames, from_frames, from_uint, is_colour, to_colour_frames, to_frames, to_uint
 
 
 def imagecodecs_missing(*names: str) -> str | None:
@@ -172,10 +172,41 @@ def _from_image_frames(frames: np.ndarray, header: bytes, shape: tuple[int, ...]
     return restore_dtype(from_frames(values, tuple(shape)), dtype)
 
 
-class Jpeg2000Codec(Codec):
+class ColourImageCodec(Codec):
+    """An image codec that codes an RGB input (`for_input`, `frames.is_colour`) as colour
+    images, one per 2-D slice, and any other input as grey slices."""
+
+    def __init__(self, channel_axis: int | None = None):
+        self.channel_axis = channel_axis
+
+    def for_input(self, channel_axis: int | None) -> "ColourImageCodec":
+        return type(self)(channel_axis)
+
+    def _colour(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        return is_colour(tuple(shape), dtype, self.channel_axis)
+
+    def _encode_colour(self, image: np.ndarray, quality: float) -> bytes:
+        raise NotImplementedError
+
+    def _decode_image(self, stream: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, array: np.ndarray, quality: float) -> bytes:
+        if not self._colour(array.shape, array.dtype):
+            return self._encode_grey(array, quality)
+        return pack_chunks([self._encode_colour(image, quality) for image in to_colour_frames(array, self.channel_axis)])
+
+    def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        if not self._colour(shape, dtype):
+            return self._decode_grey(data, shape, dtype)
+        images = np.stack([self._decode_image(stream) for stream in unpack_chunks(data)])
+        return from_colour_frames(images, tuple(shape), self.channel_axis).astype(dtype, copy=False)
+
+
+class Jpeg2000Codec(ColourImageCodec):
     """JPEG 2000 (OpenJPEG): every 2-D slice a component of one codestream (no inter-component
     transform, so each slice is coded as a 2-D image; one shared header instead of one per
-    slice); an RGB image (`for_input`) as one colour image with its colour transform.
+    slice); an RGB input as colour images with the colour transform (mct).
     quality = target PSNR in dB of OpenJPEG's fixed-quality mode."""
 
     name = "jpeg2000"
@@ -183,30 +214,27 @@ class Jpeg2000Codec(Codec):
     log_scale = False
     max_components = 16384  # the JPEG 2000 limit per codestream; more slices take several
 
-    def __init__(self, channel_axis: int | None = None):
-        self.channel_axis = channel_axis
-
-    def for_input(self, channel_axis: int | None) -> "Jpeg2000Codec":
-        """On an RGB image JPEG 2000's colour transform (mct) gave the astronaut 30.81 dB at
-        64x where its channels as separate components gave 27.38 (benchmarks/RESULTS.md)."""
-        return type(self)(channel_axis)
-
-    def _rgb(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
-        return self.channel_axis is not None and len(shape) == 3 and shape[self.channel_axis] == 3 \
-            and np.dtype(dtype) in (np.uint8, np.uint16)
-
     def unavailable(self) -> str | None:
         return imagecodecs_missing("jpeg2k")
 
     def quality_range(self, array: np.ndarray) -> tuple[float, float]:
         return 150.0, 5.0
 
-    def encode(self, array: np.ndarray, quality: float) -> bytes:
+    def _encode_colour(self, image: np.ndarray, quality: float) -> bytes:
+        """On an RGB image the colour transform gave the astronaut 30.81 dB at 64x where its
+        channels as separate components gave 27.38 (benchmarks/RESULTS.md)."""
         import imagecodecs
 
-        if self._rgb(array.shape, array.dtype):
-            image = np.ascontiguousarray(np.moveaxis(array, self.channel_axis, -1))
-            return imagecodecs.jpeg2k_encode(image, float(quality), codecformat="j2k", colorspace=1, mct=True, reversible=False)
+        return imagecodecs.jpeg2k_encode(image, float(quality), codecformat="j2k", colorspace=1, mct=True, reversible=False)
+
+    def _decode_image(self, stream: bytes) -> np.ndarray:
+        import imagecodecs
+
+        return np.asarray(imagecodecs.jpeg2k_decode(stream))
+
+    def _encode_grey(self, array: np.ndarray, quality: float) -> bytes:
+        import imagecodecs
+
         frames, header = _image_frames(array)
         chunks = [header]
         for start in range(0, frames.shape[0], self.max_components):
@@ -220,24 +248,20 @@ class Jpeg2000Codec(Codec):
             )
         return pack_chunks(chunks)
 
-    def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        import imagecodecs
-
-        if self._rgb(shape, dtype):
-            return np.moveaxis(np.asarray(imagecodecs.jpeg2k_decode(data)), -1, self.channel_axis).astype(dtype, copy=False)
+    def _decode_grey(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         header, *streams = unpack_chunks(data)
         parts = []
         for stream in streams:
-            image = np.asarray(imagecodecs.jpeg2k_decode(stream))
+            image = self._decode_image(stream)
             parts.append(image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0))
         return _from_image_frames(np.concatenate(parts), header, shape, dtype)
 
 
-class JpegXlCodec(Codec):
-    """JPEG XL (libjxl), one image per 2-D slice; quality = Butteraugli distance."""
+class JpegXlCodec(ColourImageCodec):
+    """JPEG XL (libjxl), one image per 2-D slice (an RGB input's in colour); quality = Butteraugli distance."""
 
     name = "jpegxl"
-    description = "JPEG XL (imagecodecs/libjxl), per 2-D slice, Butteraugli distance"
+    description = "JPEG XL (imagecodecs/libjxl), per 2-D slice (RGB as colour), Butteraugli distance"
 
     def unavailable(self) -> str | None:
         return imagecodecs_missing("jpegxl")
@@ -245,15 +269,21 @@ class JpegXlCodec(Codec):
     def quality_range(self, array: np.ndarray) -> tuple[float, float]:
         return 0.02, 25.0
 
-    def encode(self, array: np.ndarray, quality: float) -> bytes:
+    def _encode_colour(self, image: np.ndarray, quality: float) -> bytes:
         import imagecodecs
 
+        return imagecodecs.jpegxl_encode(image, distance=float(quality))
+
+    def _decode_image(self, stream: bytes) -> np.ndarray:
+        import imagecodecs
+
+        return np.asarray(imagecodecs.jpegxl_decode(stream))
+
+    def _encode_grey(self, array: np.ndarray, quality: float) -> bytes:
         frames, header = _image_frames(array)
-        return pack_chunks([header] + [imagecodecs.jpegxl_encode(f, distance=float(quality)) for f in frames])
+        return pack_chunks([header] + [self._encode_colour(f, quality) for f in frames])
 
-    def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        import imagecodecs
-
+    def _decode_grey(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         header, *streams = unpack_chunks(data)
-        frames = np.stack([np.asarray(imagecodecs.jpegxl_decode(s)) for s in streams])
+        frames = np.stack([self._decode_image(s) for s in streams])
         return _from_image_frames(frames, header, shape, dtype)

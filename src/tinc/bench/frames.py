@@ -91,3 +91,46 @@ def from_frames(frames: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     order = rest + [a, b]
     moved = frames.reshape([squeezed[i] for i in order])
     return np.transpose(moved, np.argsort(order)).reshape(shape)
+
+
+# ------------------------------------------------------------------ colour
+# Full-range BT.601 (JPEG's) luma weights: what JPEG 2000's irreversible colour transform uses.
+_KR, _KB = 0.299, 0.114
+
+
+def is_colour(shape: tuple[int, ...], dtype: np.dtype, channel_axis: int | None) -> bool:
+    """An RGB input the image and video codecs code as colour: its reader's channel axis is 3
+    long, the samples are 8- or 16-bit unsigned, and at least 2 other axes make images."""
+    if channel_axis is None or not -len(shape) <= channel_axis < len(shape) or shape[channel_axis] != 3:
+        return False
+    others = [n for a, n in enumerate(shape) if a != channel_axis % len(shape)]
+    return np.dtype(dtype) in (np.uint8, np.uint16) and len(squeezed_shape(others)) >= 2
+
+
+def to_colour_frames(x: np.ndarray, channel_axis: int) -> np.ndarray:
+    """(n, H, W, 3) colour images: each channel cut into frames as `to_frames` cuts a grey array."""
+    rgb = np.moveaxis(x, channel_axis, -1)
+    return np.stack([to_frames(rgb[..., c]) for c in range(3)], axis=-1)
+
+
+def from_colour_frames(frames: np.ndarray, shape: tuple[int, ...], channel_axis: int) -> np.ndarray:
+    """Undo `to_colour_frames`."""
+    grey_shape = tuple(n for a, n in enumerate(shape) if a != channel_axis % len(shape))
+    channels = [from_frames(frames[..., c], grey_shape) for c in range(3)]
+    return np.stack(channels, axis=channel_axis % len(shape))
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] RGB in [0, 1] -> Y, Cb, Cr in [0, 1] (chroma centred on 0.5)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = _KR * r + (1 - _KR - _KB) * g + _KB * b
+    return np.stack([y, (b - y) / (2 * (1 - _KB)) + 0.5, (r - y) / (2 * (1 - _KR)) + 0.5], axis=-1)
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of `rgb_to_ycbcr`."""
+    y, cb, cr = ycc[..., 0], ycc[..., 1] - 0.5, ycc[..., 2] - 0.5
+    r = y + 2 * (1 - _KR) * cr
+    b = y + 2 * (1 - _KB) * cb
+    g = (y - _KR * r - _KB * b) / (1 - _KR - _KB)
+    return np.stack([r, g, b], axis=-1)

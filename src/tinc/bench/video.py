@@ -1,4 +1,5 @@
-"""Video codecs (HEVC, H.264) through PyAV: the 2-D slices of an array as grey frames."""
+"""Video codecs (HEVC, H.264) through PyAV: the 2-D slices of an array as grey frames (an
+RGB input's as colour frames, where the encoder has a 4:4:4 format)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Callable
 import numpy as np
 
 from .base import Codec, restore_dtype
-from .frames import UINT_HEADER, frame_shape, from_frames, from_uint, needed_bits, to_frames, to_uint
+from .frames import (UINT_HEADER, frame_shape, from_colour_frames, from_frames, from_uint, is_colour, needed_bits, rgb_to_ycbcr,
+                     to_colour_frames, to_frames, to_uint, ycbcr_to_rgb)
 
 
 def _run_isolated(function: Callable, *args):
@@ -73,13 +75,17 @@ def encode_video(encoder: str, pixel_format: str, frames: np.ndarray, crf: float
     return bytes(out)
 
 
-def _frame_array(frame, pixel_format: str) -> np.ndarray:
-    """The luma plane as decoded. (FFmpeg's H.264 decoder returns grey streams as yuv420p;
-    converting those to grey would apply a limited-to-full range conversion.)"""
-    plane = frame.planes[0]
+def _frame_array(frame, pixel_format: str, planes: int = 1) -> np.ndarray:
+    """The first `planes` planes as decoded, [H, W] for one, else [H, W, planes]. (FFmpeg's
+    H.264 decoder returns grey streams as yuv420p; converting those to grey would apply a
+    limited-to-full range conversion. A colour stream's planes are read in coded order: luma
+    first, whatever FFmpeg calls the format.)"""
     dtype = np.dtype(np.uint8) if pixel_format == "gray" else np.dtype("<u2")
-    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height]
-    return rows[:, : frame.width * dtype.itemsize].copy().view(dtype)
+    images = []
+    for plane in frame.planes[:planes]:
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height]
+        images.append(rows[:, : frame.width * dtype.itemsize].copy().view(dtype))
+    return images[0] if planes == 1 else np.stack(images, axis=-1)
 
 
 class VideoCodec(Codec):
@@ -88,16 +94,31 @@ class VideoCodec(Codec):
     Data needing more bits than the encoder's deepest grey format are scaled from their
     min/max onto it; the offset and scale are stored in the bytes (17-byte header), so
     decoding restores the original value range. quality = CRF.
+
+    An RGB input (`for_input`, `frames.is_colour`), where the encoder has `colour_formats`,
+    is coded as colour frames: full-range YCbCr 4:4:4 at 10 bits for 8-bit samples (12 for
+    deeper ones, scaled from their min/max), luma in the format's first plane.
     """
 
     encoder = ""
     decoder = ""
     formats: dict[int, str] = {}
     """Grey pixel format per bit depth."""
+    colour_formats: dict[int, str] = {}
+    """4:4:4 pixel format per bit depth for colour frames (none: RGB as grey frames)."""
     log_scale = False
     isolate = False
     """Encode in a forked child process (for encoders known to crash)."""
     options = {"preset": "medium", "tune": "psnr"}
+
+    def __init__(self, channel_axis: int | None = None):
+        self.channel_axis = channel_axis
+
+    def for_input(self, channel_axis: int | None) -> "VideoCodec":
+        return type(self)(channel_axis) if self.colour_formats else self
+
+    def _colour(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        return bool(self.colour_formats) and is_colour(tuple(shape), dtype, self.channel_axis)
 
     def unavailable(self) -> str | None:
         if importlib.util.find_spec("av") is None:
@@ -131,39 +152,64 @@ class VideoCodec(Codec):
         return stream
 
     def encode(self, array: np.ndarray, quality: float) -> bytes:
-        frames = to_frames(array)
-        bits = self._bits(frames)
-        q, header = to_uint(frames, bits)
-        h, w = q.shape[1:]
+        if self._colour(array.shape, array.dtype):
+            q, header = self._colour_frames(array)
+            pixel_format = self.colour_formats[header[0]]
+        else:
+            frames = to_frames(array)
+            bits = self._bits(frames)
+            q, header = to_uint(frames, bits)
+            pixel_format = self.formats[bits]
+        h, w = q.shape[1:3]
         ph, pw = self._padded_size(h, w)
         if (ph, pw) != (h, w):
-            q = np.pad(q, ((0, 0), (0, ph - h), (0, pw - w)), mode="edge")
-        args = (self.encoder, self.formats[bits], q, float(quality), dict(self.options))
+            q = np.pad(q, ((0, 0), (0, ph - h), (0, pw - w)) + ((0, 0),) * (q.ndim - 3), mode="edge")
+        args = (self.encoder, pixel_format, q, float(quality), dict(self.options))
         stream = _run_isolated(encode_video, *args) if self.isolate else encode_video(*args)
         return header + self._strip(stream)
+
+    def _colour_frames(self, array: np.ndarray) -> tuple[np.ndarray, bytes]:
+        """(n, H, W, 3) uint16 frames laid out as PyAV takes a GBR planar image (R, G, B
+        slots; G is the first plane), holding Cr, Y, Cb; and the header that undoes them."""
+        frames = to_colour_frames(array, self.channel_axis)
+        bits = 10 if needed_bits(frames) <= 8 else 12
+        low, high = float(frames.min()), float(frames.max())
+        span = high - low if high > low else 1.0
+        ycc = rgb_to_ycbcr((frames - low) / span)
+        top = (1 << bits) - 1
+        q = np.clip(np.rint(ycc * top), 0, top).astype(np.uint16)
+        return np.ascontiguousarray(q[..., [2, 0, 1]]), UINT_HEADER.pack(bits, low, span)
 
     def decode(self, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         import av
 
         header, stream = data[: UINT_HEADER.size], data[UINT_HEADER.size :]
-        pixel_format = self.formats[header[0]]
+        colour = self._colour(shape, dtype)
+        pixel_format, planes = (self.colour_formats[header[0]], 3) if colour else (self.formats[header[0]], 1)
         context = av.CodecContext.create(self.decoder, "r")
         images = []
         for packet in list(context.parse(stream)) + list(context.parse(None)):
-            images.extend(_frame_array(f, pixel_format) for f in context.decode(packet))
-        images.extend(_frame_array(f, pixel_format) for f in context.decode(None))
+            images.extend(_frame_array(f, pixel_format, planes) for f in context.decode(packet))
+        images.extend(_frame_array(f, pixel_format, planes) for f in context.decode(None))
+        if colour:
+            bits, low, span = UINT_HEADER.unpack(header)
+            n, h, w = frame_shape(tuple(a for i, a in enumerate(shape) if i != self.channel_axis % len(shape)))
+            rgb = ycbcr_to_rgb(np.stack(images)[:n, :h, :w].astype(np.float64) / ((1 << bits) - 1)) * span + low
+            return restore_dtype(from_colour_frames(rgb, tuple(shape), self.channel_axis), dtype)
         n, h, w = frame_shape(tuple(shape))
         frames = np.stack(images)[:n, :h, :w]
         return restore_dtype(from_frames(from_uint(frames, header), tuple(shape)), dtype)
 
 
 class HevcCodec(VideoCodec):
-    """HEVC (libx265, preset medium, tune psnr, no encoder-info SEI); grey 8/10/12-bit."""
+    """HEVC (libx265, preset medium, tune psnr, no encoder-info SEI); grey 8/10/12-bit, RGB as
+    YCbCr 4:4:4 10/12-bit."""
 
     name = "hevc"
-    description = "HEVC / libx265 via PyAV, slices as grey 8/10/12-bit frames, CRF"
+    description = "HEVC / libx265 via PyAV, slices as grey 8/10/12-bit frames (RGB as YCbCr 4:4:4), CRF"
     encoder, decoder = "libx265", "hevc"
     formats = {8: "gray", 10: "gray10le", 12: "gray12le"}
+    colour_formats = {10: "gbrp10le", 12: "gbrp12le"}
     options = {"preset": "medium", "tune": "psnr", "x265-params": "log-level=error:info=0"}
     isolate = True
 
