@@ -12,7 +12,8 @@ It is compressed several times in one run, so that all figures share the machine
 random starts (`--start-samples 0`) on 1 and 2 workers, learned starts (the default:
 `START_SAMPLES` chunks fitted first, the others from their mean weights) on 1 and 2
 workers, and random starts with 3x the steps on 2 workers (does the learned start reach
-their PSNR in a third of the time?). SZ3 and SPERR are then run at the store's ratio.
+their PSNR in a third of the time?). SZ3, SPERR and HEVC (slices as
+grey frames) are then run at the store's ratio.
 For each result it prints the PSNR of the voxels within 2 of an internal chunk face
 ("border") and of the voxels farther than 2 from any chunk face ("interior"), the median
 seconds of a fitted chunk's task in its worker ("s/chunk") and the lowest PSNR of a fitted
@@ -36,6 +37,7 @@ import zarr
 
 from tinc import chunked, io, metrics
 from tinc.bench.classic import SperrCodec, Sz3Codec
+from tinc.bench.video import HevcCodec
 from tinc.bench.sweep import run_one
 from tinc.config import TincConfig
 from scoreboard import machine
@@ -159,7 +161,7 @@ def main() -> None:
                   f"{worst_chunk(summary.results):7.2f}", flush=True)
             ratios.append(summary.ratio)
     ratio = min(ratios)
-    for codec in (Sz3Codec(), SperrCodec()):  # the best setting at the ratio or above, as `tinc bench` finds it
+    for codec in (Sz3Codec(), SperrCodec(), HevcCodec()):  # the best setting at the ratio or above, as `tinc bench` finds it
         row = run_one(codec, volume, ratio)
         print(f"{codec.name} at {ratio:.1f}x or above: {row.get('actual_ratio', float('nan')):.1f}x, PSNR {row.get('psnr', float('nan')):.2f}"
               + ("" if row["status"] == "ok" else f" ({row['note']})"))
