@@ -133,14 +133,16 @@ def test_a_grey_tiff_stack_of_three_slices_stays_a_volume(tmp_path):
     assert read_with_metadata(tmp_path / "v.tif")[1] == {"format": "tiff"}
 
 
-def test_scikit_image_samples_by_name_keep_their_colour_samples_as_channels():
-    """`skimage:astronaut` is the PNG scikit-image ships: its samples are channels, as
-    `tinc compress` reads that PNG; a grey sample stays as loaded."""
+def test_scikit_image_samples_by_name_keep_their_colour_samples_as_channels(tmp_path):
+    """`skimage:astronaut` is a colour image: its samples are channels, as `tinc compress`
+    reads the PNG scikit-image ships; a grey sample stays as loaded."""
     skimage_data = pytest.importorskip("skimage.data")
     astronaut, metadata = read_with_metadata("skimage:astronaut")
     assert np.array_equal(astronaut, skimage_data.astronaut()) and metadata["channel_axis"] == -1
     cell, metadata = read_with_metadata("skimage:cell")
     assert np.array_equal(cell, skimage_data.cell()) and "channel_axis" not in metadata
+    assert main(["compress", "skimage:astronaut", "-o", str(tmp_path / "a.tinc"), *FAST]) == 0
+    assert container.unpack((tmp_path / "a.tinc").read_bytes()).header["channel_axis"] == -1
 
 
 def test_nifti_axes_time_first_and_spacing_as_scale(tmp_path):

@@ -69,26 +69,28 @@ def resolve(path) -> str:
             image = np.asarray(loader())
         except Exception:  # images scikit-image would download are not available offline
             raise TincInputError(f"{path}: not bundled with scikit-image (it needs a download)") from None
-        # a colour image goes to PNG, whose reader names its samples as channels, as it does
-        # for the PNG in scikit-image's folder; anything else to .npy, exactly as loaded
+        # a colour image goes to an RGB TIFF, whose samples are read as channels (as those of
+        # the PNG in scikit-image's folder would be), by `tinc compress` and chunked compression
+        # alike; anything else to .npy, exactly as loaded
         colour = image.ndim == 3 and image.shape[-1] in (3, 4) and image.dtype in (np.uint8, np.uint16)
-        target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.{'png' if colour else 'npy'}")
+        target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.{'tif' if colour else 'npy'}")
         if not os.path.exists(target):
             _write_atomically(target, image, colour)
         return target
     return path
 
 
-def _write_atomically(target: str, image: np.ndarray, png: bool) -> None:
+def _write_atomically(target: str, image: np.ndarray, colour: bool) -> None:
     """Write a sample image where another process may be reading or writing it too."""
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as out:
-            if png:
-                import imagecodecs
+        if colour:
+            import tifffile
 
-                out.write(imagecodecs.png_encode(image))
-            else:
+            tifffile.imwrite(temporary, image, photometric="rgb")
+        else:
+            with open(temporary, "wb") as out:
                 np.save(out, image, allow_pickle=False)
         os.replace(temporary, target)
     except BaseException:
