@@ -235,6 +235,28 @@ def test_a_colour_tiffs_samples_are_every_chunks_channels(scheduler, tmp_path):
     assert not (tmp_path / "bad.zarr").exists()
 
 
+def test_a_format_read_only_whole_is_staged_for_the_workers_and_removed(scheduler, tmp_path, capsys):
+    """A PNG (or NIfTI, DICOM, ...) has no region reads: it is read once, staged as a .npy
+    beside the output for the workers, and the staged file is gone afterwards, whether the
+    run succeeds or is refused; its colour samples are the chunks' channels."""
+    import imagecodecs
+
+    y, x = np.meshgrid(np.arange(96), np.arange(80), indexing="ij")
+    rgb = np.stack([100 + 80 * np.sin(y / 15 + k) * np.cos(x / 20) for k in range(3)], axis=-1).astype(np.uint8)
+    (tmp_path / "rgb.png").write_bytes(imagecodecs.png_encode(rgb))
+    output = tmp_path / "out" / "rgb.zarr"
+    output.parent.mkdir()
+    summary = chunked.compress(str(tmp_path / "rgb.png"), str(output), chunks=48, scheduler=scheduler,
+                               **{**FLAGS, "ratio": 8})
+    assert "is read whole and staged as" in capsys.readouterr().err
+    assert summary.source == str(tmp_path / "rgb.png") and summary.chunks == (48, 48, 3) and len(summary.results) == 4
+    assert zarr.open(str(output), mode="r").metadata.codecs[0].to_dict()["configuration"]["channel_axis"] == -1
+    assert sorted(p.name for p in output.parent.iterdir()) == ["rgb.zarr"]  # the staged input removed
+    with pytest.raises(TincConfigError, match="channel_axis 3 is not an axis"):
+        chunked.compress(str(tmp_path / "rgb.png"), str(output.parent / "bad.zarr"), chunks=48, channel_axis=3, quiet=True, **FLAGS)
+    assert sorted(p.name for p in output.parent.iterdir()) == ["rgb.zarr"]
+
+
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
     data = np.arange(5 * 6, dtype=np.int16).reshape(5, 6)
     np.save(tmp_path / "a.npy", data)
@@ -253,7 +275,7 @@ def test_chunked_cli_errors_are_one_line(volume, compressed, tmp_path, capsys):
     output, _ = compressed
     cases = [
         (["compress", str(tmp_path / "missing.zarr"), "-o", str(tmp_path / "x.zarr")], "no such file"),
-        (["compress", "skimage:camera", "-o", str(tmp_path / "x.zarr")], "reads .zarr, .tif/.tiff or .npy"),
+        (["compress", str(tmp_path / "a.xyz"), "-o", str(tmp_path / "x.zarr")], "unsupported format '.xyz'"),
         (["compress", source, "-o", output, "--chunks", "32", *CLI_FLAGS], "exists with other settings"),
         (["compress", source, "-o", str(tmp_path / "x.zarr"), "--chunks", "0"], "chunk sizes must be positive"),
         (["compress", source, "-o", str(tmp_path / "x.zarr"), "--checkpoint", str(tmp_path / "fit.ckpt")], "does not take --checkpoint"),

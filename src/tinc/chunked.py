@@ -45,7 +45,7 @@ from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, samp
                            start_count, start_files)
 from .encoder import LearnedStart
 from .errors import TincConfigError, TincError, first_line
-from .io import atomic_path, check_writable
+from .io import atomic_path, check_writable, region_volume
 from .ome_zarr import ome_zarr_output
 from .volume import Volume, is_zarr_path, read_with_halo
 from .zarr_codec import TincNumcodec
@@ -69,6 +69,9 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
              **options: Any) -> CompressSummary:
     """Compress the array file `source` into the Zarr array `output`, one tree per chunk.
 
+    Zarr, TIFF and .npy inputs are read region by region; any other input `tinc.read`
+    takes is read whole once and staged beside `output` (`tinc.io.region_volume`).
+
     `options` are `tinc.TincConfig` fields, applied to every chunk (`ratio`, `steps`,
     `time_limit` per chunk, `seed`, ...); `quiet` also hides the progress bar. Without
     `scheduler` (a `dask.distributed` address) a local cluster of `workers` processes
@@ -79,12 +82,17 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
     """
     _check_compress_options(source, output, options)
     start_samples = start_count(start_samples)
-    volume = Volume(source)
+    with region_volume(source, output, bool(options.get("quiet"))) as volume:
+        return _compress_volume(volume, str(source), output, chunks, halo, scheduler, workers, start_samples, options)
+
+
+def _compress_volume(volume: Volume, source: str, output, chunks, halo: int, scheduler: str | None, workers: int | None,
+                     start_samples: int, options: dict) -> CompressSummary:
     from .values import check_array
 
     check_array(np.zeros(1, dtype=volume.dtype))  # the dtype, before any work starts
     chunks = chunk_shape(chunks, volume.shape)
-    if options.get("channel_axis") is None and volume.channel_axis is not None:  # a colour TIFF's samples
+    if options.get("channel_axis") is None and volume.channel_axis is not None:  # a colour image's samples
         options = {**options, "channel_axis": volume.channel_axis}
     codec = _chunk_codec(volume, chunks, halo, options)  # every option checked before the cluster starts
     quiet, relative = bool(options.get("quiet")), options.get("max_error_rel") is not None
@@ -110,7 +118,7 @@ def compress(source, output, chunks: int | Sequence[int] = DEFAULT_CHUNK, halo: 
         if not existed and not fitting:  # refused or failed before any chunk: leave nothing behind
             shutil.rmtree(output, ignore_errors=True)
         raise
-    summary = CompressSummary(str(source), str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
+    summary = CompressSummary(source, str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
                               time.perf_counter() - started, peak_rss)
     _write_final_attributes(array, summary)
     shutil.rmtree(os.path.join(output, START_FOLDER), ignore_errors=True)  # the store is complete: no run will resume it

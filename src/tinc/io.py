@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from .axes import from_tiff, nifti_header, spacing_of, tiff_samples_axis
 from .errors import TincInputError, TincOutputError, first_line
-from .volume import is_zarr_path, open_zarr
+from .volume import Volume, is_zarr_path, open_zarr, region_kind
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 # read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps;
@@ -240,6 +241,33 @@ def _read_dicom_series(path):
 
 _READERS = {"tiff": _read_tiff, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom,
             **dict.fromkeys(("nifti", "mgh", "minc", "analyze", "par/rec", "afni"), _read_nibabel)}
+
+
+@contextlib.contextmanager
+def region_volume(source, beside, quiet: bool = False):
+    """`source` opened for reading region by region (a `tinc.volume.Volume`). A format read
+    only whole (NIfTI, DICOM, PNG, a sample name, ...) is read once here and staged as a
+    hidden .npy beside the path `beside`, which every worker memory-maps; it is removed at
+    the end, and its reader's channel axis (a colour DICOM's or PNG's samples) comes along."""
+    path = resolve(source)
+    if region_kind(path) is not None:
+        yield Volume(path)
+        return
+    array, metadata = read_with_metadata(path)
+    staged = Path(beside).parent / f".{Path(beside).name}.input.npy"
+    if not quiet:
+        print(f"tinc: note: {source} is read whole and staged as {staged} ({array.nbytes / 2**20:.0f} MiB) for the "
+              "workers to read their chunks from; it is removed at the end", file=sys.stderr)
+    try:
+        with atomic_path(staged) as temporary:
+            np.save(temporary, array, allow_pickle=False)
+        del array
+        volume = Volume(staged)
+        volume.channel_axis = metadata.get("channel_axis")
+        yield volume
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(staged)
 
 
 def native_dtype(dtype) -> np.dtype:

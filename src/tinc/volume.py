@@ -60,15 +60,21 @@ class Volume:
         return np.asarray(self.array[tuple(slice(a, b) for a, b in box)])
 
 
-def _volume_kind(path: str) -> str:
+def region_kind(path: str) -> str | None:
+    """"zarr", "tiff" or "npy": the formats a `Volume` reads region by region; None for others."""
     if is_zarr_path(path) or os.path.isfile(os.path.join(path, "zarr.json")) or os.path.isfile(os.path.join(path, ".zarray")):
         return "zarr"
     name = path.lower()
     if name.endswith((".tif", ".tiff")):
         return "tiff"
-    if name.endswith(".npy"):
-        return "npy"
-    raise TincInputError(f"{path}: chunked compression reads .zarr, .tif/.tiff or .npy, not {Path(path).suffix or 'this file'}")
+    return "npy" if name.endswith(".npy") else None
+
+
+def _volume_kind(path: str) -> str:
+    kind = region_kind(path)
+    if kind is None:
+        raise TincInputError(f"{path}: read region by region only from .zarr, .tif/.tiff or .npy, not {Path(path).suffix or 'this file'}")
+    return kind
 
 
 def open_zarr(path: str):
