@@ -24,7 +24,7 @@ from tinc.cli import main
 from tinc.errors import TincConfigError
 from tinc.ome_zarr import pyramid_shapes
 from tinc.volume import Volume, read_with_halo
-from tinc.zarr_store import TEMPORARY_PREFIX, describe_store
+from tinc.zarr_store import TEMPORARY_PREFIX, describe_store, store_bytes
 
 # 20 steps so that 64 chunks take seconds; fidelity is not what these tests are about
 FLAGS = dict(ratio=32, steps=20, batch=2048, seed=1)
@@ -243,17 +243,21 @@ def test_a_format_read_only_whole_is_staged_for_the_workers_and_removed(schedule
 
     y, x = np.meshgrid(np.arange(96), np.arange(80), indexing="ij")
     rgb = np.stack([100 + 80 * np.sin(y / 15 + k) * np.cos(x / 20) for k in range(3)], axis=-1).astype(np.uint8)
-    (tmp_path / "rgb.png").write_bytes(imagecodecs.png_encode(rgb))
+    source = tmp_path / ("a folder whose long name makes the input's name longer than the staged file's" * 2) / "rgb.png"
+    source.parent.mkdir()
+    source.write_bytes(imagecodecs.png_encode(rgb))
     output = tmp_path / "out" / "rgb.zarr"
     output.parent.mkdir()
-    summary = chunked.compress(str(tmp_path / "rgb.png"), str(output), chunks=48, scheduler=scheduler,
-                               **{**FLAGS, "ratio": 8})
+    summary = chunked.compress(str(source), str(output), chunks=48, scheduler=scheduler, **{**FLAGS, "ratio": 8})
     assert "is read whole and staged as" in capsys.readouterr().err
-    assert summary.source == str(tmp_path / "rgb.png") and summary.chunks == (48, 48, 3) and len(summary.results) == 4
+    assert summary.source == str(source) and summary.chunks == (48, 48, 3) and len(summary.results) == 4
+    # the store's attributes name the input as given: their bytes were budgeted with that name
+    assert zarr.open(str(output), mode="r").attrs["tinc"]["source"] == str(source)
+    assert store_bytes(str(output)) <= rgb.nbytes / 8
     assert zarr.open(str(output), mode="r").metadata.codecs[0].to_dict()["configuration"]["channel_axis"] == -1
     assert sorted(p.name for p in output.parent.iterdir()) == ["rgb.zarr"]  # the staged input removed
     with pytest.raises(TincConfigError, match="channel_axis 3 is not an axis"):
-        chunked.compress(str(tmp_path / "rgb.png"), str(output.parent / "bad.zarr"), chunks=48, channel_axis=3, quiet=True, **FLAGS)
+        chunked.compress(str(source), str(output.parent / "bad.zarr"), chunks=48, channel_axis=3, quiet=True, **FLAGS)
     assert sorted(p.name for p in output.parent.iterdir()) == ["rgb.zarr"]
 
 

@@ -56,10 +56,11 @@ def absolute_error_options(options: dict, stats: Sequence[ChunkStats]) -> dict:
     return {**options, "max_error_rel": None, "max_error": float(options["max_error_rel"]) * span}
 
 
-def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats: Sequence[ChunkStats]) -> list[float | None]:
+def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats: Sequence[ChunkStats],
+                 source: str) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
-    widest values; the chunks share what it leaves in proportion to their voxels inside the
+    widest values (`source`: the input as the user named it); the chunks share what it leaves in proportion to their voxels inside the
     array times the class of their spreads (`spread_classes`), except that no chunk gets less than
     the smallest file that holds a tree (a flat chunk, a sliver at the array's edge), which
     the others pay for. A constant chunk is planned at that floor but counted at the size of
@@ -67,7 +68,7 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats:
     ratio = codec.tinc.config.ratio
     if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
         return [None] * len(tasks)
-    widest = final_attributes(False, volume.path, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
+    widest = final_attributes(False, source, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
                               {key: _WIDEST_FLOAT for _, _, key in tasks})
     metadata = metadata_bytes_with(array, widest)
     boxes = [clipped(box, volume.shape) for _, box, _ in tasks]

@@ -110,7 +110,7 @@ def _compress_volume(volume: Volume, source: str, output, chunks, halo: int, sch
                 codec = _chunk_codec(volume, chunks, halo, absolute_error_options(options, stats))
                 array = open_output(output, volume.shape, volume.dtype, chunks, codec)
             tasks = [(index, box, array.metadata.encode_chunk_key(index)) for index, box in chunk_boxes(volume.shape, chunks)]
-            ratios = chunk_ratios(array, volume, codec, tasks, stats)
+            ratios = chunk_ratios(array, volume, codec, tasks, stats, source)
             fitting = True  # from here on a failure keeps the chunks written, for a rerun to resume
             results = _fit_all(client, volume, output, tasks, ratios, codec, start_samples, started, quiet)
             peak_rss = client.run(metrics.peak_memory)
