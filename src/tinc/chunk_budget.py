@@ -60,11 +60,12 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats:
                  source: str) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
-    widest values (`source`: the input as the user named it); the chunks share what it leaves in proportion to their voxels inside the
-    array times the class of their spreads (`spread_classes`), except that no chunk gets less than
-    the smallest file that holds a tree (a flat chunk, a sliver at the array's edge), which
-    the others pay for. A constant chunk is planned at that floor but counted at the size of
-    its file, which is written without a fit (`TincNumcodec.encode_with_halo`)."""
+    widest values (`source`: the input as the user named it); the chunks share what it
+    leaves in proportion to their voxels inside the array times the class of their spreads
+    (`spread_classes`), except that no chunk gets less than the smallest file that holds a
+    tree (a flat chunk, a sliver at the array's edge), which the others pay for. A constant
+    chunk is planned at that floor but counted at the size of its file, which is written
+    without a fit (`TincNumcodec.encode_with_halo`)."""
     ratio = codec.tinc.config.ratio
     if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
         return [None] * len(tasks)
