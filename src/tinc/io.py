@@ -19,7 +19,7 @@ import numpy as np
 
 from .axes import from_tiff, nifti_header, spacing_of, tiff_samples_axis
 from .errors import TincInputError, TincOutputError, first_line
-from .volume import Volume, is_zarr_path, open_zarr, region_kind
+from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_series_axes
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 # read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps;
@@ -177,16 +177,16 @@ def _read_tiff(path):
 
     with tifffile.TiffFile(path) as tiff:
         array = tiff.asarray()
-        series = tiff.series[0] if tiff.series else None
-    if series is None or series.shape != array.shape:
+        series_axes = tiff_series_axes(tiff, array.shape)
+    if series_axes is None:
         return array, {}
     metadata = {}
-    samples = tiff_samples_axis(series.axes, array.shape)  # fitted as channels, as a PNG's and a DICOM's are
+    samples = tiff_samples_axis(series_axes, array.shape)  # fitted as channels, as a PNG's and a DICOM's are
     if samples is not None:
         metadata["channel_axis"] = samples
     # the series axes (e.g. TZYX, ZCYX) name the OME-Zarr axes on decompression; kept
     # only where they differ from what the shape and channel axis imply, so most files gain no bytes
-    axes = from_tiff(series.axes, array.shape, metadata.get("channel_axis"))
+    axes = from_tiff(series_axes, array.shape, metadata.get("channel_axis"))
     if axes:
         metadata["axes"] = axes
     return array, metadata

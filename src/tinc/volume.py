@@ -101,12 +101,18 @@ def _open_tiff(path: str):
         return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
 
 
+def tiff_series_axes(tiff, shape: tuple[int, ...]) -> str | None:
+    """The axes (tifffile's letters) of an open TIFF's first series, where it has `shape`."""
+    series = tiff.series[0] if tiff.series else None
+    return series.axes if series is not None and tuple(series.shape) == tuple(shape) else None
+
+
 def _tiff_channel_axis(path: str, shape: tuple[int, ...]) -> int | None:
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
-        series = tiff.series[0] if tiff.series else None
-        return tiff_samples_axis(series.axes, shape) if series is not None and tuple(series.shape) == shape else None
+        axes = tiff_series_axes(tiff, shape)
+    return None if axes is None else tiff_samples_axis(axes, shape)
 
 
 def _open_npy(path: str):

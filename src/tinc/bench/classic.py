@@ -9,7 +9,7 @@ import numpy as np
 from ..bitstream import Reader, varint
 from ..metrics import data_range
 from .base import Codec, restore_dtype, squeezed_shape, work_float
-from .frames import from_colour_frames, from_frames, from_uint, is_colour, to_colour_frames, to_frames, to_uint
+from .frames import ColourCodec, from_colour_frames, from_frames, from_uint, to_colour_frames, to_frames, to_uint
 
 
 def imagecodecs_missing(*names: str) -> str | None:
@@ -172,18 +172,8 @@ def _from_image_frames(frames: np.ndarray, header: bytes, shape: tuple[int, ...]
     return restore_dtype(from_frames(values, tuple(shape)), dtype)
 
 
-class ColourImageCodec(Codec):
-    """An image codec that codes an RGB input (`for_input`, `frames.is_colour`) as colour
-    images, one per 2-D slice, and any other input as grey slices."""
-
-    def __init__(self, channel_axis: int | None = None):
-        self.channel_axis = channel_axis
-
-    def for_input(self, channel_axis: int | None) -> "ColourImageCodec":
-        return type(self)(channel_axis)
-
-    def _colour(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
-        return is_colour(tuple(shape), dtype, self.channel_axis)
+class ColourImageCodec(ColourCodec):
+    """An image codec that codes an RGB input as colour images, one per 2-D slice."""
 
     def _encode_colour(self, image: np.ndarray, quality: float) -> bytes:
         raise NotImplementedError

@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 
-from .base import squeezed_shape
+from .base import Codec, squeezed_shape
 
 UINT_HEADER = struct.Struct("<Bdd")
 """bits, offset, scale: how `to_uint` mapped the values (stored in front of the codestream)."""
@@ -103,8 +103,29 @@ def is_colour(shape: tuple[int, ...], dtype: np.dtype, channel_axis: int | None)
     long, the samples are 8- or 16-bit unsigned, and at least 2 other axes make images."""
     if channel_axis is None or not -len(shape) <= channel_axis < len(shape) or shape[channel_axis] != 3:
         return False
-    others = [n for a, n in enumerate(shape) if a != channel_axis % len(shape)]
-    return np.dtype(dtype) in (np.uint8, np.uint16) and len(squeezed_shape(others)) >= 2
+    return np.dtype(dtype) in (np.uint8, np.uint16) and len(squeezed_shape(grey_shape(shape, channel_axis))) >= 2
+
+
+def grey_shape(shape: tuple[int, ...], channel_axis: int) -> tuple[int, ...]:
+    """`shape` without its channel axis: the shape of one channel."""
+    return tuple(n for a, n in enumerate(shape) if a != channel_axis % len(shape))
+
+
+class ColourCodec(Codec):
+    """An image or video codec that codes an RGB input (`is_colour`) as colour once
+    `for_input` names its channel axis, and any other input as grey slices."""
+
+    codes_colour = True
+    """Whether this codec has a colour mode (else `for_input` keeps it as it is)."""
+
+    def __init__(self, channel_axis: int | None = None):
+        self.channel_axis = channel_axis
+
+    def for_input(self, channel_axis: int | None) -> "ColourCodec":
+        return type(self)(channel_axis) if self.codes_colour else self
+
+    def _colour(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        return self.codes_colour and is_colour(tuple(shape), dtype, self.channel_axis)
 
 
 def to_colour_frames(x: np.ndarray, channel_axis: int) -> np.ndarray:
@@ -115,8 +136,7 @@ def to_colour_frames(x: np.ndarray, channel_axis: int) -> np.ndarray:
 
 def from_colour_frames(frames: np.ndarray, shape: tuple[int, ...], channel_axis: int) -> np.ndarray:
     """Undo `to_colour_frames`."""
-    grey_shape = tuple(n for a, n in enumerate(shape) if a != channel_axis % len(shape))
-    channels = [from_frames(frames[..., c], grey_shape) for c in range(3)]
+    channels = [from_frames(frames[..., c], grey_shape(shape, channel_axis)) for c in range(3)]
     return np.stack(channels, axis=channel_axis % len(shape))
 
 

@@ -9,9 +9,9 @@ from typing import Callable
 
 import numpy as np
 
-from .base import Codec, restore_dtype
-from .frames import (UINT_HEADER, frame_shape, from_colour_frames, from_frames, from_uint, is_colour, needed_bits, rgb_to_ycbcr,
-                     to_colour_frames, to_frames, to_uint, ycbcr_to_rgb)
+from .base import restore_dtype
+from .frames import (UINT_HEADER, ColourCodec, frame_shape, from_colour_frames, from_frames, from_uint, grey_shape, needed_bits,
+                     rgb_to_ycbcr, to_colour_frames, to_frames, to_uint, ycbcr_to_rgb)
 
 
 def _run_isolated(function: Callable, *args):
@@ -88,7 +88,7 @@ def _frame_array(frame, pixel_format: str, planes: int = 1) -> np.ndarray:
     return images[0] if planes == 1 else np.stack(images, axis=-1)
 
 
-class VideoCodec(Codec):
+class VideoCodec(ColourCodec):
     """FFmpeg encoders through PyAV: the 2-D slices as the frames of a grey video.
 
     Data needing more bits than the encoder's deepest grey format are scaled from their
@@ -111,14 +111,9 @@ class VideoCodec(Codec):
     """Encode in a forked child process (for encoders known to crash)."""
     options = {"preset": "medium", "tune": "psnr"}
 
-    def __init__(self, channel_axis: int | None = None):
-        self.channel_axis = channel_axis
-
-    def for_input(self, channel_axis: int | None) -> "VideoCodec":
-        return type(self)(channel_axis) if self.colour_formats else self
-
-    def _colour(self, shape: tuple[int, ...], dtype: np.dtype) -> bool:
-        return bool(self.colour_formats) and is_colour(tuple(shape), dtype, self.channel_axis)
+    @property
+    def codes_colour(self) -> bool:
+        return bool(self.colour_formats)
 
     def unavailable(self) -> str | None:
         if importlib.util.find_spec("av") is None:
@@ -193,7 +188,7 @@ class VideoCodec(Codec):
         images.extend(_frame_array(f, pixel_format, planes) for f in context.decode(None))
         if colour:
             bits, low, span = UINT_HEADER.unpack(header)
-            n, h, w = frame_shape(tuple(a for i, a in enumerate(shape) if i != self.channel_axis % len(shape)))
+            n, h, w = frame_shape(grey_shape(tuple(shape), self.channel_axis))
             rgb = ycbcr_to_rgb(np.stack(images)[:n, :h, :w].astype(np.float64) / ((1 << bits) - 1)) * span + low
             return restore_dtype(from_colour_frames(rgb, tuple(shape), self.channel_axis), dtype)
         n, h, w = frame_shape(tuple(shape))
