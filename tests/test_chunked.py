@@ -261,6 +261,42 @@ def test_a_format_read_only_whole_is_staged_for_the_workers_and_removed(schedule
     assert sorted(p.name for p in output.parent.iterdir()) == ["rgb.zarr"]
 
 
+def test_a_nifti_inputs_header_survives_chunked_compression(scheduler, tmp_path, capsys):
+    """The store keeps the input's NIfTI header (its bytes budgeted): decompressed to NIfTI
+    it is the input's affine again, and to OME-Zarr its voxel sizes are the scale."""
+    import nibabel
+
+    z, y, x = np.meshgrid(np.arange(40), np.arange(36), np.arange(20), indexing="ij")
+    data = (500 + 300 * np.sin(z / 7) * np.cos(y / 5) + 4 * x).astype(np.int16)
+    angle = 0.3
+    affine = np.array([[1.5 * np.cos(angle), -2 * np.sin(angle), 0, -30], [1.5 * np.sin(angle), 2 * np.cos(angle), 0, 12],
+                       [0, 0, 2.5, 7], [0, 0, 0, 1]])
+    nibabel.save(nibabel.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
+    store = tmp_path / "scan.zarr"
+    assert main(["compress", str(tmp_path / "scan.nii.gz"), "-o", str(store), "--chunks", "20", "--scheduler", scheduler,
+                 *CLI_FLAGS, "--ratio", "8", "--quiet"]) == 0
+    assert store_bytes(str(store)) <= data.nbytes / 8
+    assert sorted(tinc.open(str(store)).metadata) == ["nifti_header"]
+    assert main(["info", str(store)]) == 0
+    assert "input     nifti_header (restored on decompression)" in capsys.readouterr().out
+
+    assert main(["decompress", str(store), "-o", str(tmp_path / "back.nii.gz"), "--scheduler", scheduler, "--quiet"]) == 0
+    back = nibabel.load(tmp_path / "back.nii.gz")
+    assert np.allclose(back.affine, affine) and back.get_data_dtype() == np.int16
+    assert np.array_equal(np.asarray(back.dataobj), zarr.open(str(store), mode="r")[:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.nii.gz", "scan.nii.gz", "scan.zarr"]  # nothing staged left
+
+    assert main(["decompress", str(store), "-o", str(tmp_path / "back.zarr"), "--scheduler", scheduler, "--quiet"]) == 0
+    multiscales = zarr.open_group(str(tmp_path / "back.zarr"), mode="r").attrs["ome"]["multiscales"][0]
+    # a NIfTI's axes are x, y, z: OME-Zarr stores them z, y, x
+    assert [a["name"] for a in multiscales["axes"]] == ["z", "y", "x"]
+    assert np.allclose(multiscales["datasets"][0]["coordinateTransformations"][0]["scale"], [2.5, 2, 1.5])
+
+    zarr.open(str(store), mode="r+").update_attributes({"tinc": {**zarr.open(str(store)).attrs["tinc"], "input": "not base64!"}})
+    assert main(["decompress", str(store), "-o", str(tmp_path / "again.nii.gz"), "--quiet"]) == 2
+    assert "input metadata is unreadable" in capsys.readouterr().err and not (tmp_path / "again.nii.gz").exists()
+
+
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
     data = np.arange(5 * 6, dtype=np.int16).reshape(5, 6)
     np.save(tmp_path / "a.npy", data)
@@ -287,7 +323,8 @@ def test_chunked_cli_errors_are_one_line(volume, compressed, tmp_path, capsys):
         (["compress", source, "-o", str(tmp_path / "x.tinc")], "chunked compression writes a .zarr directory"),
         (["compress", str(tmp_path / "a.tif"), "-o", str(tmp_path / "x.tinc"), "--workers", "2"], "--workers applies to chunked"),
         (["decompress", source, "-o", str(tmp_path / "y.tif")], "not compressed with the tinc codec"),
-        (["decompress", output, "-o", str(tmp_path / "y.png")], "decompresses to .zarr"),
+        (["decompress", output, "-o", str(tmp_path / "y.png")], "PNG holds 2-D uint8/uint16 images, not 3-D uint16"),
+        (["decompress", output, "-o", str(tmp_path / "y.xyz")], "unsupported format '.xyz'"),
         (["decompress", output, "-o", str(tmp_path / "y.zarr"), "--roi", "0:1,:,:"], "--roi applies to a .tinc input"),
     ]
     for argv, message in cases:

@@ -62,6 +62,22 @@ def from_tiff(series_axes: str, shape: Sequence[int], channel_axis: int | None =
     return letters
 
 
+def tiff_metadata(series_axes: str | None, shape: Sequence[int]) -> dict:
+    """What a TIFF's first series (its axes, where its shape is `shape`) says beyond the
+    array: the samples axis tinc fits as channels (`channel_axis`) and, where they differ
+    from the default, the axes that name the OME-Zarr axes on decompression (`axes`)."""
+    if series_axes is None:
+        return {}
+    metadata = {}
+    samples = tiff_samples_axis(series_axes, shape)
+    if samples is not None:
+        metadata["channel_axis"] = samples
+    axes = from_tiff(series_axes, shape, samples)
+    if axes:
+        metadata["axes"] = axes
+    return metadata
+
+
 def input_axes(shape: Sequence[int], channel_axis: int | None = None, metadata: dict | None = None) -> str:
     """The axes of an array of `shape`, from a `.tinc` file's or reader's `metadata`: its
     `axes` entry, else a NIfTI header's order (x, y, z, t), else `default_axes`."""

@@ -60,8 +60,9 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats:
                  source: str) -> list[float | None]:
     """The ratio each chunk is fitted to, so that the whole store, metadata included, is raw
     bytes / `ratio`. The metadata is counted with the attributes the run ends with at their
-    widest values (`source`: the input as the user named it); the chunks share what it
-    leaves in proportion to their voxels inside the array times the class of their spreads
+    widest values (`source`: the input as the user named it; the input file's metadata, e.g.
+    a NIfTI header); the chunks share what it leaves in proportion to their voxels inside
+    the array times the class of their spreads
     (`spread_classes`), except that no chunk gets less than the smallest file that holds a
     tree (a flat chunk, a sliver at the array's edge), which the others pay for. A constant
     chunk is planned at that floor but counted at the size of its file, which is written
@@ -70,7 +71,7 @@ def chunk_ratios(array, volume: Volume, codec: TincNumcodec, tasks: list, stats:
     if ratio is None:  # a --max-error alone: each chunk searches its own smallest file
         return [None] * len(tasks)
     widest = final_attributes(False, source, 10 ** 18, _WIDEST_FLOAT, _WIDEST_FLOAT,
-                              {key: _WIDEST_FLOAT for _, _, key in tasks})
+                              {key: _WIDEST_FLOAT for _, _, key in tasks}, volume.metadata)
     metadata = metadata_bytes_with(array, widest)
     boxes = [clipped(box, volume.shape) for _, box, _ in tasks]
     shapes = [box_shape(box) for box in boxes]

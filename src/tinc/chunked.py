@@ -30,14 +30,16 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import metrics
-from .axes import default_axes
+from .axes import input_axes, spacing_for
 from .boxes import Box, chunk_boxes, chunk_shape, clipped
 from .chunk_budget import ChunkStats, absolute_error_options, chunk_ratios, measure_chunk
 from .chunk_report import ChunkResult, CompressSummary
@@ -45,11 +47,11 @@ from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, samp
                            start_count, start_files)
 from .encoder import LearnedStart
 from .errors import TincConfigError, TincError, first_line
-from .io import atomic_path, check_writable, region_volume
+from .io import atomic_path, check_fits_format, check_writable, format_of, region_volume, write
 from .ome_zarr import ome_zarr_output
 from .volume import Volume, is_zarr_path, read_with_halo
 from .zarr_codec import TincNumcodec
-from .zarr_store import (codec_channel_axis, final_attributes, metadata_bytes_with, open_compressed, open_output,
+from .zarr_store import (codec_channel_axis, final_attributes, input_metadata, metadata_bytes_with, open_compressed, open_output,
                          stored_chunk, write_atomically)
 
 if TYPE_CHECKING:
@@ -120,7 +122,7 @@ def _compress_volume(volume: Volume, source: str, output, chunks, halo: int, sch
         raise
     summary = CompressSummary(source, str(output), volume.shape, volume.dtype, chunks, sorted(results, key=lambda r: r.index),
                               time.perf_counter() - started, peak_rss)
-    _write_final_attributes(array, summary)
+    _write_final_attributes(array, summary, volume.metadata)
     shutil.rmtree(os.path.join(output, START_FOLDER), ignore_errors=True)  # the store is complete: no run will resume it
     return summary
 
@@ -200,13 +202,15 @@ def _fit_chunks(client: Client, calls: Iterator[tuple], bar, started: float, don
     return results
 
 
-def _write_final_attributes(array, summary: CompressSummary) -> None:
-    """Mark the store complete, with what the run measured. The store's bytes include these
-    attributes: their size is measured with them in, then again with the figures that size
-    gives (a digit more or less in a number is the only difference), and they are written once."""
+def _write_final_attributes(array, summary: CompressSummary, input_metadata: dict) -> None:
+    """Mark the store complete, with what the run measured and the input's metadata. The
+    store's bytes include these attributes: their size is measured with them in, then again
+    with the figures that size gives (a digit more or less in a number is the only
+    difference), and they are written once."""
     chunk_psnr = {array.metadata.encode_chunk_key(r.index): r.psnr for r in summary.results}
     for _ in range(2):
-        attributes = final_attributes(True, summary.source, summary.nbytes, summary.ratio, summary.psnr, chunk_psnr)
+        attributes = final_attributes(True, summary.source, summary.nbytes, summary.ratio, summary.psnr, chunk_psnr,
+                                      input_metadata)
         summary.metadata_bytes = metadata_bytes_with(array, attributes)
     array.update_attributes(attributes)
 
@@ -323,36 +327,52 @@ def _progress(total: int, description: str, quiet: bool):
 
 # ---------------------------------------------------------------------- decompress
 def decompress(source, output, scheduler: str | None = None, workers: int | None = None, quiet: bool = False) -> tuple[tuple[int, ...], np.dtype]:
-    """Decode the chunked array `source` into `output`: an OME-Zarr group (`.zarr`), TIFF or
-    .npy (memory-mapped), chunk by chunk on a Dask cluster. Returns the shape and dtype."""
+    """Decode the chunked array `source` into `output`, chunk by chunk on a Dask cluster: an
+    OME-Zarr group (`.zarr`), TIFF or .npy (memory-mapped), or any other format `tinc.write`
+    writes (NIfTI, PNG; staged as a .npy first). The input file's metadata the store keeps
+    names the OME-Zarr axes and scale and makes the NIfTI header. Returns the shape and dtype."""
     array = open_compressed(source)
+    metadata = input_metadata(array, str(source))
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
-    name = str(output).lower()
     boxes = [clipped(box, shape) for _, box in chunk_boxes(shape, array.chunks)]
     if is_zarr_path(output):
-        channel = codec_channel_axis(array)
-        axes = default_axes(shape, channel)
-        with ome_zarr_output(output, shape, dtype, array.chunks, axes) as level0, _client(scheduler, workers) as client:
+        axes = input_axes(shape, codec_channel_axis(array), metadata)
+        with (ome_zarr_output(output, shape, dtype, array.chunks, axes, spacing_for(axes, metadata)) as level0,
+              _client(scheduler, workers) as client):
             calls = ((_copy_chunk, str(source), level0, box) for box in boxes)
             for _ in _drain(run_windowed(client, calls), len(boxes), quiet):
                 pass
         return tuple(shape[i] for i in level0.order), dtype
-    if not name.endswith((".tif", ".tiff", ".npy")):
-        raise TincConfigError(f"{output}: a chunked array decompresses to .zarr (OME-Zarr), .tif or .npy")
+    kind = format_of(output)
+    check_fits_format(output, shape, dtype)
     check_writable(output)
-    with atomic_path(output) as temporary, _client(scheduler, workers) as client:
-        if name.endswith(".npy"):
-            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
-        else:
-            import tifffile
-
-            out = tifffile.memmap(temporary, shape=shape, dtype=dtype, bigtiff=math.prod(shape) * dtype.itemsize > 2**31)
-        calls = ((_read_chunk, str(source), box) for box in boxes)
-        for box, values in _drain(run_windowed(client, calls), len(boxes), quiet):
-            out[tuple(slice(a, b) for a, b in box)] = values
-        out.flush()
-        del out  # unmap before the file is renamed into place
+    with _client(scheduler, workers) as client:
+        if kind in ("tiff", "npy"):
+            with atomic_path(output) as temporary:
+                _decode_into(temporary, kind, str(source), shape, dtype, boxes, client, quiet)
+            return shape, dtype
+        # written from one array: decoded into a memory-mapped .npy beside the output first
+        with tempfile.TemporaryDirectory(prefix=f".{Path(output).name}.", dir=Path(output).parent) as folder:
+            staged = os.path.join(folder, "decoded.npy")
+            _decode_into(staged, "npy", str(source), shape, dtype, boxes, client, quiet)
+            write(output, np.load(staged, mmap_mode="r"), metadata)
     return shape, dtype
+
+
+def _decode_into(path: str, kind: str, source: str, shape: tuple[int, ...], dtype: np.dtype, boxes: list[Box], client,
+                 quiet: bool) -> None:
+    """Decode every chunk into a new memory-mapped .npy or TIFF file at `path`."""
+    if kind == "npy":
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    else:
+        import tifffile
+
+        out = tifffile.memmap(path, shape=shape, dtype=dtype, bigtiff=math.prod(shape) * dtype.itemsize > 2**31)
+    calls = ((_read_chunk, source, box) for box in boxes)
+    for box, values in _drain(run_windowed(client, calls), len(boxes), quiet):
+        out[tuple(slice(a, b) for a, b in box)] = values
+    out.flush()
+    del out  # unmap before the file is renamed into place
 
 
 def _drain(results: Iterator[Any], total: int, quiet: bool, description: str = "decoding") -> Iterator[Any]:

@@ -212,6 +212,8 @@ def _store_info(args: argparse.Namespace) -> int:
         low, high = info["chunk_psnr_range"] or (info["psnr"], info["psnr"])
         print(f"  measured  PSNR {info['psnr']:.2f} dB when compressed; chunks {low:.2f} to {high:.2f} dB")
     print("  options   " + (", ".join(f"{k} {v}" for k, v in info["options"].items()) or "tinc's defaults"))
+    if info["input_metadata"]:
+        print("  input     " + ", ".join(info["input_metadata"]) + " (restored on decompression)")
     for tree, count in sorted(info["trees"].items(), key=lambda item: -item[1]):
         print(f"  {count:8d}  chunk{'s' if count > 1 else ' '}  {tree}")
     return 0

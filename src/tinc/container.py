@@ -51,7 +51,7 @@ def pack(header: Header | dict, weights: bytes, metadata: dict | None = None, co
     parts = [MAGIC, bytes([FORMAT_VERSION])]
     sections = [(HEAD, encode_header(header)), (WGTS, weights)]
     if metadata:
-        sections.append((META, _encode_metadata(metadata)))
+        sections.append((META, encode_metadata(metadata)))
     if correction is not None:
         sections.append((CORR, correction))
     for tag, payload in sections:
@@ -89,12 +89,13 @@ def unpack(data: bytes) -> Container:
         if required not in sections:
             raise TincFormatError(f"the .tinc file has no {SECTION_NAMES[required]} section")
     header = decode_header(sections[HEAD], version)
-    metadata = _decode_metadata(sections[META]) if META in sections else {}
+    metadata = decode_metadata(sections[META]) if META in sections else {}
     return Container(header, sections[WGTS], metadata, sizes, sections.get(CORR))
 
 
 # ------------------------------------------------------------------ metadata
-def _encode_metadata(metadata: dict) -> bytes:
+def encode_metadata(metadata: dict) -> bytes:
+    """A file's metadata (name -> bytes, or anything `str` writes) as a META section's payload."""
     parts = []
     for name, value in metadata.items():
         value = value if isinstance(value, bytes) else str(value).encode()
@@ -103,7 +104,8 @@ def _encode_metadata(metadata: dict) -> bytes:
     return zlib.compress(b"".join(parts), 9)
 
 
-def _decode_metadata(payload: bytes) -> dict:
+def decode_metadata(payload: bytes) -> dict:
+    """The metadata `encode_metadata` wrote, values as bytes; a one-line error for anything else."""
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(payload, _MAX_META)

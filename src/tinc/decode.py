@@ -209,11 +209,11 @@ class TincStore(_LazyArray):
     `.value_range` (each chunk has its own), plus `.chunks`."""
 
     def __init__(self, path):
-        from .zarr_store import codec_channel_axis, open_compressed  # zarr loads only for stores
+        from .zarr_store import codec_channel_axis, input_metadata, open_compressed  # zarr loads only for stores
 
         self.path = str(path)
         self._array = open_compressed(self.path)
-        super().__init__(self._array.shape, self._array.dtype, {})
+        super().__init__(self._array.shape, self._array.dtype, input_metadata(self._array, self.path))
         self.chunks = tuple(int(c) for c in self._array.chunks)
         self.channel_axis = codec_channel_axis(self._array)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import from_tiff, nifti_header, spacing_of, tiff_samples_axis
+from .axes import nifti_header, spacing_of, tiff_metadata
 from .errors import TincInputError, TincOutputError, first_line
 from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_series_axes
 
@@ -178,18 +178,9 @@ def _read_tiff(path):
     with tifffile.TiffFile(path) as tiff:
         array = tiff.asarray()
         series_axes = tiff_series_axes(tiff, array.shape)
-    if series_axes is None:
-        return array, {}
-    metadata = {}
-    samples = tiff_samples_axis(series_axes, array.shape)  # fitted as channels, as a PNG's and a DICOM's are
-    if samples is not None:
-        metadata["channel_axis"] = samples
-    # the series axes (e.g. TZYX, ZCYX) name the OME-Zarr axes on decompression; kept
-    # only where they differ from what the shape and channel axis imply, so most files gain no bytes
-    axes = from_tiff(series_axes, array.shape, metadata.get("channel_axis"))
-    if axes:
-        metadata["axes"] = axes
-    return array, metadata
+    # samples fitted as channels, as a PNG's and a DICOM's are; the series axes (e.g. TZYX,
+    # ZCYX) only where they say more than the shape, so most files gain no bytes
+    return array, tiff_metadata(series_axes, array.shape)
 
 
 def _read_nibabel(path):
@@ -248,7 +239,8 @@ def region_volume(source, beside, quiet: bool = False):
     """`source` opened for reading region by region (a `tinc.volume.Volume`). A format read
     only whole (NIfTI, DICOM, PNG, a sample name, ...) is read once here and staged as a
     hidden .npy beside the path `beside`, which every worker memory-maps; it is removed at
-    the end, and its reader's channel axis (a colour DICOM's or PNG's samples) comes along."""
+    the end, and its reader's channel axis (a colour DICOM's or PNG's samples) and metadata
+    (a NIfTI header, a DICOM spacing) come along (`Volume.channel_axis`, `Volume.metadata`)."""
     path = resolve(source)
     if region_kind(path) is not None:
         yield Volume(path)
@@ -263,7 +255,8 @@ def region_volume(source, beside, quiet: bool = False):
             np.save(temporary, array, allow_pickle=False)
         del array
         volume = Volume(staged)
-        volume.channel_axis = metadata.get("channel_axis")
+        volume.channel_axis = metadata.pop("channel_axis", None)
+        volume.metadata = {k: v for k, v in metadata.items() if k != "format"}
         yield volume
     finally:
         with contextlib.suppress(OSError):
@@ -380,11 +373,18 @@ def _write_npy(path, array, metadata):
         np.save(handle, array, allow_pickle=False)
 
 
+def check_fits_format(path, shape: tuple[int, ...], dtype) -> None:
+    """Refuse, before any work, an array the format `path` names cannot hold (PNG: 2-D
+    uint8 or uint16, grey or with up to 4 samples)."""
+    ndim, dtype = len(shape), np.dtype(dtype)
+    if format_of(path) == "png" and (dtype not in (np.uint8, np.uint16) or not (ndim == 2 or (ndim == 3 and shape[-1] in (1, 3, 4)))):
+        raise TincInputError(f"{path}: PNG holds 2-D uint8/uint16 images, not {ndim}-D {dtype}; use .tif, .nii.gz or .npy")
+
+
 def _write_png(path, array, metadata):
     import imagecodecs
 
-    if array.dtype not in (np.uint8, np.uint16) or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))):
-        raise TincInputError(f"{path}: PNG holds 2-D uint8/uint16 images, not {array.ndim}-D {array.dtype}; use .tif, .nii.gz or .npy")
+    check_fits_format(path, array.shape, array.dtype)
     with open(path, "wb") as handle:
         handle.write(imagecodecs.png_encode(array))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import tiff_samples_axis
+from .axes import tiff_metadata
 from .boxes import Box
 from .errors import TincError, TincInputError, first_line
 
@@ -37,8 +37,11 @@ class Volume:
         self.shape = tuple(int(s) for s in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
-        self.channel_axis = _tiff_channel_axis(self.path, self.shape) if self.kind == "tiff" else None
-        """A colour TIFF's samples per pixel (negative index), which chunks fit as channels."""
+        self.metadata = _tiff_metadata(self.path, self.shape) if self.kind == "tiff" else {}
+        """What the input file says beyond the array (a TIFF's axes; a staged NIfTI's header or
+        DICOM's spacing, `tinc.io.region_volume`): the store keeps it for decompression."""
+        self.channel_axis = self.metadata.pop("channel_axis", None)
+        """A colour image's samples (negative index), which chunks fit as channels."""
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
@@ -107,12 +110,11 @@ def tiff_series_axes(tiff, shape: tuple[int, ...]) -> str | None:
     return series.axes if series is not None and tuple(series.shape) == tuple(shape) else None
 
 
-def _tiff_channel_axis(path: str, shape: tuple[int, ...]) -> int | None:
+def _tiff_metadata(path: str, shape: tuple[int, ...]) -> dict:
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
-        axes = tiff_series_axes(tiff, shape)
-    return None if axes is None else tiff_samples_axis(axes, shape)
+        return tiff_metadata(tiff_series_axes(tiff, shape), shape)
 
 
 def _open_npy(path: str):

@@ -4,6 +4,8 @@ to write, chunk files written atomically, and the `tinc` attributes a finished r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
 import math
@@ -111,10 +113,29 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
-def final_attributes(complete: bool, source: str, nbytes: int, ratio: float, psnr: float, chunk_psnr: dict[str, float]) -> dict:
-    """The array's `tinc` attributes: whether every chunk is written, and what the run measured."""
-    return {"tinc": {"complete": complete, "source": source, "bytes": nbytes, "ratio": ratio, "psnr": psnr,
-                     "chunk_psnr": chunk_psnr}}
+def final_attributes(complete: bool, source: str, nbytes: int, ratio: float, psnr: float, chunk_psnr: dict[str, float],
+                     input_metadata: dict | None = None) -> dict:
+    """The array's `tinc` attributes: whether every chunk is written, what the run measured,
+    and the input file's metadata (a NIfTI header, a DICOM spacing), coded as a `.tinc`
+    file's META section is, so that a decompression to NIfTI or OME-Zarr restores it."""
+    attributes = {"complete": complete, "source": source, "bytes": nbytes, "ratio": ratio, "psnr": psnr,
+                  "chunk_psnr": chunk_psnr}
+    if input_metadata:
+        attributes["input"] = base64.b64encode(container.encode_metadata(input_metadata)).decode("ascii")
+    return {"tinc": attributes}
+
+
+def input_metadata(array, path: str) -> dict:
+    """The input file's metadata `final_attributes` stored with the Zarr `array` at `path` ({} if none)."""
+    coded = array.attrs.get("tinc", {}).get("input")
+    if coded is None:
+        return {}
+    try:
+        return container.decode_metadata(base64.b64decode(coded, validate=True))
+    except TincFormatError as error:
+        raise TincFormatError(f"{path}: input metadata: {error}") from None
+    except (TypeError, binascii.Error) as error:
+        raise TincFormatError(f"{path}: input metadata is unreadable ({first_line(error)})") from None
 
 
 def metadata_bytes_with(array, attributes: dict) -> int:
@@ -168,4 +189,5 @@ def describe_store(path: str, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "complete": bool(attributes.get("complete")), "psnr": attributes.get("psnr"),
         "chunk_psnr_range": [min(chunk_psnr), max(chunk_psnr)] if chunk_psnr else None,
         "options": {k: v for k, v in config.items() if v != defaults[k] and k != "quiet"},
+        "input_metadata": sorted(input_metadata(array, path)),
     }
