@@ -126,6 +126,34 @@ def test_nifti_keeps_affine_and_header(tmp_path):
     assert np.allclose(original.header["pixdim"], restored.header["pixdim"])
 
 
+def test_nifti_extensions_and_a_cifti_matrix_come_back(tmp_path):
+    """A NIfTI header's extensions are kept: example4d's comments, and the CIFTI-2 extension
+    that makes a NIfTI-2 file a grayordinate time series (without it, CIFTI readers refuse
+    the file). A region's header keeps no extensions: they may describe the whole array."""
+    from nibabel.cifti2 import cifti2_axes
+
+    source = os.path.join(data_path, "example4d.nii.gz")
+    assert main(["compress", source, "-o", str(tmp_path / "a.tinc"), "--ratio", "64", *FAST]) == 0
+    assert main(["decompress", str(tmp_path / "a.tinc"), "-o", str(tmp_path / "a.nii.gz"), "--quiet"]) == 0
+    comments = [bytes(e.get_content()) for e in nibabel.load(tmp_path / "a.nii.gz").header.extensions]
+    assert comments == [bytes(e.get_content()) for e in nibabel.load(source).header.extensions] and len(comments) == 2
+
+    mask = np.zeros((12, 10, 8), dtype=bool)
+    mask[2:10, 2:8, 1:7] = True
+    brain = cifti2_axes.BrainModelAxis.from_mask(mask, name="thalamus_left", affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    series = cifti2_axes.SeriesAxis(start=0, step=0.72, size=60)
+    data = (100 * np.sin(np.arange(60)[:, None] / 7 + np.arange(len(brain))[None, :] / 40)).astype(np.float32)
+    nibabel.Cifti2Image(data, header=(series, brain)).to_filename(tmp_path / "run.dtseries.nii")
+    assert main(["compress", str(tmp_path / "run.dtseries.nii"), "-o", str(tmp_path / "run.tinc"), "--ratio", "8", *FAST]) == 0
+    assert main(["decompress", str(tmp_path / "run.tinc"), "-o", str(tmp_path / "back.dtseries.nii"), "--quiet"]) == 0
+    back = nibabel.load(tmp_path / "back.dtseries.nii")
+    assert isinstance(back, nibabel.Cifti2Image) and back.shape == data.shape
+    assert back.header.get_axis(0) == series and back.header.get_axis(1) == brain
+    assert main(["decompress", str(tmp_path / "run.tinc"), "-o", str(tmp_path / "part.nii"), "--roi", "0:30,:", "--quiet"]) == 0
+    part = nibabel.load(tmp_path / "part.nii")
+    assert not isinstance(part, nibabel.Cifti2Image) and not part.header.extensions and part.shape == (30, data.shape[1])
+
+
 @pytest.mark.parametrize("name", ["example_nifti2.nii.gz", "example4d+orig.HEAD", "phantom_EPI_asc_CLEAR_2_1.PAR", "minc1_4d.mnc"])
 def test_nibabel_volumes_come_back_as_nifti_in_their_place(tmp_path, name):
     # NIfTI-2 stays NIfTI-2; AFNI, PAR/REC and MINC come back as NIfTI-1 with their affine

@@ -15,6 +15,7 @@ header's pixdim, a DICOM input's `spacing`): `spacing_of`, `spacing_for`, `resam
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 
@@ -128,6 +129,31 @@ def ngff_axes(letters: str) -> list[dict]:
         name, kind = NGFF.get(a, (f"q{i}" if letters.count("Q") > 1 else "q", None))
         axes.append({"name": name, "type": kind} if kind else {"name": name})
     return axes
+
+
+def nifti_metadata(header) -> dict:
+    """A NIfTI-1 or NIfTI-2 header kept as bytes: its block and, where it has any, its
+    extensions (comments, AFNI attributes, a CIFTI file's matrix) as nibabel writes them,
+    in the header's byte order."""
+    from nibabel.volumeutils import native_code
+
+    metadata = {"nifti_header": header.binaryblock}
+    if header.extensions:
+        buffer = io.BytesIO()
+        header.extensions.write_to(buffer, byteswap=header.endianness != native_code)
+        metadata["nifti_extensions"] = buffer.getvalue()
+    return metadata
+
+
+def nifti_extensions(metadata: dict, header) -> list:
+    """The extensions `nifti_metadata` kept beside `header` (nibabel's objects; [] if none)."""
+    raw = metadata.get("nifti_extensions")
+    if not raw:
+        return []
+    from nibabel.nifti1 import Nifti1Extensions
+    from nibabel.volumeutils import native_code
+
+    return list(Nifti1Extensions.from_fileobj(io.BytesIO(bytes(raw)), len(raw), header.endianness != native_code))
 
 
 def nifti_header(block: bytes):

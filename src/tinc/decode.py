@@ -107,9 +107,13 @@ def write_ome_zarr(path, decoder: Decoder, box: Box, sampling: Sampling) -> tupl
     return tuple(shape[i] for i in order), np.dtype(dtype)
 
 
+CIFTI_INTENTS = (3000, 3100)  # the NIfTI intent codes reserved for CIFTI-2
+
+
 def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     """Metadata whose NIfTI header describes the region: its shape, and an affine moved to
-    the region's first voxel, so a cropped volume keeps its world coordinates."""
+    the region's first voxel, so a cropped volume keeps its world coordinates; without the
+    header's extensions."""
     metadata = dict(decoder.metadata)
     if "nifti_header" not in metadata:
         return metadata
@@ -125,6 +129,10 @@ def _nifti_cropped(decoder: Decoder, box: Box) -> dict:
     for code, setter in ((header["sform_code"], header.set_sform), (header["qform_code"], header.set_qform)):
         if int(code) > 0:
             setter(moved, code=int(code))
+    # extensions may describe the whole array (a CIFTI matrix's rows and columns), and a
+    # CIFTI intent (3000-3099) without its extension is a file CIFTI readers refuse
+    if metadata.pop("nifti_extensions", None) is not None and CIFTI_INTENTS[0] <= int(header["intent_code"]) < CIFTI_INTENTS[1]:
+        header.set_intent(0)
     metadata["nifti_header"] = header.binaryblock
     return metadata
 

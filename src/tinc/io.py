@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import nifti_header, spacing_of, tiff_metadata
+from .axes import nifti_extensions, nifti_header, nifti_metadata, spacing_of, tiff_metadata
 from .errors import TincInputError, TincOutputError, first_line
 from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_series_axes
 
@@ -199,7 +199,9 @@ def _read_nibabel(path):
         if array.dtype.kind == "f" and image.get_data_dtype().kind != "f":
             array = array.astype(np.float32)
     if type(image) in (nibabel.Nifti1Image, nibabel.Nifti2Image):
-        return array, {"nifti_header": image.header.binaryblock}
+        return array, nifti_metadata(image.header)
+    if isinstance(image, nibabel.Cifti2Image):  # a NIfTI-2 file whose extension holds what its axes are
+        return array, nifti_metadata(image.nifti_header)
     affine = getattr(image, "affine", None)
     if affine is None or array.ndim < 3:  # e.g. a CIFTI matrix: no grid to place in space
         return array, {}
@@ -326,7 +328,7 @@ def write_bytes(path, data: bytes) -> None:
 
 
 def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
-    """Write by extension; a NIfTI header in `metadata` is kept when writing NIfTI, and
+    """Write by extension; a NIfTI header in `metadata`, with its extensions, is kept when writing NIfTI, and
     without one a `spacing` (from a DICOM input) becomes the affine's diagonal."""
     kind = format_of(path)
     array = np.asarray(array)
@@ -352,7 +354,10 @@ def _write_nifti(path, array, metadata):
     header = None
     if "nifti_header" in metadata:
         header = nifti_header(metadata["nifti_header"])
-        if tuple(header.get_data_shape()) != array.shape:
+        stored = tuple(header.get_data_shape())
+        if tuple(s for s in stored if s != 1) == tuple(s for s in array.shape if s != 1):
+            array = array.reshape(stored)  # e.g. a CIFTI matrix, whose header holds it as 1x1x1x1xNxM
+        else:
             header = None
     if header is None:
         # e.g. a DICOM input: its voxel spacing on the diagonal (axes in the array's order)
@@ -365,6 +370,7 @@ def _write_nifti(path, array, metadata):
         header.set_data_dtype(array.dtype)
         kind = nibabel.Nifti2Image if isinstance(header, nibabel.Nifti2Header) else nibabel.Nifti1Image
         image = kind(array, header.get_best_affine(), header)
+        image.header.extensions.extend(nifti_extensions(metadata, header))
     nibabel.save(image, path)
 
 
