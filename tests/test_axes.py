@@ -12,7 +12,7 @@ import zarr
 
 import tinc
 from tinc import container
-from tinc.axes import default_axes, from_tiff, input_axes, ngff_order
+from tinc.axes import default_axes, from_ngff, from_tiff, input_axes, ngff_order
 from tinc.cli import main
 from tinc.io import read_with_metadata
 
@@ -165,3 +165,16 @@ def test_dicom_frames_are_slices_with_their_spacing(tmp_path):
     source = write_dicom(tmp_path / "m.dcm", frames, between=2.0)
     axes, shape, scale = roundtrip(tmp_path, source, "--ratio", "4")
     assert axes == [("z", SPACE), ("y", SPACE), ("x", SPACE)] and shape == (4, 24, 20) and scale == [2.0, 0.5, 0.25]
+
+
+def test_an_ome_zarr_levels_axes_and_scale_become_metadata():
+    """Only what the default does not say is kept: axes unlike the shape's default, and the
+    spatial axes' scale where it is not all 1; malformed entries are no metadata."""
+    names = [{"name": "c", "type": "channel"}, {"name": "z"}, {"name": "y"}, {"name": "x"}]
+    assert from_ngff(names, [1, 2.0, 0.5, 0.25], (2, 10, 20, 30)) == {"axes": "CZYX", "spacing": (2.0, 0.5, 0.25)}
+    assert from_ngff(["t", "z", "y", "x"], [9, 2, 0.5, 0.25], (5, 10, 20, 30)) == {"spacing": (2.0, 0.5, 0.25)}
+    assert from_ngff(["z", "y", "x"], [1, 1, 1], (10, 20, 30)) == {}
+    assert from_ngff(["z", "y", "x"], ["a", 1, 1], (10, 20, 30)) == {}
+    assert from_ngff(["z", "y", "x"], [0, 1, 1], (10, 20, 30)) == {}
+    assert from_ngff(["z", "z", "x"], [2, 1, 1], (10, 20, 30)) == {}  # two z axes
+    assert from_ngff(["y", "x"], [2, 1], (10, 20, 30)) == {}  # not one entry per axis

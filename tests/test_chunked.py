@@ -297,6 +297,24 @@ def test_a_nifti_inputs_header_survives_chunked_compression(scheduler, tmp_path,
     assert "input metadata is unreadable" in capsys.readouterr().err and not (tmp_path / "again.nii.gz").exists()
 
 
+def test_an_ome_zarr_inputs_axes_and_scale_survive_chunked_compression(scheduler, tmp_path):
+    """A 4-D OME-Zarr input (t, z, y, x) decompresses to OME-Zarr with its level-0 scale."""
+    t, z, y, x = np.meshgrid(np.arange(2), np.arange(20), np.arange(24), np.arange(18), indexing="ij")
+    data = (500 + 300 * np.sin(z / 7 + t) * np.cos(y / 5) + 4 * x).astype(np.uint16)
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    group.create_array("0", shape=data.shape, chunks=(1, 20, 12, 18), dtype=data.dtype)[:] = data
+    axes = [{"name": "t", "type": "time"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0, 0.5, 0.25]}]}]}]}
+    chunked.compress(str(tmp_path / "in.zarr"), str(tmp_path / "c.zarr"), chunks=(1, 20, 12, 18), halo=0,
+                     scheduler=scheduler, quiet=True, **{**FLAGS, "ratio": 8})
+    assert describe_store(str(tmp_path / "c.zarr"))["input_metadata"] == ["spacing"]
+    chunked.decompress(str(tmp_path / "c.zarr"), str(tmp_path / "out.zarr"), scheduler=scheduler, quiet=True)
+    multiscales = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in multiscales["axes"]] == ["t", "z", "y", "x"]
+    assert multiscales["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 0.5, 0.25]
+
+
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):
     data = np.arange(5 * 6, dtype=np.int16).reshape(5, 6)
     np.save(tmp_path / "a.npy", data)

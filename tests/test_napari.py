@@ -13,6 +13,7 @@ import tinc
 from tinc import napari_reader
 from tinc.io import read_with_metadata
 from tinc.zarr_codec import TincZarrCodec
+from tinc.zarr_store import final_attributes
 
 npe2 = pytest.importorskip("npe2")
 
@@ -116,11 +117,13 @@ def test_a_tinc_zarr_store_opens_lazily(tmp_path):
     store = zarr.create_array(path, shape=data.shape, chunks=(8, 12, 8), dtype=data.dtype, compressors=None,
                               serializer=TincZarrCodec(ratio=8, steps=20, batch=2048, starts=1, halo=0))
     store[:] = data
-    store.attrs["tinc"] = {"complete": True}
+    # as `tinc compress` leaves a store of a DICOM series: its spacing among the attributes
+    store.attrs.update(final_attributes(True, "series", 0, 8.0, 50.0, {}, {"spacing": (2.0, 0.5, 0.25)}))
     assert napari_reader.get_reader(path) is napari_reader.read
     (array, kwargs, _), = napari_reader.read(path)
     decoded = zarr.open_array(path, mode="r")[:]
     assert array.chunks == ((8, 8), (12,), (8,)) and np.array_equal(np.asarray(array), decoded)
+    assert kwargs["scale"] == [2.0, 0.5, 0.25]
     low, high = kwargs["contrast_limits"]
     assert low <= decoded.min() and decoded.max() <= high and high - low < 1.5
 

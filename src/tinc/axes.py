@@ -10,7 +10,8 @@ the shape the way tinc has always split it: the channel axis is C, a trailing le
 axes are, from the last, X, Y, Z, T, then Q.
 
 Also the physical size of a voxel along each axis, where the input gave one (a NIfTI
-header's pixdim, a DICOM input's `spacing`): `spacing_of`, `spacing_for`, `resampled_metadata`.
+header's pixdim, a DICOM input's `spacing`, an OME-Zarr input's scale): `spacing_of`,
+`spacing_for`, `resampled_metadata`.
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ def tiff_metadata(series_axes: str | None, shape: Sequence[int]) -> dict:
     axes = from_tiff(series_axes, shape, samples)
     if axes:
         metadata["axes"] = axes
+    return metadata
+
+
+def from_ngff(axes: Sequence, scale: Sequence | None, shape: Sequence[int]) -> dict:
+    """What an OME-Zarr level's `axes` (NGFF entries, or names) and `scale` say beyond
+    `shape`, as a `.tinc` file's metadata holds it: `axes` where they differ from the
+    default, and `spacing` (the scale of the Z, Y, X axes) where it is not all 1."""
+    if len(axes) != len(shape):
+        return {}
+    names = [str(a.get("name", "") if isinstance(a, dict) else a).upper() for a in axes]
+    letters = "".join(a if a in KNOWN else "Q" for a in names)
+    if not _valid(letters):
+        return {}
+    metadata: dict = {} if letters == default_axes(shape) else {"axes": letters}
+    try:
+        values = [float(v) for v in scale or ()]
+    except (TypeError, ValueError):
+        values = []
+    spacing = tuple(v for v, a in zip(values, letters) if a in "ZYX")
+    if len(values) == len(shape) and spacing and all(np.isfinite(v) and v > 0 for v in spacing) and set(spacing) != {1.0}:
+        metadata["spacing"] = spacing
     return metadata
 
 

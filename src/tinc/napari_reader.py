@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .axes import default_axes, input_axes, ngff_order, spacing_for
+from .axes import input_axes, ngff_order, spacing_for
 from .volume import is_zarr_path
 
 MULTISCALE_VOXELS = 1 << 26  # above this, a multiscale image (a 512 x 512 x 256 volume is one level)
@@ -91,14 +91,16 @@ def _store_layer(path: str) -> LayerData:
     from .decode import TincStore
 
     store = TincStore(path)
-    axes = default_axes(store.shape, store.channel_axis)
+    axes = input_axes(store.shape, store.channel_axis, store.metadata)
+    spacing = spacing_for(axes, store.metadata)
     order = _viewer_order(axes, store.shape)
     level = store.to_dask()  # a chunk is one tree, decoded whole, so a transpose here costs nothing extra
     for axis in sorted(set(range(len(axes))) - set(order), reverse=True):
         level = level[(slice(None),) * axis + (0,)]
     kept = sorted(order)
     level = level.transpose([kept.index(i) for i in order])
-    return _layer(Path(path).name, [level], "".join(axes[i] for i in order), None, _store_range(path), store.dtype)
+    return _layer(Path(path).name, [level], "".join(axes[i] for i in order), None if spacing is None else [spacing[i] for i in order],
+                  _store_range(path), store.dtype)
 
 
 def _viewer_order(axes: str, shape: tuple[int, ...]) -> list[int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import tiff_metadata
+from .axes import from_ngff, tiff_metadata
 from .boxes import Box
 from .errors import TincError, TincInputError, first_line
 
@@ -37,9 +37,10 @@ class Volume:
         self.shape = tuple(int(s) for s in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
-        self.metadata = _tiff_metadata(self.path, self.shape) if self.kind == "tiff" else {}
-        """What the input file says beyond the array (a TIFF's axes; a staged NIfTI's header or
-        DICOM's spacing, `tinc.io.region_volume`): the store keeps it for decompression."""
+        self.metadata = _METADATA[self.kind](self.path, self.shape) if self.kind in _METADATA else {}
+        """What the input file says beyond the array (a TIFF's axes, an OME-Zarr group's axes
+        and scale; a staged NIfTI's header or DICOM's spacing, `tinc.io.region_volume`): the
+        store keeps it for decompression."""
         self.channel_axis = self.metadata.pop("channel_axis", None)
         """A colour image's samples (negative index), which chunks fit as channels."""
 
@@ -87,10 +88,31 @@ def open_zarr(path: str):
     node = zarr.open(path, mode="r")
     if isinstance(node, zarr.Array):
         return node
-    multiscales = node.attrs.get("ome", {}).get("multiscales") or node.attrs.get("multiscales")
+    multiscales = _multiscales(node)
     if multiscales:  # OME-Zarr: the full-resolution level
         return node[multiscales[0]["datasets"][0]["path"]]
     raise TincInputError(f"{path}: is a Zarr group without OME multiscales; name the array inside it ({path}/NAME)")
+
+
+def _multiscales(node) -> list:
+    """An OME-Zarr group's multiscales (NGFF 0.5 keeps them under `ome`, earlier versions not)."""
+    return node.attrs.get("ome", {}).get("multiscales") or node.attrs.get("multiscales") or []
+
+
+def _zarr_metadata(path: str, shape: tuple[int, ...]) -> dict:
+    """An OME-Zarr group's axes and level-0 scale (`tinc.axes.from_ngff`); nothing for an array."""
+    import zarr
+
+    node = zarr.open(path, mode="r")
+    multiscales = [] if isinstance(node, zarr.Array) else _multiscales(node)
+    if not multiscales:
+        return {}
+    try:
+        transforms = multiscales[0]["datasets"][0].get("coordinateTransformations", [])
+        scale = next((t.get("scale") for t in transforms if t.get("type") == "scale"), None)
+        return from_ngff(list(multiscales[0].get("axes", [])), scale, shape)
+    except (AttributeError, KeyError, IndexError, TypeError):  # malformed: the array reads, its axes stay the default
+        return {}
 
 
 def _open_tiff(path: str):
@@ -122,6 +144,7 @@ def _open_npy(path: str):
 
 
 _OPENERS = {"zarr": open_zarr, "tiff": _open_tiff, "npy": _open_npy}
+_METADATA = {"zarr": _zarr_metadata, "tiff": _tiff_metadata}
 
 
 def read_with_halo(volume: Volume, box: Box, halo: Sequence[int]) -> np.ndarray:
