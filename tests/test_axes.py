@@ -178,3 +178,29 @@ def test_an_ome_zarr_levels_axes_and_scale_become_metadata():
     assert from_ngff(["z", "y", "x"], [0, 1, 1], (10, 20, 30)) == {}
     assert from_ngff(["z", "z", "x"], [2, 1, 1], (10, 20, 30)) == {}  # two z axes
     assert from_ngff(["y", "x"], [2, 1], (10, 20, 30)) == {}  # not one entry per axis
+
+
+def test_ome_and_imagej_tiffs_voxel_sizes_are_kept_and_written_back(tmp_path):
+    """OME-XML PhysicalSize* or ImageJ spacing and resolution become `spacing`; a TIFF output
+    of such an input is an OME-TIFF with the sizes, and an OME-Zarr output has them as its
+    scale. A plain TIFF's resolution (a print density) is no voxel size."""
+    z, y, x = np.meshgrid(np.arange(12), np.arange(20), np.arange(16), indexing="ij")
+    data = (1000 + 500 * np.sin(z / 3) * np.cos(y / 4) + 9 * x).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "ome.tif", data, ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0})
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(4, 2), metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "plain.tif", data, resolution=(300, 300))
+    assert read_with_metadata(tmp_path / "ome.tif")[1]["spacing"] == (2.0, 0.5, 0.25)
+    assert read_with_metadata(tmp_path / "ij.tif")[1]["spacing"] == (2.0, 0.5, 0.25)
+    assert "spacing" not in read_with_metadata(tmp_path / "plain.tif")[1]
+    for name in ("ome", "ij"):
+        assert main(["compress", str(tmp_path / f"{name}.tif"), "-o", str(tmp_path / f"{name}.tinc"), "--ratio", "8", "--steps", "20", "--quiet"]) == 0
+        assert main(["decompress", str(tmp_path / f"{name}.tinc"), "-o", str(tmp_path / f"{name}-back.tif"), "--quiet"]) == 0
+        assert read_with_metadata(tmp_path / f"{name}-back.tif")[1]["spacing"] == (2.0, 0.5, 0.25)
+    assert main(["decompress", str(tmp_path / "ome.tinc"), "-o", str(tmp_path / "back.zarr"), "--quiet"]) == 0
+    multiscales = zarr.open_group(str(tmp_path / "back.zarr"), mode="r").attrs["ome"]["multiscales"][0]
+    assert multiscales["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.25]
+    assert main(["compress", str(tmp_path / "plain.tif"), "-o", str(tmp_path / "plain.tinc"), "--ratio", "8", "--steps", "20", "--quiet"]) == 0
+    assert main(["decompress", str(tmp_path / "plain.tinc"), "-o", str(tmp_path / "plain-back.tif"), "--quiet"]) == 0
+    with tifffile.TiffFile(tmp_path / "plain-back.tif") as tiff:
+        assert not tiff.is_ome

@@ -298,7 +298,8 @@ def test_a_nifti_inputs_header_survives_chunked_compression(scheduler, tmp_path,
 
 
 def test_an_ome_zarr_inputs_axes_and_scale_survive_chunked_compression(scheduler, tmp_path):
-    """A 4-D OME-Zarr input (t, z, y, x) decompresses to OME-Zarr with its level-0 scale."""
+    """A 4-D OME-Zarr input (t, z, y, x) decompresses to OME-Zarr with its level-0 scale, and
+    to an OME-TIFF with its voxel sizes."""
     t, z, y, x = np.meshgrid(np.arange(2), np.arange(20), np.arange(24), np.arange(18), indexing="ij")
     data = (500 + 300 * np.sin(z / 7 + t) * np.cos(y / 5) + 4 * x).astype(np.uint16)
     group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
@@ -313,6 +314,8 @@ def test_an_ome_zarr_inputs_axes_and_scale_survive_chunked_compression(scheduler
     multiscales = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in multiscales["axes"]] == ["t", "z", "y", "x"]
     assert multiscales["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 0.5, 0.25]
+    chunked.decompress(str(tmp_path / "c.zarr"), str(tmp_path / "out.tif"), scheduler=scheduler, quiet=True)  # an OME-TIFF
+    assert tinc.io.read_with_metadata(str(tmp_path / "out.tif"))[1]["spacing"] == (2.0, 0.5, 0.25)
 
 
 def test_read_with_halo_repeats_the_edge_outside_the_array(tmp_path):

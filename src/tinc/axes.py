@@ -64,19 +64,24 @@ def from_tiff(series_axes: str, shape: Sequence[int], channel_axis: int | None =
     return letters
 
 
-def tiff_metadata(series_axes: str | None, shape: Sequence[int]) -> dict:
+def tiff_metadata(series_axes: str | None, shape: Sequence[int], sizes: dict[str, float] | None = None) -> dict:
     """What a TIFF's first series (its axes, where its shape is `shape`) says beyond the
-    array: the samples axis tinc fits as channels (`channel_axis`) and, where they differ
-    from the default, the axes that name the OME-Zarr axes on decompression (`axes`)."""
+    array: the samples axis tinc fits as channels (`channel_axis`), the axes that name the
+    OME-Zarr axes on decompression where they differ from the default (`axes`), and the
+    voxel size along its Z, Y, X axes from `sizes` (per letter, `tinc.volume.tiff_voxel_sizes`)
+    where it gives one (`spacing`)."""
     if series_axes is None:
         return {}
-    metadata = {}
+    metadata: dict = {}
     samples = tiff_samples_axis(series_axes, shape)
     if samples is not None:
         metadata["channel_axis"] = samples
     axes = from_tiff(series_axes, shape, samples)
     if axes:
         metadata["axes"] = axes
+    letters = axes or default_axes(shape, samples)
+    if sizes and any(a in sizes for a in letters):
+        metadata["spacing"] = tuple(sizes.get(a, 1.0) for a in letters if a in "ZYX")
     return metadata
 
 

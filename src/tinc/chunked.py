@@ -47,7 +47,7 @@ from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, samp
                            start_count, start_files)
 from .encoder import LearnedStart
 from .errors import TincConfigError, TincError, first_line
-from .io import atomic_path, check_fits_format, check_writable, format_of, region_volume, write
+from .io import atomic_path, check_fits_format, check_writable, format_of, ome_tiff_options, region_volume, write
 from .ome_zarr import ome_zarr_output
 from .volume import Volume, is_zarr_path, read_with_halo
 from .zarr_codec import TincNumcodec
@@ -349,7 +349,7 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     with _client(scheduler, workers) as client:
         if kind in ("tiff", "npy"):
             with atomic_path(output) as temporary:
-                _decode_into(temporary, kind, str(source), shape, dtype, boxes, client, quiet)
+                _decode_into(temporary, kind, str(source), shape, dtype, boxes, client, quiet, metadata)
             return shape, dtype
         # written from one array: decoded into a memory-mapped .npy beside the output first
         with tempfile.TemporaryDirectory(prefix=f".{Path(output).name}.", dir=Path(output).parent) as folder:
@@ -360,14 +360,16 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
 
 
 def _decode_into(path: str, kind: str, source: str, shape: tuple[int, ...], dtype: np.dtype, boxes: list[Box], client,
-                 quiet: bool) -> None:
-    """Decode every chunk into a new memory-mapped .npy or TIFF file at `path`."""
+                 quiet: bool, metadata: dict | None = None) -> None:
+    """Decode every chunk into a new memory-mapped .npy or TIFF file at `path` (an OME-TIFF
+    where `metadata` gives voxel sizes, `tinc.io.ome_tiff_options`)."""
     if kind == "npy":
         out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     else:
         import tifffile
 
-        out = tifffile.memmap(path, shape=shape, dtype=dtype, bigtiff=math.prod(shape) * dtype.itemsize > 2**31)
+        out = tifffile.memmap(path, shape=shape, dtype=dtype, bigtiff=math.prod(shape) * dtype.itemsize > 2**31,
+                              **ome_tiff_options(shape, metadata or {}))
     calls = ((_read_chunk, source, box) for box in boxes)
     for box, values in _drain(run_windowed(client, calls), len(boxes), quiet):
         out[tuple(slice(a, b) for a, b in box)] = values

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .axes import nifti_extensions, nifti_header, nifti_metadata, spacing_of, tiff_metadata
+from .axes import input_axes, nifti_extensions, nifti_header, nifti_metadata, spacing_for, spacing_of
 from .errors import TincInputError, TincOutputError, first_line
-from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_series_axes
+from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_file_metadata
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
 # read, never written: DICOM, and nibabel's other volumes, whose affine a NIfTI output keeps;
@@ -177,10 +177,9 @@ def _read_tiff(path):
 
     with tifffile.TiffFile(path) as tiff:
         array = tiff.asarray()
-        series_axes = tiff_series_axes(tiff, array.shape)
-    # samples fitted as channels, as a PNG's and a DICOM's are; the series axes (e.g. TZYX,
-    # ZCYX) only where they say more than the shape, so most files gain no bytes
-    return array, tiff_metadata(series_axes, array.shape)
+        # samples fitted as channels, as a PNG's and a DICOM's are; the series axes (e.g.
+        # TZYX, ZCYX) only where they say more than the shape, so most files gain no bytes
+        return array, tiff_file_metadata(tiff, array.shape)
 
 
 def _read_nibabel(path):
@@ -345,7 +344,19 @@ def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
 def _write_tiff(path, array, metadata):
     import tifffile
 
-    tifffile.imwrite(path, array)
+    tifffile.imwrite(path, array, **ome_tiff_options(array.shape, metadata))
+
+
+def ome_tiff_options(shape: tuple[int, ...], metadata: dict) -> dict:
+    """An OME-TIFF's axes and voxel sizes, where the input gave sizes and its axes are a
+    microscope's (time, channel, z, then y, x last): an OME-TIFF, ImageJ TIFF, OME-Zarr or
+    DICOM input. Otherwise (a NIfTI's x, y, z; no sizes) a plain TIFF."""
+    letters = input_axes(shape, None, metadata)
+    spacing = spacing_for(letters, metadata)
+    if spacing is None or not letters.endswith("YX") or "Q" in letters:
+        return {}
+    sizes = {f"PhysicalSize{a}": s for a, s in zip(letters, spacing) if a in "ZYX"}
+    return {"ome": True, "metadata": {"axes": letters, **sizes}}
 
 
 def _write_nifti(path, array, metadata):

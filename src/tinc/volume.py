@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from xml.etree import ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -132,11 +133,40 @@ def tiff_series_axes(tiff, shape: tuple[int, ...]) -> str | None:
     return series.axes if series is not None and tuple(series.shape) == tuple(shape) else None
 
 
+def tiff_file_metadata(tiff, shape: tuple[int, ...]) -> dict:
+    """`tinc.axes.tiff_metadata` of an open TIFF whose first series is read as `shape`."""
+    return tiff_metadata(tiff_series_axes(tiff, shape), shape, tiff_voxel_sizes(tiff))
+
+
+def tiff_voxel_sizes(tiff) -> dict[str, float]:
+    """An open TIFF's voxel size per axis letter (X, Y, Z), from its OME-XML PhysicalSize*
+    or its ImageJ spacing and resolution; {} where it gives none (a plain TIFF's resolution
+    is a print density, not a voxel size)."""
+    sizes: dict[str, float] = {}
+    try:
+        if tiff.is_ome and tiff.ome_metadata:
+            pixels = next((e for e in ElementTree.fromstring(tiff.ome_metadata).iter() if e.tag.rpartition("}")[2] == "Pixels"), None)
+            for a in "XYZ":
+                if pixels is not None and pixels.get(f"PhysicalSize{a}"):
+                    sizes[a] = float(pixels.get(f"PhysicalSize{a}"))
+        elif tiff.is_imagej:
+            if (tiff.imagej_metadata or {}).get("spacing"):
+                sizes["Z"] = float(tiff.imagej_metadata["spacing"])
+            tags = tiff.pages.first.tags
+            for a, name in (("X", "XResolution"), ("Y", "YResolution")):
+                numerator, denominator = tags[name].value if name in tags else (0, 0)
+                if numerator:
+                    sizes[a] = denominator / numerator
+    except (ElementTree.ParseError, TypeError, ValueError):  # unreadable sizes: the array reads without them
+        return {}
+    return {a: v for a, v in sizes.items() if np.isfinite(v) and v > 0}
+
+
 def _tiff_metadata(path: str, shape: tuple[int, ...]) -> dict:
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
-        return tiff_metadata(tiff_series_axes(tiff, shape), shape)
+        return tiff_file_metadata(tiff, shape)
 
 
 def _open_npy(path: str):
