@@ -80,8 +80,9 @@ def tiff_metadata(series_axes: str | None, shape: Sequence[int], sizes: dict[str
     if axes:
         metadata["axes"] = axes
     letters = axes or default_axes(shape, samples)
-    if sizes and any(a in sizes for a in letters):
-        metadata["spacing"] = tuple(sizes.get(a, 1.0) for a in letters if a in "ZYX")
+    spacing = tuple((sizes or {}).get(a, 1.0) for a in letters if a in "ZYX")
+    if set(spacing) - {1.0}:  # an uncalibrated ImageJ file's resolution is 1 pixel per pixel
+        metadata["spacing"] = spacing
     return metadata
 
 

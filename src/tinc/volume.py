@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 
