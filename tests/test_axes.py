@@ -193,6 +193,8 @@ def test_ome_and_imagej_tiffs_voxel_sizes_are_kept_and_written_back(tmp_path):
     assert read_with_metadata(tmp_path / "ome.tif")[1]["spacing"] == (2.0, 0.5, 0.25)
     assert read_with_metadata(tmp_path / "ij.tif")[1]["spacing"] == (2.0, 0.5, 0.25)
     assert "spacing" not in read_with_metadata(tmp_path / "plain.tif")[1]
+    tifffile.imwrite(tmp_path / "ij-uncalibrated.tif", data, imagej=True)
+    assert "spacing" not in read_with_metadata(tmp_path / "ij-uncalibrated.tif")[1]
     for name in ("ome", "ij"):
         assert main(["compress", str(tmp_path / f"{name}.tif"), "-o", str(tmp_path / f"{name}.tinc"), "--ratio", "8", "--steps", "20", "--quiet"]) == 0
         assert main(["decompress", str(tmp_path / f"{name}.tinc"), "-o", str(tmp_path / f"{name}-back.tif"), "--quiet"]) == 0
