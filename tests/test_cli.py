@@ -126,7 +126,7 @@ def test_nifti_keeps_affine_and_header(tmp_path):
     assert np.allclose(original.header["pixdim"], restored.header["pixdim"])
 
 
-def test_nifti_extensions_and_a_cifti_matrix_come_back(tmp_path):
+def test_nifti_extensions_and_a_cifti_matrix_come_back(tmp_path, capsys):
     """A NIfTI header's extensions are kept: example4d's comments, and the CIFTI-2 extension
     that makes a NIfTI-2 file a grayordinate time series (without it, CIFTI readers refuse
     the file). A region's header keeps no extensions: they may describe the whole array."""
@@ -134,6 +134,8 @@ def test_nifti_extensions_and_a_cifti_matrix_come_back(tmp_path):
 
     source = os.path.join(data_path, "example4d.nii.gz")
     assert main(["compress", source, "-o", str(tmp_path / "a.tinc"), "--ratio", "64", *FAST]) == 0
+    assert main(["info", str(tmp_path / "a.tinc")]) == 0
+    assert "input     nifti_extensions, nifti_header (restored on decompression)" in capsys.readouterr().out
     assert main(["decompress", str(tmp_path / "a.tinc"), "-o", str(tmp_path / "a.nii.gz"), "--quiet"]) == 0
     comments = [bytes(e.get_content()) for e in nibabel.load(tmp_path / "a.nii.gz").header.extensions]
     assert comments == [bytes(e.get_content()) for e in nibabel.load(source).header.extensions] and len(comments) == 2

@@ -170,6 +170,7 @@ def describe(data: bytes, max_voxels: int = MAX_DECODE_VOXELS) -> dict:
         "ratio": raw / len(data),
         "format_version": data[4],
         "bound": bound,
+        "input_metadata": sorted(parsed.metadata),
     }
 
 
@@ -191,6 +192,8 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{info['widths_per_level'][level]:<9}  {params:10d}  {100 * params / info['parameters']:4.0f}%  "
               f"{info['level_weights'][level]:6.2f}")
     print("  sections  " + ", ".join(f"{name} {size} B" for name, size in info["section_bytes"].items()))
+    if info["input_metadata"]:
+        print("  input     " + ", ".join(info["input_metadata"]) + " (restored on decompression)")
     bound = info["bound"]
     if bound is not None:
         print(f"  bound     max error {bound['max_error']:g} guaranteed, {bound['measured_max_error']:g} measured at encode; "
