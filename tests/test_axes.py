@@ -202,6 +202,14 @@ def test_ome_and_imagej_tiffs_voxel_sizes_are_kept_and_written_back(tmp_path):
     assert main(["decompress", str(tmp_path / "ome.tinc"), "-o", str(tmp_path / "back.zarr"), "--quiet"]) == 0
     multiscales = zarr.open_group(str(tmp_path / "back.zarr"), mode="r").attrs["ome"]["multiscales"][0]
     assert multiscales["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.25]
+    # colour samples last: no OME axes fit them, so the TIFF output is a plain colour one
+    rgb = np.stack([data // 16, data // 32, data // 64], axis=-1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, ome=True, photometric="rgb",
+                     metadata={"axes": "ZYXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0})
+    assert read_with_metadata(tmp_path / "rgb.tif")[1] == {"channel_axis": -1, "spacing": (2.0, 0.5, 0.25), "format": "tiff"}
+    assert main(["compress", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "rgb.tinc"), "--ratio", "8", "--steps", "20", "--quiet"]) == 0
+    assert main(["decompress", str(tmp_path / "rgb.tinc"), "-o", str(tmp_path / "rgb-back.tif"), "--quiet"]) == 0
+    assert tifffile.imread(tmp_path / "rgb-back.tif").shape == rgb.shape
     assert main(["compress", str(tmp_path / "plain.tif"), "-o", str(tmp_path / "plain.tinc"), "--ratio", "8", "--steps", "20", "--quiet"]) == 0
     assert main(["decompress", str(tmp_path / "plain.tinc"), "-o", str(tmp_path / "plain-back.tif"), "--quiet"]) == 0
     with tifffile.TiffFile(tmp_path / "plain-back.tif") as tiff:

@@ -333,6 +333,8 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     names the OME-Zarr axes and scale and makes the NIfTI header. Returns the shape and dtype."""
     array = open_compressed(source)
     metadata = input_metadata(array, str(source))
+    if codec_channel_axis(array) is not None:  # names a TIFF output's axes (`tinc.io.ome_tiff_options`)
+        metadata["channel_axis"] = codec_channel_axis(array)
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     boxes = [clipped(box, shape) for _, box in chunk_boxes(shape, array.chunks)]
     if is_zarr_path(output):

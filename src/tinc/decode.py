@@ -20,7 +20,7 @@ from .boxes import Box, box_shape, chunk_boxes, clipped
 from .format import MAX_DECODE_VOXELS
 from .decoder import Decoder, Sampling, parse_roi
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, write
+from .io import atomic_path, format_of, ome_tiff_options, write
 from .ome_zarr import ome_zarr_output
 from .volume import is_zarr_path
 
@@ -51,6 +51,8 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     metadata = _nifti_cropped(decoder, box) if roi is not None and sampling == decoder.sampling() else decoder.metadata
     if sampling != decoder.sampling():  # a DICOM input's spacing follows the new grid
         metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
+    if decoder.channel_axis is not None:  # names a TIFF output's axes (`tinc.io.ome_tiff_options`)
+        metadata = {**metadata, "channel_axis": decoder.channel_axis}
     if kind not in ("npy", "tiff") or math.prod(out_shape) * 4 <= stream_bytes:
         array = decoder.decode(roi, scale, shape)
         write(path, array, metadata)
@@ -63,7 +65,7 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
             else:
                 import tifffile
 
-                out = tifffile.memmap(temporary, shape=out_shape, dtype=dtype)
+                out = tifffile.memmap(temporary, shape=out_shape, dtype=dtype, **ome_tiff_options(out_shape, metadata))
             decoder.decode_into(out, box, sampling)
             out.flush()
             del out  # unmap before the file is renamed into place

@@ -350,8 +350,9 @@ def _write_tiff(path, array, metadata):
 def ome_tiff_options(shape: tuple[int, ...], metadata: dict) -> dict:
     """An OME-TIFF's axes and voxel sizes, where the input gave sizes and its axes are a
     microscope's (time, channel, z, then y, x last): an OME-TIFF, ImageJ TIFF, OME-Zarr or
-    DICOM input. Otherwise (a NIfTI's x, y, z; no sizes) a plain TIFF."""
-    letters = input_axes(shape, None, metadata)
+    DICOM input. Otherwise (a NIfTI's x, y, z; colour samples last; no sizes) a plain TIFF.
+    `metadata["channel_axis"]`: the decoded array's channel axis, if any."""
+    letters = input_axes(shape, metadata.get("channel_axis"), metadata)
     spacing = spacing_for(letters, metadata)
     if spacing is None or not letters.endswith("YX") or "Q" in letters:
         return {}
