@@ -47,7 +47,7 @@ from .chunk_starts import (DEFAULT_START_SAMPLES, START_FOLDER, load_start, samp
                            start_count, start_files)
 from .encoder import LearnedStart
 from .errors import TincConfigError, TincError, first_line
-from .io import atomic_path, check_fits_format, check_writable, format_of, ome_tiff_options, region_volume, write
+from .io import atomic_path, check_fits_format, check_writable, format_of, memmap_output, region_volume, write
 from .ome_zarr import ome_zarr_output
 from .volume import Volume, is_zarr_path, read_with_halo
 from .zarr_codec import TincNumcodec
@@ -332,13 +332,13 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
     writes (NIfTI, PNG; staged as a .npy first). The input file's metadata the store keeps
     names the OME-Zarr axes and scale and makes the NIfTI header. Returns the shape and dtype."""
     array = open_compressed(source)
-    metadata = input_metadata(array, str(source))
-    if codec_channel_axis(array) is not None:  # names a TIFF output's axes (`tinc.io.ome_tiff_options`)
-        metadata["channel_axis"] = codec_channel_axis(array)
+    metadata, channel = input_metadata(array, str(source)), codec_channel_axis(array)
+    if channel is not None:  # names a TIFF output's axes (`tinc.io.ome_tiff_options`)
+        metadata["channel_axis"] = channel
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     boxes = [clipped(box, shape) for _, box in chunk_boxes(shape, array.chunks)]
     if is_zarr_path(output):
-        axes = input_axes(shape, codec_channel_axis(array), metadata)
+        axes = input_axes(shape, channel, metadata)
         with (ome_zarr_output(output, shape, dtype, array.chunks, axes, spacing_for(axes, metadata)) as level0,
               _client(scheduler, workers) as client):
             calls = ((_copy_chunk, str(source), level0, box) for box in boxes)
@@ -364,14 +364,8 @@ def decompress(source, output, scheduler: str | None = None, workers: int | None
 def _decode_into(path: str, kind: str, source: str, shape: tuple[int, ...], dtype: np.dtype, boxes: list[Box], client,
                  quiet: bool, metadata: dict | None = None) -> None:
     """Decode every chunk into a new memory-mapped .npy or TIFF file at `path` (an OME-TIFF
-    where `metadata` gives voxel sizes, `tinc.io.ome_tiff_options`)."""
-    if kind == "npy":
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    else:
-        import tifffile
-
-        out = tifffile.memmap(path, shape=shape, dtype=dtype, bigtiff=math.prod(shape) * dtype.itemsize > 2**31,
-                              **ome_tiff_options(shape, metadata or {}))
+    where `metadata` gives voxel sizes, `tinc.io.memmap_output`)."""
+    out = memmap_output(path, kind, shape, dtype, metadata or {}, bigtiff=math.prod(shape) * dtype.itemsize > 2**31)
     calls = ((_read_chunk, source, box) for box in boxes)
     for box, values in _drain(run_windowed(client, calls), len(boxes), quiet):
         out[tuple(slice(a, b) for a, b in box)] = values

@@ -20,7 +20,7 @@ from .boxes import Box, box_shape, chunk_boxes, clipped
 from .format import MAX_DECODE_VOXELS
 from .decoder import Decoder, Sampling, parse_roi
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, ome_tiff_options, write
+from .io import atomic_path, format_of, memmap_output, write
 from .ome_zarr import ome_zarr_output
 from .volume import is_zarr_path
 
@@ -60,12 +60,7 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     dtype = decoder.dtype.newbyteorder("=") if kind == "tiff" else decoder.dtype  # TIFF maps only native order
     with atomic_path(path) as temporary:
         try:
-            if kind == "npy":
-                out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=out_shape)
-            else:
-                import tifffile
-
-                out = tifffile.memmap(temporary, shape=out_shape, dtype=dtype, **ome_tiff_options(out_shape, metadata))
+            out = memmap_output(temporary, kind, out_shape, dtype, metadata)
             decoder.decode_into(out, box, sampling)
             out.flush()
             del out  # unmap before the file is renamed into place

@@ -75,28 +75,16 @@ def resolve(path) -> str:
         # alike; anything else to .npy, exactly as loaded
         colour = image.ndim == 3 and image.shape[-1] in (3, 4) and image.dtype in (np.uint8, np.uint16)
         target = os.path.join(tempfile.gettempdir(), f"tinc-skimage-{name}.{'tif' if colour else 'npy'}")
-        if not os.path.exists(target):
-            _write_atomically(target, image, colour)
+        if not os.path.exists(target):  # written atomically: another process may be reading or writing it too
+            with atomic_path(target) as temporary:
+                if colour:
+                    import tifffile
+
+                    tifffile.imwrite(temporary, image, photometric="rgb")
+                else:
+                    np.save(temporary, image, allow_pickle=False)
         return target
     return path
-
-
-def _write_atomically(target: str, image: np.ndarray, colour: bool) -> None:
-    """Write a sample image where another process may be reading or writing it too."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
-    os.close(handle)
-    try:
-        if colour:
-            import tifffile
-
-            tifffile.imwrite(temporary, image, photometric="rgb")
-        else:
-            with open(temporary, "wb") as out:
-                np.save(out, image, allow_pickle=False)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _sample_file(path: str, prefix: str, name: str) -> str:
@@ -339,6 +327,16 @@ def write(path, array: np.ndarray, metadata: dict | None = None) -> None:
             raise
         except Exception as error:
             raise TincInputError(f"{path}: cannot write {kind} ({error})") from None
+
+
+def memmap_output(path, kind: str, shape: tuple[int, ...], dtype, metadata: dict, bigtiff: bool | None = None) -> np.ndarray:
+    """A new `.npy` or TIFF file (`kind`) at `path`, memory-mapped for writing region by region;
+    the TIFF an OME-TIFF where `metadata` gives voxel sizes (`ome_tiff_options`)."""
+    if kind == "npy":
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    import tifffile
+
+    return tifffile.memmap(path, shape=shape, dtype=dtype, bigtiff=bigtiff, **ome_tiff_options(shape, metadata))
 
 
 def _write_tiff(path, array, metadata):
