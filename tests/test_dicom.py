@@ -205,6 +205,34 @@ def test_lossless_jpeg_jpeg_ls_and_htj2k_decode_without_extra_packages(tmp_path,
     assert array.dtype == np.uint16 and np.array_equal(array, frames)
 
 
+def pydicom_test_file(name: str) -> str:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return path
+
+
+def test_jpeg_2000_that_pillow_refuses_is_decoded_by_imagecodecs():
+    """Pillow fails on this valid YBR_RCT codestream ("broken data stream"); the plugin,
+    tried after it, decodes it to RGB."""
+    import imagecodecs
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    path = pydicom_test_file("GDCMJ2K_TextGBR.dcm")
+    frame = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
+    array, metadata = io.read_with_metadata(path)
+    assert array.shape == (400, 400, 3) and metadata["channel_axis"] == -1
+    assert np.array_equal(array, imagecodecs.jpeg2k_decode(frame))
+
+
+def test_when_every_decoder_fails_each_reason_is_on_the_one_line():
+    message = one_line_error(pydicom_test_file("JPEG2000-embedded-sequence-delimiter.dcm"), "cannot read as dicom")
+    assert "pillow:" in message and "tinc-imagecodecs:" in message
+
+
 def one_line_error(path, *needles):
     with pytest.raises(TincInputError) as error:
         io.read_with_metadata(path)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from .dicom_decoders import register_decoders
-from .errors import TincInputError
+from .errors import TincInputError, first_line
 
 # ---------------------------------------------------------------------- finding files
 def has_dicom_preamble(path) -> bool:
@@ -161,8 +161,7 @@ def _in_file(path, function, *args, **kwargs):
     except TincInputError:
         raise
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TincInputError(f"{path}: cannot read as dicom ({message})") from None
+        raise TincInputError(f"{path}: cannot read as dicom ({first_line(error)})") from None
 
 
 # ---------------------------------------------------------------------- pixels

@@ -2,7 +2,8 @@
 
 Pydicom decodes JPEG baseline and JPEG 2000 through Pillow; JPEG lossless, JPEG extended,
 JPEG-LS and HTJ2K it would decode only with extra packages (pylibjpeg-libjpeg is GPL-3.0,
-gdcm is large). `register_decoders` adds this module as a plugin for those syntaxes.
+gdcm is large). `register_decoders` adds this module as a plugin for those syntaxes, and
+for JPEG 2000 as a fallback where Pillow fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ _PLUGIN_SYNTAXES = {
     "1.2.840.10008.1.2.4.70": "jpeg",  # JPEG lossless, first-order prediction
     "1.2.840.10008.1.2.4.80": "jpegls",  # JPEG-LS lossless
     "1.2.840.10008.1.2.4.81": "jpegls",  # JPEG-LS near-lossless
+    # JPEG 2000 lossless and lossy: Pillow's decoder comes first and this one only where it
+    # fails (it refuses some valid files, e.g. pydicom's GDCMJ2K_TextGBR.dcm, which OpenJPEG
+    # through imagecodecs decodes)
+    "1.2.840.10008.1.2.4.90": "jpeg2k",
+    "1.2.840.10008.1.2.4.91": "jpeg2k",
     "1.2.840.10008.1.2.4.201": "jpeg2k",  # HTJ2K lossless
     "1.2.840.10008.1.2.4.202": "jpeg2k",  # HTJ2K lossless RPCL
     "1.2.840.10008.1.2.4.203": "jpeg2k",  # HTJ2K

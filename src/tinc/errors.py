@@ -23,6 +23,10 @@ class TincOutputError(TincError, OSError):
 
 def first_line(error: BaseException) -> str:
     """The first line of `error`'s message (its type's name if it has none): what a one-line
-    error quotes of a library's failure."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    error quotes of a library's failure. A first line ending in a colon introduces a list
+    (pydicom: "... raised by all available plugins:", one plugin's failure per line), which
+    then follows on the same line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] + " " + "; ".join(lines[1:]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
