@@ -285,6 +285,17 @@ def test_a_file_without_preamble_is_still_read(tmp_path, image):
     assert np.array_equal(io.read_with_metadata(path)[0], image)
 
 
+def test_file_meta_without_a_transfer_syntax_reads_in_the_dataset_s_encoding(tmp_path, image):
+    import pydicom
+
+    dataset = pydicom.dcmread(write_dicom(tmp_path / "full.dcm", image))
+    del dataset.file_meta.TransferSyntaxUID
+    path = tmp_path / "no-syntax.dcm"
+    dataset.save_as(path, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    assert path.read_bytes()[128:132] == b"DICM"
+    assert np.array_equal(io.read_with_metadata(path)[0], image)
+
+
 def test_an_undecodable_transfer_syntax_is_named(tmp_path, image):
     path = write_dicom(tmp_path / "v.dcm", image, syntax=MPEG2MPML, encoded=[b"\x00\x00\x01\xb3" + bytes(60)])
     one_line_error(path, "MPEG2", MPEG2MPML)

@@ -170,7 +170,7 @@ def _dcmread(path, stop_before_pixels: bool = False):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return _warned_read(path, stop_before_pixels=stop_before_pixels)
+        return _with_transfer_syntax(_warned_read(path, stop_before_pixels=stop_before_pixels))
     except InvalidDicomError:
         pass
     # Files written without the 128-byte preamble and file meta (ACR-NEMA style) still read
@@ -183,11 +183,17 @@ def _dcmread(path, stop_before_pixels: bool = False):
         raise
     except Exception:
         raise TincInputError(f"{path}: not a DICOM file (no DICM marker, and no image in it)") from None
-    if "TransferSyntaxUID" not in dataset.file_meta:
+    return _with_transfer_syntax(dataset)
+
+
+def _with_transfer_syntax(dataset):
+    """`dataset`, its file meta given the transfer syntax its elements were read in where it
+    names none (files without file meta, or with one that lacks (0002,0010)): pydicom decodes
+    no pixels without it, and uncompressed pixels are in the dataset's own encoding."""
+    if "TransferSyntaxUID" not in dataset.file_meta and dataset.original_encoding[1] is not None:
         from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-        little = dataset.original_encoding[1]
-        implicit = dataset.original_encoding[0] is False
+        implicit, little = dataset.original_encoding
         dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little \
             else ExplicitVRBigEndian
     return dataset
