@@ -156,7 +156,8 @@ def test_nifti_extensions_and_a_cifti_matrix_come_back(tmp_path, capsys):
     assert not isinstance(part, nibabel.Cifti2Image) and not part.header.extensions and part.shape == (30, data.shape[1])
 
 
-@pytest.mark.parametrize("name", ["example_nifti2.nii.gz", "example4d+orig.HEAD", "phantom_EPI_asc_CLEAR_2_1.PAR", "minc1_4d.mnc"])
+@pytest.mark.parametrize("name", ["example_nifti2.nii.gz", "example4d+orig.HEAD", "phantom_EPI_asc_CLEAR_2_1.PAR", "minc1_4d.mnc",
+                                  "minc2_4d.mnc"])
 def test_nibabel_volumes_come_back_as_nifti_in_their_place(tmp_path, name):
     # NIfTI-2 stays NIfTI-2; AFNI, PAR/REC and MINC come back as NIfTI-1 with their affine
     source = os.path.join(data_path, name)
