@@ -171,6 +171,19 @@ def test_nibabel_volumes_come_back_as_nifti_in_their_place(tmp_path, name):
     assert (restored.get_data_dtype() == np.float32) == name.endswith((".PAR", ".mnc"))
 
 
+def test_an_ecat_pet_volume_comes_back_as_nifti_with_its_affine(tmp_path):
+    # ECAT 7 (`.v`): scaled integers per frame, read as their physical values
+    source = os.path.join(data_path, "tinypet.v")
+    out = tmp_path / "pet.tinc"
+    assert main(["compress", source, "-o", str(out), "--ratio", "4", *FAST]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "pet.nii.gz"), "--quiet"]) == 0
+    original, restored = nibabel.ecat.load(source), nibabel.load(tmp_path / "pet.nii.gz")
+    assert np.allclose(original.affine, restored.affine) and restored.shape == original.shape
+    assert restored.get_data_dtype() == np.float32
+    # the physical values (about 1e9 to 2.5e11 here), not the stored int16s
+    assert 0.5 < np.mean(np.asarray(restored.dataobj)) / np.mean(np.asarray(original.dataobj)) < 2
+
+
 def test_mgz_is_read_as_its_values(tmp_path):
     values = np.arange(24 * 20 * 16, dtype=np.float32).reshape(24, 20, 16)
     affine = np.diag([2.0, 1.5, 3.0, 1.0])

@@ -177,7 +177,7 @@ def add_compress_arguments(parser: argparse.ArgumentParser, show_advanced: bool)
     """The arguments of `tinc compress`; the advanced ones are accepted either way, and listed
     in the help only with `show_advanced`."""
     parser.add_argument("input", help="TIFF / OME-TIFF, NIfTI (.nii, .nii.gz), .npy, PNG, DICOM (.dcm or a series directory), "
-                        ".mgh/.mgz, .mnc, Analyze (.hdr/.img), PAR/REC or AFNI (.HEAD/.BRIK); .zarr, TIFF or .npy when chunked")
+                        ".mgh/.mgz, .mnc, Analyze (.hdr/.img), PAR/REC, AFNI (.HEAD/.BRIK) or ECAT (.v); .zarr, TIFF or .npy when chunked")
     parser.add_argument("--help-advanced", action=_HelpAdvanced,
                         help="show this help with the advanced options (tree, training, weight rounding) and exit")
     parser.add_argument("-o", "--output", required=True, help="output .tinc file, or a .zarr directory: one tree per chunk, on Dask")

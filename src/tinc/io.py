@@ -26,7 +26,7 @@ FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti",
 # a header and data pair is read from either file (nibabel finds the other)
 INPUT_FORMATS = {**FORMATS, ".dcm": "dicom", ".mgh": "mgh", ".mgz": "mgh", ".mnc": "minc", ".hdr": "analyze",
                  ".img": "analyze", ".par": "par/rec", ".rec": "par/rec", ".head": "afni", ".brik": "afni",
-                 ".brik.gz": "afni"}
+                 ".brik.gz": "afni", ".v": "ecat"}
 
 # `PREFIX:NAME` sample files shipped inside packages: (module whose folder holds them, the
 # folder inside it, what to install).
@@ -176,14 +176,16 @@ def _read_nibabel(path):
     NIfTI output."""
     import nibabel
 
-    image = nibabel.load(path)
+    # nibabel.load leaves ECAT out of the formats it tries
+    image = nibabel.ecat.load(path) if format_of(path, reading=True) == "ecat" else nibabel.load(path)
     proxy = image.dataobj
     if type(proxy) is nibabel.arrayproxy.ArrayProxy:  # NIfTI, MGH: one slope and intercept
         unscaled = proxy.slope == 1 and proxy.inter == 0
         array = np.asarray(proxy.get_unscaled()) if unscaled else np.asarray(proxy, dtype=np.float32)
     else:  # the format's own scaling (AFNI, PAR/REC, MINC): integers it scaled become float32
         array = np.asarray(proxy)
-        if array.dtype.kind == "f" and image.get_data_dtype().kind != "f":
+        stored = image.get_data_dtype(0) if isinstance(image, nibabel.ecat.EcatImage) else image.get_data_dtype()  # ECAT: per frame
+        if array.dtype.kind == "f" and stored.kind != "f":
             array = array.astype(np.float32)
     if type(image) in (nibabel.Nifti1Image, nibabel.Nifti2Image):
         return array, nifti_metadata(image.header)
@@ -220,7 +222,7 @@ def _read_dicom_series(path):
 
 
 _READERS = {"tiff": _read_tiff, "npy": _read_npy, "png": _read_png, "dicom": _read_dicom,
-            **dict.fromkeys(("nifti", "mgh", "minc", "analyze", "par/rec", "afni"), _read_nibabel)}
+            **dict.fromkeys(("nifti", "mgh", "minc", "analyze", "par/rec", "afni", "ecat"), _read_nibabel)}
 
 
 @contextlib.contextmanager
