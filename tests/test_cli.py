@@ -270,6 +270,21 @@ def test_bad_input_gives_one_line_error_nonzero_exit_and_no_output(tmp_path, vol
     assert listing(tmp_path) == before  # nothing written, no temporary left behind
 
 
+def test_a_png_that_cannot_hold_the_array_is_refused_before_decoding(tmp_path, volume_tif, monkeypatch, capsys):
+    from tinc.decoder import Decoder
+
+    assert main(["compress", str(volume_tif), "-o", str(tmp_path / "v.tinc"), "--ratio", "16", "--quiet", *FAST]) == 0
+
+    def decoding(*args, **kwargs):
+        raise AssertionError("decoded before the output was checked")
+
+    monkeypatch.setattr(Decoder, "decode", decoding)
+    monkeypatch.setattr(Decoder, "decode_into", decoding)
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "v.tinc"), "-o", str(tmp_path / "v.png")]) != 0
+    assert "PNG holds 2-D" in capsys.readouterr().err and not (tmp_path / "v.png").exists()
+
+
 def test_interrupt_leaves_no_partial_file(tmp_path, volume_tif, monkeypatch, capsys):
     import tinc.codec
 

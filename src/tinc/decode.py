@@ -20,7 +20,7 @@ from .boxes import Box, box_shape, chunk_boxes, clipped
 from .format import MAX_DECODE_VOXELS
 from .decoder import Decoder, Sampling, parse_roi
 from .errors import TincConfigError, TincError, TincInputError
-from .io import atomic_path, format_of, memmap_output, write
+from .io import atomic_path, check_fits_format, format_of, memmap_output, write
 from .ome_zarr import ome_zarr_output
 from .volume import is_zarr_path
 
@@ -48,6 +48,7 @@ def write_decoded(path, decoder: Decoder, roi=None, scale: float | None = None, 
     sampling = decoder.sampling(scale, shape)
     box = parse_roi(roi, decoder.output_shape(sampling))
     out_shape = box_shape(box)
+    check_fits_format(path, out_shape, decoder.dtype)  # before the decoding, not after
     metadata = _nifti_cropped(decoder, box) if roi is not None and sampling == decoder.sampling() else decoder.metadata
     if sampling != decoder.sampling():  # a DICOM input's spacing follows the new grid
         metadata = resampled_metadata(metadata, decoder.sampling().shape, sampling.shape)
