@@ -134,7 +134,7 @@ def test_without_positions_instance_numbers_order_the_slices(tmp_path, image):
     assert np.array_equal(array, np.stack(slices)) and metadata["spacing"] == (3.0, 0.5, 0.25)
 
 
-def test_rescale_gives_float32_physical_values(tmp_path, image):
+def test_rescale_gives_physical_values_float32_where_fractional(tmp_path, image):
     stored = image.astype(np.int16) - 2000
     array, _ = io.read_with_metadata(write_dicom(tmp_path / "ct.dcm", stored, slope=0.5, intercept=-1024))
     assert array.dtype == np.float32 and np.array_equal(array, stored * 0.5 - 1024)
@@ -142,10 +142,28 @@ def test_rescale_gives_float32_physical_values(tmp_path, image):
     assert identity.dtype == np.int16 and np.array_equal(identity, stored)
     # in a series, each slice's own rescale
     (tmp_path / "s").mkdir()
-    for k, slope in enumerate((1, 2)):
+    for k, slope in enumerate((1, 2.5)):
         write_dicom(tmp_path / "s" / f"{k}.dcm", stored, position=(0, 0, k), slope=slope, intercept=0)
     volume, _ = io.read_with_metadata(tmp_path / "s")
-    assert volume.dtype == np.float32 and np.array_equal(volume, np.stack([stored, 2.0 * stored]))
+    assert volume.dtype == np.float32 and np.array_equal(volume, np.stack([stored, 2.5 * stored]))
+
+
+def test_an_integer_rescale_keeps_integers_of_the_stored_width(tmp_path, image):
+    """A CT's Hounsfield units are integers: stored uint16 from 0 with intercept -1024 they
+    are int16, not float32 at twice the bytes (the ratio counts the array's bytes)."""
+    stored = image.astype(np.uint16)  # 0 to 3999
+    ct, _ = io.read_with_metadata(write_dicom(tmp_path / "ct.dcm", stored, slope=1, intercept=-1024))
+    assert ct.dtype == np.int16 and np.array_equal(ct, stored.astype(np.int64) - 1024)
+    frames, _ = io.read_with_metadata(write_dicom(tmp_path / "frames.dcm", np.stack([stored, stored]), slope=2, intercept=5,
+                                                  between=1.0))
+    assert frames.dtype == np.uint16 and np.array_equal(frames, 2 * np.stack([stored, stored]).astype(np.int64) + 5)
+    wide, _ = io.read_with_metadata(write_dicom(tmp_path / "wide.dcm", stored, slope=20, intercept=0))
+    assert wide.dtype == np.uint32 and np.array_equal(wide, 20 * stored.astype(np.int64))
+    (tmp_path / "s").mkdir()
+    for k, intercept in enumerate((-1024, -1000)):
+        write_dicom(tmp_path / "s" / f"{k}.dcm", stored, position=(0, 0, k), slope=1, intercept=intercept)
+    volume, _ = io.read_with_metadata(tmp_path / "s")
+    assert volume.dtype == np.int16 and np.array_equal(volume, np.stack([stored.astype(np.int64) - 1024, stored.astype(np.int64) - 1000]))
 
 
 def test_a_modality_lut_maps_the_stored_values_instead_of_a_rescale(tmp_path):

@@ -2,7 +2,9 @@
 one series, read as a volume ordered by slice position.
 
 Arrays keep the stored integer dtype unless a rescale (RescaleSlope / RescaleIntercept) is
-not the identity, then float32 physical values; a Modality LUT Sequence (a rescale as a table)
+not the identity: then the physical values, integers where the rescale maps integers to
+integers (a CT's Hounsfield units: the stored width, signed where they go negative), float32
+otherwise; a Modality LUT Sequence (a rescale as a table)
 gives its own dtype; a palette-colour image is the RGB it shows, not its indices. The metadata
 holds `spacing`: one distance per spatial axis (slice, row, column), when the files give it.
 
@@ -108,18 +110,26 @@ def read_series(directory) -> tuple[np.ndarray, dict]:
     slopes, intercepts = zip(*(_rescale(d) if _rescale_applies(d) else (1.0, 0.0) for _, d in headers))
     volume = None
     scaled = any(s != 1 or i != 0 for s, i in zip(slopes, intercepts))
+    # integer rescales are filled as wide integers and narrowed at the end, when the range is known
+    integral = scaled and all(float(v).is_integer() for v in (*slopes, *intercepts))
+    small = all(abs(v) <= 1 << 15 for v in (*slopes, *intercepts))
     for index, (path, _) in enumerate(headers):
         dataset = _in_file(path, _dcmread, path)
         if not _has_pixels(dataset):
             raise TincInputError(f"{path}: DICOM file without pixel data")
         plane = _in_file(path, _pixels, path, dataset)
         if volume is None:
-            volume = np.empty((len(headers), *plane.shape), np.float32 if scaled else plane.dtype)
+            integral = integral and plane.dtype.kind in "iu"
+            stored = plane.dtype
+            wide = np.int32 if stored.itemsize <= 2 and small else np.int64  # 16-bit values rescaled fit in int32
+            volume = np.empty((len(headers), *plane.shape), wide if integral else np.float32 if scaled else plane.dtype)
         if plane.shape != volume.shape[1:]:  # the header said otherwise
             raise TincInputError(f"{path}: pixel data of shape {plane.shape}, not {volume.shape[1:]} as the other slices")
         if not scaled and not np.can_cast(plane.dtype, volume.dtype, "safe"):  # e.g. signed among unsigned
             raise TincInputError(f"{path}: pixel type {plane.dtype}, not {volume.dtype} as the other slices")
         volume[index] = _rescaled(plane[None], slopes[index:index + 1], intercepts[index:index + 1])[0]
+    if integral:
+        volume = volume.astype(_physical_dtype(stored, slopes, intercepts, float(volume.min()), float(volume.max())))
     metadata: dict = {}
     pixel = _pixel_spacing(headers[0][1])
     if pixel is not None and between is not None:
@@ -312,14 +322,29 @@ def _group(sequence, index: int, name: str):
 
 
 def _rescaled(frames: np.ndarray, slopes, intercepts) -> np.ndarray:
-    """`frames` as stored when every rescale is the identity, else float32 physical values
-    (computed in float64 one frame at a time, so memory stays one float32 copy)."""
+    """`frames` as stored when every rescale is the identity, else their physical values in
+    `_physical_dtype`, computed one frame at a time (memory stays one output copy)."""
     if all(s == 1 and i == 0 for s, i in zip(slopes, intercepts)):
         return frames
-    out = np.empty(frames.shape, np.float32)
+    ends = [(float(f.min()) * s + i, float(f.max()) * s + i) for f, s, i in zip(frames, slopes, intercepts)] if frames.size else [(0, 0)]
+    out = np.empty(frames.shape, _physical_dtype(frames.dtype, slopes, intercepts, min(map(min, ends)), max(map(max, ends))))
     for index, (slope, intercept) in enumerate(zip(slopes, intercepts)):
-        out[index] = frames[index] * np.float64(slope) + np.float64(intercept)
+        if out.dtype.kind == "f":
+            out[index] = frames[index] * np.float64(slope) + np.float64(intercept)
+        else:
+            out[index] = frames[index].astype(np.int64) * int(slope) + int(intercept)
     return out
+
+
+def _physical_dtype(stored: np.dtype, slopes, intercepts, low: float, high: float) -> np.dtype:
+    """Integers when every rescale maps integers to integers: the narrowest of at least the
+    stored width holding [low, high] (a CT stored as uint16 from 0 is int16 in Hounsfield
+    units, not float32 at twice the bytes); float32 otherwise."""
+    if stored.kind in "iu" and all(float(v).is_integer() for v in (*slopes, *intercepts)):
+        for candidate in map(np.dtype, (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)):
+            if candidate.itemsize >= stored.itemsize and np.iinfo(candidate).min <= low and high <= np.iinfo(candidate).max:
+                return candidate
+    return np.dtype(np.float32)
 
 
 # ---------------------------------------------------------------------- spacing
