@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "tinc"
 # each other, but not in a cycle.
 LAYERS = [
     ["errors", "bitstream", "boxes", "progress", "metrics", "plots"],
-    ["sorted_runs", "residual_tables", "residual_coder", "axes", "dicom", "dicom_decoders", "volume"],  # the coders under coding and correction; readers
+    ["sorted_runs", "residual_tables", "residual_coder", "axes", "rescale", "dicom", "dicom_decoders", "volume"],  # the coders under coding and correction; readers
     ["io", "ome_zarr", "partition", "config", "devices"],  # readers and writers; the tree's geometry
     ["nodes"],
     ["tree"],  # what a file's architecture is

@@ -196,6 +196,19 @@ def test_mgz_is_read_as_its_values(tmp_path):
     assert np.allclose(nibabel.load(tmp_path / "v.nii.gz").affine, affine)
 
 
+def test_a_nifti_integer_rescale_keeps_integers_a_fractional_one_gives_float32(tmp_path):
+    # a CT converted with its intercept in scl_inter: Hounsfield units, int16 as stored
+    stored = (np.arange(24 * 20 * 16).reshape(24, 20, 16) % 4000).astype(np.int16)
+    for slope, inter, dtype in ((1, -1024, np.int16), (2, 0, np.int16), (0.5, -1024, np.float32)):
+        image = nibabel.Nifti1Image(stored, np.eye(4))
+        image.header.set_slope_inter(slope, inter)
+        nibabel.save(image, tmp_path / "ct.nii.gz")
+        array, metadata = io.read_with_metadata(tmp_path / "ct.nii.gz")
+        assert array.dtype == dtype and np.array_equal(array, stored * np.float64(slope) + inter)
+        io.write(tmp_path / "back.nii.gz", array, metadata)  # the values, not rescaled twice
+        assert np.array_equal(np.asarray(nibabel.load(tmp_path / "back.nii.gz").dataobj), array)
+
+
 @pytest.mark.parametrize("header, data", [("v.hdr", "v.img"), (os.path.join(data_path, "phantom_EPI_asc_CLEAR_2_1.PAR"),
                                                                os.path.join(data_path, "phantom_EPI_asc_CLEAR_2_1.REC")),
                                           (os.path.join(data_path, "example4d+orig.HEAD"), os.path.join(data_path, "example4d+orig.BRIK.gz"))])

@@ -21,6 +21,7 @@ import numpy as np
 
 from .dicom_decoders import register_decoders
 from .errors import TincInputError, first_line
+from .rescale import physical_dtype, rescaled
 
 # ---------------------------------------------------------------------- finding files
 def has_dicom_preamble(path) -> bool:
@@ -59,7 +60,7 @@ def read_file(path) -> tuple[np.ndarray, dict]:
     array = _pixels(path, dataset)
     frames = _frame_count(dataset)
     slopes, intercepts = _frame_rescale(dataset, frames)
-    array = _rescaled(array if frames > 1 else array[None], slopes, intercepts)
+    array = rescaled(array if frames > 1 else array[None], slopes, intercepts)
     if frames == 1:
         array = array[0]
     metadata: dict = {}
@@ -127,9 +128,9 @@ def read_series(directory) -> tuple[np.ndarray, dict]:
             raise TincInputError(f"{path}: pixel data of shape {plane.shape}, not {volume.shape[1:]} as the other slices")
         if not scaled and not np.can_cast(plane.dtype, volume.dtype, "safe"):  # e.g. signed among unsigned
             raise TincInputError(f"{path}: pixel type {plane.dtype}, not {volume.dtype} as the other slices")
-        volume[index] = _rescaled(plane[None], slopes[index:index + 1], intercepts[index:index + 1])[0]
+        volume[index] = rescaled(plane[None], slopes[index:index + 1], intercepts[index:index + 1])[0]
     if integral:
-        volume = volume.astype(_physical_dtype(stored, slopes, intercepts, float(volume.min()), float(volume.max())))
+        volume = volume.astype(physical_dtype(stored, slopes, intercepts, float(volume.min()), float(volume.max())))
     metadata: dict = {}
     pixel = _pixel_spacing(headers[0][1])
     if pixel is not None and between is not None:
@@ -319,32 +320,6 @@ def _group(sequence, index: int, name: str):
         return None
     inner = sequence[index].get(name)
     return inner[0] if inner is not None and len(inner) else None
-
-
-def _rescaled(frames: np.ndarray, slopes, intercepts) -> np.ndarray:
-    """`frames` as stored when every rescale is the identity, else their physical values in
-    `_physical_dtype`, computed one frame at a time (memory stays one output copy)."""
-    if all(s == 1 and i == 0 for s, i in zip(slopes, intercepts)):
-        return frames
-    ends = [(float(f.min()) * s + i, float(f.max()) * s + i) for f, s, i in zip(frames, slopes, intercepts)] if frames.size else [(0, 0)]
-    out = np.empty(frames.shape, _physical_dtype(frames.dtype, slopes, intercepts, min(map(min, ends)), max(map(max, ends))))
-    for index, (slope, intercept) in enumerate(zip(slopes, intercepts)):
-        if out.dtype.kind == "f":
-            out[index] = frames[index] * np.float64(slope) + np.float64(intercept)
-        else:
-            out[index] = frames[index].astype(np.int64) * int(slope) + int(intercept)
-    return out
-
-
-def _physical_dtype(stored: np.dtype, slopes, intercepts, low: float, high: float) -> np.dtype:
-    """Integers when every rescale maps integers to integers: the narrowest of at least the
-    stored width holding [low, high] (a CT stored as uint16 from 0 is int16 in Hounsfield
-    units, not float32 at twice the bytes); float32 otherwise."""
-    if stored.kind in "iu" and all(float(v).is_integer() for v in (*slopes, *intercepts)):
-        for candidate in map(np.dtype, (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)):
-            if candidate.itemsize >= stored.itemsize and np.iinfo(candidate).min <= low and high <= np.iinfo(candidate).max:
-                return candidate
-    return np.dtype(np.float32)
 
 
 # ---------------------------------------------------------------------- spacing

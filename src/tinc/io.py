@@ -19,6 +19,7 @@ import numpy as np
 
 from .axes import input_axes, nifti_extensions, nifti_header, nifti_metadata, spacing_for, spacing_of
 from .errors import TincInputError, TincOutputError, first_line
+from .rescale import rescaled
 from .volume import Volume, is_zarr_path, open_zarr, region_kind, tiff_file_metadata
 
 FORMATS = {".tif": "tiff", ".tiff": "tiff", ".nii": "nifti", ".nii.gz": "nifti", ".npy": "npy", ".png": "png"}
@@ -180,8 +181,11 @@ def _read_nibabel(path):
     image = nibabel.ecat.load(path) if format_of(path, reading=True) == "ecat" else nibabel.load(path)
     proxy = image.dataobj
     if type(proxy) is nibabel.arrayproxy.ArrayProxy:  # NIfTI, MGH: one slope and intercept
-        unscaled = proxy.slope == 1 and proxy.inter == 0
-        array = np.asarray(proxy.get_unscaled()) if unscaled else np.asarray(proxy, dtype=np.float32)
+        slope, inter = float(proxy.slope), float(proxy.inter)
+        if (slope == 1 and inter == 0) or (proxy.dtype.kind in "iu" and slope.is_integer() and inter.is_integer()):
+            array = rescaled(np.asarray(proxy.get_unscaled())[None], [slope], [inter])[0]  # integers stay integers
+        else:
+            array = np.asarray(proxy, dtype=np.float32)
     else:  # the format's own scaling (AFNI, PAR/REC, MINC): integers it scaled become float32
         array = np.asarray(proxy)
         stored = image.get_data_dtype(0) if isinstance(image, nibabel.ecat.EcatImage) else image.get_data_dtype()  # ECAT: per frame
