@@ -80,8 +80,9 @@ def tiff_metadata(series_axes: str | None, shape: Sequence[int], sizes: dict[str
     if axes:
         metadata["axes"] = axes
     letters = axes or default_axes(shape, samples)
-    spacing = tuple((sizes or {}).get(a, 1.0) for a in letters if a in "ZYX")
-    if set(spacing) - {1.0}:  # an uncalibrated ImageJ file's resolution is 1 pixel per pixel
+    # an uncalibrated ImageJ file's resolution is 1 pixel per pixel: no spacing
+    spacing = _zyx_spacing(letters, [(sizes or {}).get(a, 1.0) for a in letters])
+    if spacing is not None:
         metadata["spacing"] = spacing
     return metadata
 
@@ -101,10 +102,19 @@ def from_ngff(axes: Sequence, scale: Sequence | None, shape: Sequence[int]) -> d
         values = [float(v) for v in scale or ()]
     except (TypeError, ValueError):
         values = []
-    spacing = tuple(v for v, a in zip(values, letters) if a in "ZYX")
-    if len(values) == len(shape) and spacing and all(np.isfinite(v) and v > 0 for v in spacing) and set(spacing) != {1.0}:
+    spacing = _zyx_spacing(letters, values) if len(values) == len(shape) else None
+    if spacing is not None:
         metadata["spacing"] = spacing
     return metadata
+
+
+def _zyx_spacing(letters: str, values: Sequence[float]) -> tuple[float, ...] | None:
+    """The `values` (one per axis) of the Z, Y, X axes of `letters`, as a `spacing`; None
+    where there are none, one is not a positive number, or all are 1 (no size given)."""
+    spacing = tuple(float(v) for v, a in zip(values, letters) if a in "ZYX")
+    if spacing and all(np.isfinite(v) and v > 0 for v in spacing) and set(spacing) != {1.0}:
+        return spacing
+    return None
 
 
 def input_axes(shape: Sequence[int], channel_axis: int | None = None, metadata: dict | None = None) -> str:
